@@ -1,0 +1,94 @@
+"""The one interface every engine implements (procedural performer, diffusion model, baselines)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from rig_mapping import FaceMotion
+
+# progress(fraction in [0, 1], stage name)
+ProgressFn = Callable[[float, str], None]
+
+
+class Cancelled(Exception):
+    """Raised inside an engine when its CancelToken is set."""
+
+
+class CancelToken:
+    """Thread-safe cancel flag; engines call ``check()`` between units of work."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("cancelled")
+
+
+@dataclass
+class GenerateOptions:
+    """Every inference control, with defaults. Engines ignore what they do not use.
+
+    style: None (engine default / predicted), a preset name (e.g. "neutral", "happy"),
+        "predicted", or a path to a reference clip (Live Link Face CSV, .npz FaceMotion).
+    style_reference: a FaceMotion used as style reference (takes precedence over a path in ``style``).
+    style_mix: optional (second style, t) pair interpolating style codes: (1-t)*style + t*second.
+    """
+
+    style: str | None = None
+    style_reference: FaceMotion | None = None
+    style_mix: tuple[str, float] | None = None
+    guidance: float = 1.0
+    intensity: float = 1.0
+    head_motion: float = 1.0
+    blink_rate: float | None = None  # blinks per minute; None keeps the style's own rate
+    seed: int = 0
+    steps: int = 8
+    sampler: str = "dpm"
+    fps: float = 30.0
+    transcript: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("style_reference")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GenerateOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown generate option(s): {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    def generate(
+        self,
+        audio: np.ndarray,
+        sr: int,
+        options: GenerateOptions,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> FaceMotion:
+        """audio: mono float32 in [-1, 1] at ``sr`` Hz. Returns a FaceMotion at ``options.fps``."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """name, device, model id/version, style presets, supported options."""
+        ...
