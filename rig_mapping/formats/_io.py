@@ -1,0 +1,29 @@
+"""Small file helpers shared by the writers: refuse to overwrite unless asked, write atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def check_writable(path: str | Path, overwrite: bool) -> Path:
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{p} already exists; pass overwrite=True (CLI: --force) to replace it")
+    if not p.parent.exists():
+        raise FileNotFoundError(f"folder {p.parent} does not exist; create it first")
+    return p
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file next to ``path`` then rename, so a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
