@@ -1,0 +1,152 @@
+"""``talkrig eval``: lip-sync and motion metrics for an engine and the baselines, on the same clips."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from motion_server.engine.registry import DEFAULT_ENGINE, ENGINE_NAMES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="score an engine (and the energy / recognised-phone baselines) with lip-sync and motion metrics",
+        description="Score an engine and the baselines on real English recordings (phone metrics), on the "
+        "held-out split of a synthetic corpus (ground-truth metrics) and/or on your own clips.",
+    )
+    p.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINE_NAMES, help="engine to evaluate")
+    p.add_argument("--model", help="checkpoint for the engine (diffusion)")
+    p.add_argument("--suite", choices=("synthetic", "real", "all"), default="real",
+                   help="real: ../shared English recordings; synthetic: --data corpus test split; all: both")
+    p.add_argument("--data", type=Path, help="corpus folder built by `talkrig synth` (synthetic suite)")
+    p.add_argument("--user-dir", type=Path,
+                   help="folder of audio files with same-stem .txt transcripts and optional Live Link .csv truth")
+    p.add_argument("--shared-dir", type=Path, default=REPO.parent / "shared",
+                   help="shared folder holding data/speech/MANIFEST.json (default: ../shared next to the repo)")
+    p.add_argument("--limit", type=int, help="at most N clips per suite")
+    p.add_argument("--baselines", default="energy,procedural_recognised",
+                   help="comma list of baselines to score alongside, or 'none'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="sampler steps (diffusion)")
+    p.add_argument("--sampler", help="sampler name (diffusion)")
+    p.add_argument("--device", help="engine device, e.g. cpu or cuda (engines that take one)")
+    p.add_argument("--json", type=Path, dest="json_out", help="write the full results here")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    p.add_argument("--per-clip", action="store_true", help="also print a row per clip and system")
+    p.set_defaults(func=run)
+
+
+def _fail(msg: str) -> int:
+    print(f"talkrig eval: {msg}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from motion_server.bench.machine import git_commit, machine_info, timestamp
+    from motion_server.engine.base import GenerateOptions
+    from motion_server.evaluation import metrics, report, suites
+    from motion_server.evaluation.baselines import BASELINES
+    from motion_server.evaluation.runner import build_systems, means, run_clip
+
+    if args.limit is not None and args.limit < 1:
+        return _fail("--limit must be at least 1")
+    if args.json_out and args.json_out.exists() and not args.force:
+        return _fail(f"{args.json_out} exists; pass --force to overwrite it or choose another --json path")
+    baselines = [] if args.baselines.strip() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        return _fail(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)} or 'none'")
+
+    plan: list[tuple[str, Any]] = []
+    if args.suite in ("real", "all"):
+        try:
+            suites.shared_speech_dir(args.shared_dir)
+            plan.append(("real", lambda: suites.real_clips(args.shared_dir, args.limit)))
+        except suites.SuiteError as exc:
+            if args.suite == "real":
+                return _fail(str(exc))
+            print(f"talkrig eval: skipping real suite: {exc}", file=sys.stderr)
+    if args.suite in ("synthetic", "all"):
+        if args.data is None:
+            if args.suite == "synthetic":
+                return _fail("the synthetic suite needs --data CORPUS_DIR (build one with `talkrig synth`)")
+            print("talkrig eval: skipping synthetic suite: no --data CORPUS_DIR given", file=sys.stderr)
+        elif not args.data.is_dir():
+            return _fail(f"--data {args.data} is not a folder; build a corpus with `talkrig synth`")
+        else:
+            plan.append(("synthetic", lambda: suites.synthetic_clips(args.data, args.limit)))
+    if args.user_dir is not None:
+        plan.append(("user", lambda: suites.user_clips(args.user_dir, args.limit)))
+    if not plan:
+        return _fail("nothing to evaluate")
+
+    kwargs: dict[str, Any] = {}
+    if args.model:
+        kwargs["model"] = args.model
+    if args.device:
+        kwargs["device"] = args.device
+    base = GenerateOptions(seed=args.seed)
+    if args.steps:
+        base.steps = args.steps
+    if args.sampler:
+        base.sampler = args.sampler
+    systems = build_systems(args.engine, kwargs, baselines)
+
+    result: dict[str, Any] = {
+        "format": "talkrig-eval", "version": 1, "engine": args.engine, "model": args.model,
+        "systems": [s.label for s in systems], "options": base.to_dict(), "git_commit": git_commit(),
+        "machine": machine_info(), "timestamp": timestamp(),
+        "thresholds": {"closure_cm": metrics.CLOSURE_THRESHOLD_CM, "ratio_eps_cm": metrics.RATIO_EPS_CM,
+                       "blink": metrics.BLINK_THRESHOLD},
+        "suites": {},
+    }
+    interrupted = False
+    try:
+        for suite, clips in plan:
+            rows: list[dict[str, Any]] = []
+            result["suites"][suite] = {"rows": rows, "means": {}}
+            for clip in tqdm(clips(), desc=f"eval {suite}", unit="clip", file=sys.stderr, total=args.limit):
+                rows.extend(run_clip(clip, systems, base))
+                for note in clip.notes:
+                    print(f"  {clip.name}: {note}", file=sys.stderr)
+            result["suites"][suite]["means"] = means(rows) if rows else {}
+    except KeyboardInterrupt:
+        interrupted = True
+        for s in result["suites"].values():
+            s["means"] = means(s["rows"]) if s["rows"] else {}
+        result["interrupted"] = True
+    except suites.SuiteError as exc:
+        return _fail(str(exc))
+
+    for suite, data in result["suites"].items():
+        n = len({r["clip"] for r in data["rows"]})
+        print(f"\n{suite} suite: {n} clip(s), engine {args.engine}")
+        if args.per_clip and data["rows"]:
+            print(report.per_clip(data["rows"]))
+            print()
+        if data["means"]:
+            print(report.summary(data["means"]))
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=1, default=_jsonable) + "\n", encoding="utf-8")
+        print(f"\nwrote {args.json_out}")
+    return 130 if interrupted else 0
+
+
+def _jsonable(o: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+    except ImportError:
+        pass
+    return str(o)

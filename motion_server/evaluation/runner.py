@@ -1,0 +1,87 @@
+"""Run an engine and the baselines over evaluation clips and score every output."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from motion_server.engine.base import CancelToken, GenerateOptions
+from motion_server.engine.registry import create_engine
+
+from . import metrics
+from .baselines import BASELINES
+from .suites import EvalClip
+
+
+@dataclass
+class System:
+    """One scored column: a label, an engine instance and how its options differ from the defaults."""
+
+    label: str
+    engine: Any
+    overrides: dict[str, Any]
+    uses_transcript: bool = True
+
+
+def build_systems(engine_name: str, engine_kwargs: dict[str, Any] | None = None,
+                  baselines: Iterable[str] = tuple(BASELINES)) -> list[System]:
+    systems = [System(engine_name, create_engine(engine_name, **(engine_kwargs or {})), {})]
+    for label in baselines:
+        name, overrides = BASELINES[label]
+        if name == engine_name and not overrides:
+            continue  # the evaluated engine already is this baseline
+        systems.append(System(label, create_engine(name), dict(overrides),
+                              uses_transcript=overrides.get("transcript", True) is not None))
+    return systems
+
+
+def score(clip: EvalClip, motion, gen_seconds: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"gen_seconds": round(gen_seconds, 4), "frames": motion.n_frames}
+    if clip.phones:
+        row.update(metrics.phone_metrics(motion, clip.phones, clip.audio, clip.sr))
+    else:
+        from .geometry import lip_gap
+
+        row["lag_frames"] = metrics.lag_frames(
+            lip_gap(motion), metrics.audio_envelope(clip.audio, clip.sr, motion.fps, motion.n_frames))
+    row.update(metrics.motion_metrics(motion))
+    if clip.gt is not None:
+        row.update(metrics.ground_truth_metrics(motion, clip.gt))
+    return row
+
+
+def run_clip(clip: EvalClip, systems: list[System], base: GenerateOptions,
+             cancel: CancelToken | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for s in systems:
+        opts = replace(base, transcript=clip.text, **s.overrides) if s.uses_transcript else replace(
+            base, **s.overrides)
+        t0 = time.perf_counter()
+        motion = s.engine.generate(clip.audio, clip.sr, opts, None, cancel)
+        dt = time.perf_counter() - t0
+        row = {"clip": clip.name, "system": s.label, "duration_s": round(clip.duration, 3),
+               "phones_source": clip.phones_source, "n_phones": len(clip.phones or [])}
+        row.update(score(clip, motion, dt))
+        if clip.notes:
+            row["notes"] = list(clip.notes)
+        rows.append(row)
+    return rows
+
+
+def means(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per system: mean of every numeric metric over the clips where it is defined, and the count."""
+    out: dict[str, dict[str, Any]] = {}
+    for system in dict.fromkeys(r["system"] for r in rows):
+        sub = [r for r in rows if r["system"] == system]
+        keys = [k for k in sub[0] if k not in ("clip", "system", "phones_source", "notes")]
+        for r in sub[1:]:
+            keys += [k for k in r if k not in keys and k not in ("clip", "system", "phones_source", "notes")]
+        agg: dict[str, Any] = {"clips": len(sub)}
+        for k in keys:
+            vals = [float(r[k]) for r in sub if isinstance(r.get(k), int | float) and math.isfinite(float(r[k]))]
+            agg[k] = round(sum(vals) / len(vals), 5) if vals else None
+        out[system] = agg
+    return out

@@ -1,0 +1,156 @@
+"""Evaluation material: the clips each suite scores, with their phones and (optional) ground truth.
+
+- real: English recordings with transcripts in ``../shared/data/speech`` (MANIFEST.json). Phones come
+  from the alignment file shipped with the clip when there is one, else from forced alignment of the
+  transcript (pocketsphinx, ``motion_server.align``).
+- synthetic: the held-out ``test`` split of a corpus built by ``talkrig synth``: exact phones and
+  ground-truth motion.
+- user: a folder of audio files, each with a same-stem ``.txt`` transcript and optionally a Live Link
+  Face ``.csv`` (or ``.npz``) ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from motion_server.audio.io import load_audio
+from rig_mapping import FaceMotion
+
+from .phone_files import load_phone_file
+
+SR = 16000
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+
+
+class SuiteError(ValueError):
+    pass
+
+
+@dataclass
+class EvalClip:
+    name: str
+    audio: np.ndarray
+    sr: int
+    text: str | None = None
+    phones: list | None = None
+    phones_source: str = "none"  # "given" | "aligned" | "corpus" | "none"
+    gt: FaceMotion | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sr
+
+
+def clean_transcript(text: str) -> str:
+    """Drop bracketed event tags ("[laughter]") that are not words to align."""
+    return re.sub(r"\s+", " ", re.sub(r"\[[^\]]*\]", " ", text)).strip()
+
+
+def _align(clip: EvalClip) -> None:
+    """Fill clip.phones by forced alignment of clip.text; records why when it cannot."""
+    try:
+        from motion_server.align import align_transcript
+    except ImportError as exc:
+        clip.notes.append(f"forced alignment unavailable ({exc}); phone metrics skipped")
+        return
+    try:
+        clip.phones = list(align_transcript(clip.audio, clip.sr, clean_transcript(clip.text or "")))
+        clip.phones_source = "aligned"
+    except Exception as exc:  # one clip the aligner cannot handle must not end the evaluation
+        clip.notes.append(f"forced alignment failed: {exc}")
+
+
+def shared_speech_dir(shared_dir: Path) -> Path:
+    d = Path(shared_dir) / "data" / "speech"
+    if not (d / "MANIFEST.json").is_file():
+        raise SuiteError(f"no speech MANIFEST.json under {d}; pass --shared-dir pointing at the shared folder "
+                         "(the one holding data/speech/)")
+    return d
+
+
+def real_entries(shared_dir: Path) -> list[dict[str, Any]]:
+    d = shared_speech_dir(shared_dir)
+    clips = json.loads((d / "MANIFEST.json").read_text(encoding="utf-8"))["clips"]
+    return [c for c in clips if c.get("language") == "en" and c.get("transcript")]
+
+
+def real_clips(shared_dir: Path, limit: int | None = None) -> Iterator[EvalClip]:
+    d = shared_speech_dir(shared_dir)
+    for entry in real_entries(shared_dir)[:limit]:
+        clip = EvalClip(name=entry["file"], audio=load_audio(d / entry["file"], sr=SR), sr=SR,
+                        text=entry["transcript"])
+        if entry.get("alignment"):
+            try:
+                clip.phones = load_phone_file(d / entry["alignment"])
+                clip.phones_source = "given"
+            except ValueError as exc:
+                clip.notes.append(f"given alignment unreadable ({exc}); aligning the transcript instead")
+        if clip.phones is None:
+            _align(clip)
+        yield clip
+
+
+def synthetic_clips(data_dir: Path, limit: int | None = None) -> Iterator[EvalClip]:
+    from motion_server.synth.corpus import CorpusReader
+
+    reader = CorpusReader(Path(data_dir), "test")
+    for k, utt in enumerate(reader):
+        if limit is not None and k >= limit:
+            break
+        audio = np.asarray(utt.audio, np.float32)
+        sr = int(utt.sr)
+        if sr != SR:
+            import librosa
+
+            audio, sr = librosa.resample(audio, orig_sr=sr, target_sr=SR).astype(np.float32), SR
+        yield EvalClip(name=str(getattr(utt, "id", getattr(utt, "name", k))), audio=audio, sr=sr,
+                       text=getattr(utt, "text", None), phones=list(utt.phones), phones_source="corpus",
+                       gt=utt.motion)
+
+
+def _load_ground_truth(path: Path) -> FaceMotion:
+    try:
+        from rig_mapping.formats import load_motion
+    except ImportError:
+        load_motion = None
+    if load_motion is not None:
+        return load_motion(path)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as d:
+            return FaceMotion.from_arrays(d["weights"], d["head"] if "head" in d else None, float(d["fps"]))
+    raise SuiteError(f"cannot read {path.name}: rig_mapping.formats (Live Link CSV reader) is not available")
+
+
+def user_clips(user_dir: Path, limit: int | None = None) -> Iterator[EvalClip]:
+    user_dir = Path(user_dir)
+    if not user_dir.is_dir():
+        raise SuiteError(f"--user-dir {user_dir} is not a folder")
+    audios = sorted(p for p in user_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not audios:
+        raise SuiteError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {user_dir}")
+    for path in audios[:limit]:
+        txt = path.with_suffix(".txt")
+        clip = EvalClip(name=path.name, audio=load_audio(path, sr=SR), sr=SR,
+                        text=txt.read_text(encoding="utf-8").strip() if txt.is_file() else None)
+        for gt_path in (path.with_suffix(".csv"), path.with_suffix(".npz")):
+            if gt_path.is_file():
+                clip.gt = _load_ground_truth(gt_path)
+                break
+        for ph in (path.with_suffix(".TextGrid"), path.with_name(path.stem + ".phone.json")):
+            if ph.is_file():
+                clip.phones, clip.phones_source = load_phone_file(ph), "given"
+                break
+        if clip.phones is None:
+            if clip.text:
+                _align(clip)
+            else:
+                clip.notes.append(f"no transcript {txt.name}: phone metrics skipped")
+        yield clip
