@@ -1,0 +1,129 @@
+"""Common pieces of the speech backends: prosody parameters, the synthesis result, errors, post-processing.
+
+A backend turns ``(text, voice, prosody)`` into ``Speech(audio float32 mono, sr, phones)`` where every
+phone is ARPAbet (see :mod:`motion_server.synth.phones`) and the phones tile ``[0, len(audio) / sr]``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import numpy as np
+
+from ..phones import Phone, pad_to, validate_phones
+
+
+class SpeechError(RuntimeError):
+    """Synthesis failed (missing program, unknown voice, backend error)."""
+
+
+@dataclass(frozen=True)
+class Prosody:
+    """Multipliers of a voice's defaults. ``rate`` > 1 speaks faster, ``pitch`` scales mean F0,
+    ``pitch_range`` scales F0 excursion, ``energy`` scales loudness (linear amplitude)."""
+
+    rate: float = 1.0
+    pitch: float = 1.0
+    pitch_range: float = 1.0
+    energy: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not (np.isfinite(v) and 0.2 <= v <= 5.0):
+                raise ValueError(f"prosody {f.name}={v!r} is outside the usable range 0.2..5.0 (1.0 = voice default)")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, float] | None) -> Prosody:
+        """Accepts an emotion preset's prosody dict; keys other than the four fields are ignored."""
+        d = d or {}
+        return cls(**{f.name: float(d[f.name]) for f in fields(cls) if f.name in d})
+
+    def to_dict(self) -> dict[str, float]:
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Speech:
+    audio: np.ndarray  # float32 mono in [-1, 1]
+    sr: int
+    phones: list[Phone]
+    voice: str
+    text: str
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sr
+
+    def __iter__(self):  # allows ``audio, sr, phones = backend.synthesize(...)``
+        return iter((self.audio, self.sr, self.phones))
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    id: str  # "backend:name"
+    backend: str
+    name: str
+    language: str  # BCP-47-ish, e.g. "en-us", "de"
+    gender: str = "unknown"
+    # which prosody fields the synthesizer itself honours; the rest are applied afterwards where possible
+    native_prosody: tuple[str, ...] = ("rate", "pitch", "pitch_range", "energy")
+
+
+class Backend(Protocol):
+    name: str
+
+    def available(self) -> bool: ...
+
+    def voices(self) -> list[VoiceInfo]: ...
+
+    def synthesize(self, text: str, voice: str, prosody: Prosody | None = None) -> Speech: ...
+
+
+def require_program(program: str, apt_package: str) -> str:
+    path = shutil.which(program)
+    if path is None:
+        raise SpeechError(f"'{program}' is not installed; install it with: sudo apt-get install {apt_package}")
+    return path
+
+
+def run_program(cmd: list[str], input_text: str | None = None, timeout: float = 120.0) -> str:
+    try:
+        proc = subprocess.run(cmd, input=input_text, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise SpeechError(f"{cmd[0]} did not finish within {timeout:.0f}s") from exc
+    if proc.returncode != 0:
+        raise SpeechError(f"{cmd[0]} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return proc.stdout
+
+
+def clean_text(text: str) -> str:
+    text = " ".join(str(text).split())
+    if not text:
+        raise SpeechError("cannot synthesize empty text")
+    return text
+
+
+def finish(audio: np.ndarray, sr: int, phones: list[Phone], voice: str, text: str, prosody: Prosody,
+           native: tuple[str, ...]) -> Speech:
+    """Apply prosody the synthesizer could not (pitch by a duration-preserving shift, energy by gain), make
+    phones tile the audio exactly and validate."""
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if audio.size == 0:
+        raise SpeechError(f"{voice} produced no audio for {text!r}")
+    if "pitch" not in native and abs(prosody.pitch - 1.0) > 1e-3:
+        import librosa  # heavy import, only when needed
+
+        steps = 12.0 * np.log2(prosody.pitch)
+        audio = librosa.effects.pitch_shift(audio, sr=sr, n_steps=float(steps)).astype(np.float32)
+    if "energy" not in native and abs(prosody.energy - 1.0) > 1e-6:
+        audio = audio * np.float32(prosody.energy)
+    peak = float(np.max(np.abs(audio)))
+    if peak > 0.99:  # keep within [-1, 1] without changing relative loudness across phones
+        audio = audio * np.float32(0.99 / peak)
+    phones = pad_to(phones, len(audio) / sr)
+    validate_phones(phones)
+    return Speech(audio.astype(np.float32), int(sr), phones, voice, text)

@@ -1,0 +1,82 @@
+"""Flite backend.
+
+Timing: exact to Flite's own segment targets. ``flite -psdur`` prints every item of the utterance's
+``Segment`` relation with its end time after synthesis. For the clustergen voices (awb, rms, slt) the
+waveform frames are generated from exactly these durations (5 ms frames); for the diphone voices
+(kal, kal16) the LPC units are warped onto them, measured within ~10 ms of the audible boundaries. The
+final pause can be longer than the wave; phones are clipped to the audio length. Flite reports no word
+or stress per segment, so those stay ``None``.
+
+Prosody: ``duration_stretch`` for rate, ``f0_shift`` (F0 multiplier) for pitch on the voices that honour it
+(not rms; its pitch is shifted after synthesis). Pitch range is left at the voice default.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..phones import Phone, to_arpabet
+from .base import Prosody, Speech, SpeechError, VoiceInfo, clean_text, finish, require_program, run_program
+from .registry_data import backend_entry
+
+
+class FliteBackend:
+    name = "flite"
+
+    def __init__(self) -> None:
+        self._entry = backend_entry(self.name)
+
+    def available(self) -> bool:
+        try:
+            require_program("flite", self._entry["apt"])
+        except SpeechError:
+            return False
+        return True
+
+    def voices(self) -> list[VoiceInfo]:
+        return [VoiceInfo(f"{self.name}:{v['name']}", self.name, v["name"], v["language"], v["gender"],
+                          tuple(v["native_prosody"])) for v in self._entry["voices"]]
+
+    def _voice(self, voice: str) -> dict:
+        for v in self._entry["voices"]:
+            if v["name"] == voice:
+                return v
+        names = ", ".join(v["name"] for v in self._entry["voices"])
+        raise SpeechError(f"unknown Flite voice {voice!r}; known: {names}")
+
+    def synthesize(self, text: str, voice: str, prosody: Prosody | None = None) -> Speech:
+        import soundfile as sf
+
+        prosody = prosody or Prosody()
+        text = clean_text(text).encode("ascii", "ignore").decode("ascii")
+        exe = require_program("flite", self._entry["apt"])
+        v = self._voice(voice)
+        native = tuple(v["native_prosody"])
+        with tempfile.TemporaryDirectory(prefix="talkrig_flite_") as tmp:
+            wav = Path(tmp) / "out.wav"
+            cmd = [exe, "-voice", voice, "--setf", f"duration_stretch={1.0 / prosody.rate:.4f}"]
+            if "pitch" in native:
+                cmd += ["--setf", f"f0_shift={prosody.pitch:.4f}"]
+            cmd += ["-psdur", "-t", text, "-o", str(wav)]
+            out = run_program(cmd)
+            if not wav.is_file():
+                raise SpeechError(f"flite wrote no audio for voice {voice!r}")
+            audio, sr = sf.read(wav, dtype="float32", always_2d=True)
+        phones: list[Phone] = []
+        start = 0.0
+        for tok in " ".join(out.splitlines()).split():
+            sym, sep, end_s = tok.rpartition(":")
+            if not sep:
+                continue
+            try:
+                end = float(end_s)
+            except ValueError:
+                continue
+            phones.append(Phone(to_arpabet(sym, "cmu"), start, end))
+            start = end
+        if not phones:
+            raise SpeechError(f"flite printed no segments for {text!r}: {out.strip()[-300:]}")
+        return finish(np.mean(audio, axis=1), int(sr), phones, f"{self.name}:{voice}", text, prosody, native)
