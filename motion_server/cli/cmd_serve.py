@@ -1,0 +1,70 @@
+"""talkrig serve: run the ZeroMQ motion server (loopback by default)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the motion server (ZeroMQ) that Blender and scripts send audio to",
+        description="Run the TalkRig motion server. One engine owns the model and device; clients queue jobs. "
+        "Binds tcp://127.0.0.1:5557 by default. Protocol: docs/protocol.md.",
+    )
+    p.add_argument("--bind", action="append", metavar="ADDR",
+                   help="tcp://HOST:PORT or ipc:///path (repeatable; default tcp://127.0.0.1:5557). "
+                   "Non-loopback addresses need --curve-secret")
+    p.add_argument("--engine", default=None,
+                   help="engine: diffusion, procedural, energy, or module:Class (default: diffusion)")
+    p.add_argument("--model", default=None, help="checkpoint for the diffusion engine (default: the bundled one)")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="where the model runs (default auto)")
+    p.add_argument("--curve-secret", type=Path, default=None, metavar="FILE",
+                   help="server.key_secret from `talkrig keygen`: encrypts traffic, allows non-loopback binds")
+    p.add_argument("--max-message-mb", type=float, default=64.0, help="largest accepted message (default 64)")
+    p.add_argument("--max-audio-seconds", type=float, default=600.0, help="longest accepted clip (default 600)")
+    p.add_argument("--max-queue", type=int, default=64, help="most jobs waiting at once (default 64)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    log = logging.getLogger("talkrig.server")
+    from motion_server.engine.registry import DEFAULT_ENGINE
+    from motion_server.server import BindRefused, ServerConfig, check_binds, load_engine, run_server
+    from motion_server.server.keys import CurveKeyError, load_secret
+
+    cfg = ServerConfig(
+        binds=args.bind or ["tcp://127.0.0.1:5557"],
+        curve_secret=args.curve_secret,
+        max_message_mb=args.max_message_mb,
+        max_audio_seconds=args.max_audio_seconds,
+        max_queue=args.max_queue,
+    )
+    if args.max_message_mb <= 0 or args.max_audio_seconds <= 0 or args.max_queue <= 0:
+        print("talkrig serve: --max-message-mb, --max-audio-seconds and --max-queue must be positive", file=sys.stderr)
+        return 2
+    try:
+        check_binds(cfg.binds, curve=cfg.curve_secret is not None)
+        if cfg.curve_secret is not None:
+            load_secret(cfg.curve_secret)
+    except (BindRefused, CurveKeyError) as e:
+        print(f"talkrig serve: {e}", file=sys.stderr)
+        return 2
+    name = args.engine or DEFAULT_ENGINE
+    log.info("loading engine %s ...", name)
+    try:
+        engine = load_engine(name, model=args.model, device=args.device)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        print(f"talkrig serve: cannot start engine {name!r}: {e}", file=sys.stderr)
+        return 2
+    try:
+        return run_server(engine, cfg)
+    except OSError as e:
+        print(f"talkrig serve: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,79 @@
+"""Start a local motion server as a child process and wait until it answers (the add-on's Start button).
+
+torch-free: it only launches ``PYTHON -m motion_server serve`` (a Python that has TalkRig and torch
+installed, not necessarily Blender's) and talks to it with MotionClient.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .client import DEFAULT_ADDRESS, MotionClient
+from .protocol import ClientError, ServerUnavailable
+
+
+def start_local_server(
+    python: str = sys.executable,
+    bind: str = DEFAULT_ADDRESS,
+    engine: str | None = None,
+    extra_args: Sequence[str] = (),
+    wait_s: float = 120.0,
+    log_path: str | Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """Launch ``python -m motion_server serve --bind BIND ...``; return once hello succeeds.
+
+    The server's log goes to ``log_path`` (default: a file in the temp dir; ``proc.log_path`` says
+    where), never to a pipe nobody reads. Raises ClientError with the log's last lines when the server
+    exits or does not answer within ``wait_s`` (then it is stopped).
+    """
+    if not Path(python).exists() and os.sep in python:
+        raise ClientError(f"python interpreter not found: {python} (set the server Python path)")
+    cmd = [python, "-m", "motion_server", "serve", "--bind", bind]
+    if engine:
+        cmd += ["--engine", engine]
+    cmd += list(extra_args)
+    if log_path is None:
+        safe = "".join(c if c.isalnum() else "_" for c in bind)[-60:]
+        log_path = Path(tempfile.gettempdir()) / f"talkrig-server-{safe}.log"
+    log_path = Path(log_path)
+    log_file = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    except OSError as e:
+        log_file.close()
+        raise ClientError(f"cannot start the motion server ({' '.join(cmd)}): {e}") from None
+    log_file.close()
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    deadline = time.monotonic() + wait_s
+    with MotionClient(bind, timeout_s=1.0, retries=1) as probe:
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise ClientError(f"the motion server exited with code {code} before answering:\n{_tail(log_path)}")
+            try:
+                probe.hello()
+                return proc
+            except ServerUnavailable:
+                pass
+            if time.monotonic() > deadline:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                raise ClientError(f"the motion server did not answer within {wait_s:g} s:\n{_tail(log_path)}")
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,42 @@
+"""Run a server in the foreground until SIGINT/SIGTERM or a shutdown message."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from .config import ServerConfig, check_binds
+from .core import MotionServer
+
+log = logging.getLogger("talkrig.server")
+
+
+def run_server(engine: Any, config: ServerConfig) -> int:
+    """Bind, log where and what, serve. First signal: cancel jobs and stop; second: exit at once."""
+    check_binds(config.binds, curve=config.curve_secret is not None)  # before any slow work
+    server = MotionServer(engine, config)
+    endpoints = server.bind()
+    info = server.info
+    log.info("engine %s (model %s) on device %s", server.engine_name, info.get("model", "-"), info.get("device", "cpu"))
+    for ep in endpoints:
+        log.info("listening on %s%s", ep, " (CurveZMQ encrypted)" if config.curve_secret else "")
+    log.info("limits: %.0f MB per message, %g s of audio, %d queued jobs; stop with Ctrl+C",
+             config.max_message_mb, config.max_audio_seconds, config.max_queue)
+
+    signals_seen = [0]
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signals_seen[0] += 1
+        if signals_seen[0] > 1:
+            log.warning("second signal: exiting now")
+            raise SystemExit(130)
+        log.info("received %s", signal.Signals(signum).name)
+        server.stop_soon("cancel", reason="server interrupted")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+    server.serve_forever()
+    return 0

@@ -1,0 +1,136 @@
+"""The engine worker: one thread that owns the engine (model + device) and runs jobs one at a time.
+
+The socket loop never waits for it; the worker reports through a thread-safe event list and wakes the
+loop with one byte on an inproc socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from rig_mapping import FaceMotion, MotionError
+
+from ..audio import AudioError, load_audio
+from ..engine.base import Cancelled
+from ..protocol import ErrorCode
+from .jobs import Event, Job, JobQueue
+
+log = logging.getLogger("talkrig.server")
+
+
+class EngineWorker(threading.Thread):
+    def __init__(
+        self,
+        engine,
+        queue: JobQueue,
+        post: Callable[[Event], None],
+        sample_rate: int,
+        max_audio_seconds: float,
+        progress_interval_s: float,
+    ) -> None:
+        super().__init__(name="talkrig-engine", daemon=True)
+        self.engine = engine
+        self.queue = queue
+        self.post = post
+        self.sr = sample_rate
+        self.max_audio_seconds = max_audio_seconds
+        self.progress_interval_s = progress_interval_s
+        self.current: Job | None = None
+        self._stop_event = threading.Event()
+        self._wake_sock = None  # set by the server's post() the first time this thread posts
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            job = self.queue.get(timeout=0.2)
+            if job is None:
+                continue
+            self.current = job
+            try:
+                self._run(job)
+            except BaseException:  # never let the worker die: the server must keep serving
+                log.exception("job %s: unexpected failure in the worker", job.id)
+                self._finish(job, Event("error", job, code=ErrorCode.INTERNAL, message="internal server error"))
+            finally:
+                self.current = None
+        if self._wake_sock is not None:
+            self._wake_sock.close(0)
+
+    def _finish(self, job: Job, ev: Event) -> None:
+        job.finished = time.monotonic()
+        self.post(ev)
+
+    def _run(self, job: Job) -> None:
+        self.post(Event("started", job))
+        t0 = time.monotonic()
+        try:
+            job.cancel.check()
+            audio = self._decode(job)
+            t1 = time.monotonic()
+            job.cancel.check()
+            job.stage = "generating"
+            motion = self.engine.generate(audio, self.sr, job.options, progress=self._progress_fn(job),
+                                          cancel=job.cancel)
+            t2 = time.monotonic()
+            if job.cancel.cancelled:  # engines that never check the token still end up cancelled
+                raise Cancelled("cancelled")
+            if not isinstance(motion, FaceMotion):
+                raise TypeError(f"engine returned {type(motion).__name__}, not a FaceMotion")
+        except Cancelled:
+            self._finish(job, Event("cancelled", job, message=job.cancel_reason))
+            return
+        except AudioError as e:
+            self._finish(job, Event("error", job, code=ErrorCode.BAD_AUDIO, message=str(e)))
+            return
+        except _TooLong as e:
+            self._finish(job, Event("error", job, code=ErrorCode.AUDIO_TOO_LONG, message=str(e)))
+            return
+        except (ValueError, MotionError, KeyError) as e:
+            # engines raise ValueError for inputs they refuse (unknown style, bad option combination)
+            self._finish(job, Event("error", job, code=ErrorCode.ENGINE_REJECTED, message=str(e)))
+            return
+        except Exception as e:
+            log.exception("job %s: engine failed", job.id)
+            self._finish(job, Event("error", job, code=ErrorCode.ENGINE_ERROR,
+                                    message=f"the engine failed: {type(e).__name__}: {e} (see the server log)"))
+            return
+        timing = {"decode_s": t1 - t0, "engine_s": t2 - t1, "queued_s": t0 - job.submitted}
+        self._finish(job, Event("result", job, motion=motion, timing=timing))
+
+    def _decode(self, job: Job) -> np.ndarray:
+        job.stage = "decoding audio"
+        src = job.audio_path if job.audio_path is not None else bytes(job.audio)
+        job.audio = None  # free the container bytes early
+        x = load_audio(src, sr=self.sr)
+        job.audio_seconds = x.size / self.sr
+        if job.audio_seconds > self.max_audio_seconds:
+            raise _TooLong(
+                f"audio is {job.audio_seconds:.1f} s long; this server accepts up to {self.max_audio_seconds:g} s "
+                "(split the clip, or restart the server with a larger --max-audio-seconds)"
+            )
+        return x
+
+    def _progress_fn(self, job: Job) -> Callable[[float, str], None]:
+        last = [0.0, ""]
+
+        def progress(fraction: float, stage: str) -> None:
+            job.cancel.check()  # lets cancel work even in engines that only report progress
+            f = float(min(max(fraction, 0.0), 1.0))
+            job.fraction, job.stage = f, str(stage)
+            now = time.monotonic()
+            if job.want_progress and (stage != last[1] or now - last[0] >= self.progress_interval_s or f >= 1.0):
+                last[0], last[1] = now, job.stage
+                self.post(Event("progress", job))
+
+        return progress
+
+
+class _TooLong(Exception):
+    pass
