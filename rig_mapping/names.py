@@ -22,11 +22,13 @@ _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 def strip_node_prefix(name: str) -> str:
     """Drop a ``node.`` / ``mesh:`` prefix (``blendShape2.eyeBlink_L`` -> ``eyeBlink_L``), keeping
-    Blender's ``.L``/``.R`` side suffix (``eyeBlink.L`` stays)."""
+    Blender-style suffixes that belong to the name: sides (``eyeBlink.L``), one-letter tags
+    (``head.x``) and numbers (``spine.006``)."""
     parts = re.split(r"[.:]", name.strip())
-    if len(parts) >= 2 and parts[-1].lower() in _SIDE_WORDS:
+    last = parts[-1]
+    if len(parts) >= 2 and (last.lower() in _SIDE_WORDS or len(last) <= 1 or last.isdigit()):
         return ".".join(parts[-2:])
-    return parts[-1]
+    return last
 
 
 def name_words(name: str) -> list[str]:
