@@ -117,16 +117,9 @@ def synthetic_clips(data_dir: Path, limit: int | None = None) -> Iterator[EvalCl
 
 
 def _load_ground_truth(path: Path) -> FaceMotion:
-    try:
-        from rig_mapping.formats import load_motion
-    except ImportError:
-        load_motion = None
-    if load_motion is not None:
-        return load_motion(path)
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as d:
-            return FaceMotion.from_arrays(d["weights"], d["head"] if "head" in d else None, float(d["fps"]))
-    raise SuiteError(f"cannot read {path.name}: rig_mapping.formats (Live Link CSV reader) is not available")
+    from rig_mapping.formats import load_motion
+
+    return load_motion(path)
 
 
 def user_clips(user_dir: Path, limit: int | None = None) -> Iterator[EvalClip]:
