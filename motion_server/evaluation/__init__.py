@@ -1,0 +1,7 @@
+"""Evaluation: how good is the lip sync and motion, measured on a real face mesh.
+
+- ``geometry``: drive the ICT face with ARKit weights; lip gap, mouth width, jaw drop in cm.
+- ``metrics``: ground-truth, phone-timing and motion-sanity metrics (small pure functions).
+- ``baselines``: the energy (loudness) engine and the recognised-phone procedural baseline.
+- ``suites`` / ``phone_files``: the clips each suite scores; ``runner`` / ``report``: ``talkrig eval``.
+"""
