@@ -1,0 +1,38 @@
+"""TalkRig Blender extension: speech audio -> ARKit facial animation on a character.
+
+Importing this package is cheap and has no side effects (the headless job and tests import
+``blender_addon.core``); ``register()`` brings in the UI, operators and the ``talkrig`` CLI command.
+Inside Blender the package is ``bl_ext.<repo>.talkrig``; everything here imports relatively.
+"""
+
+from __future__ import annotations
+
+_registered: list = []
+_cli_handle = None
+
+
+def register() -> None:
+    global _cli_handle
+    import bpy
+
+    from . import headless, operators, preferences, properties, ui
+
+    for mod in (preferences, properties, operators, ui):
+        mod.register()
+        _registered.append(mod)
+    if hasattr(bpy.utils, "register_cli_command"):  # Blender 4.2+
+        _cli_handle = bpy.utils.register_cli_command("talkrig", headless.cli_main)
+
+
+def unregister() -> None:
+    global _cli_handle
+    import bpy
+
+    from . import server_link
+
+    server_link.shutdown()
+    if _cli_handle is not None:
+        bpy.utils.unregister_cli_command(_cli_handle)
+        _cli_handle = None
+    while _registered:
+        _registered.pop().unregister()

@@ -1,0 +1,31 @@
+"""Where the add-on finds rig_mapping and the torch-free motion-server client.
+
+Inside the repository (``import blender_addon`` from the project venv) the top-level packages are used.
+In the built extension they are vendored under ``<extension>/_vendor/`` (the build script copies them
+there and rewrites their absolute imports), because an extension may only import relatively: its
+package name is ``bl_ext.<repo>.talkrig``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+_HERE = Path(__file__).resolve().parent
+VENDORED = (_HERE / "_vendor" / "rig_mapping").is_dir()
+
+_RIG = f"{__package__}._vendor.rig_mapping" if VENDORED else "rig_mapping"
+_SERVER = f"{__package__}._vendor.motion_server" if VENDORED else "motion_server"
+
+
+def rig(module: str = "") -> ModuleType:
+    """A rig_mapping module, e.g. ``rig("motion")``; ``rig()`` is the package itself."""
+    return importlib.import_module(f"{_RIG}.{module}" if module else _RIG)
+
+
+def server(module: str) -> ModuleType:
+    """A torch-free motion_server module: ``server("client")`` or ``server("protocol")``."""
+    if module not in ("client", "protocol"):
+        raise ValueError(f"only the torch-free client/protocol modules are available in Blender, not {module!r}")
+    return importlib.import_module(f"{_SERVER}.{module}")

@@ -1,0 +1,1 @@
+"""Blender-side core: find the character, write Actions, export, Live Link CSV. No UI here."""

@@ -1,0 +1,210 @@
+"""Write a FaceMotion onto a character as new Action(s): shape keys on each Key, head/jaw on the armature.
+
+Never overwrites the user's animation: our keys go into a NEW Action (tagged as TalkRig's). A user
+Action already assigned is moved, untouched, into an NLA track (or, with ``as_nla``, left active and our
+take is added as an NLA strip instead).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+from mathutils import Euler, Quaternion
+
+from . import anim, mapping, scene_setup
+from .target import Target
+
+FACE_GROUP = "TalkRig Face"
+USER_TRACK_PREFIX = "[user] "
+OUR_TRACK_PREFIX = "TalkRig "
+
+
+def scene_fps(scene: bpy.types.Scene) -> float:
+    return scene.render.fps / scene.render.fps_base
+
+
+def take_name(motion: Any, audio_path: str | Path | None = None) -> str:
+    """An Action name from the audio file the motion came from (or its meta), e.g. 'hello_take'."""
+    src = audio_path or motion.meta.get("audio_name") or motion.meta.get("audio_path") or motion.meta.get("source")
+    stem = Path(str(src)).stem if src else "TalkRig"
+    return f"{stem}"[:60]
+
+
+def apply_motion(
+    motion: Any,
+    target: Target,
+    profile: Any | None = None,
+    action_name: str | None = None,
+    start_frame: int = 1,
+    as_nla: bool = False,
+    scene: bpy.types.Scene | None = None,
+    audio_path: str | Path | None = None,
+    set_frame_range: bool = True,
+    interpolation: str = "LINEAR",
+) -> dict[str, bpy.types.Action]:
+    """Key ``motion`` (a rig_mapping FaceMotion) onto ``target``; returns {datablock label: Action}.
+
+    The motion is resampled to the scene frame rate (render.fps / fps_base), every channel is keyed on the
+    same frames ``start_frame .. start_frame + T - 1``. With ``audio_path`` a sound strip is added to the
+    sequencer at ``start_frame`` and the scene plays in audio sync.
+    """
+    scene = scene or bpy.context.scene
+    if not target.meshes and not (target.armature and target.bones):
+        raise ValueError(f"target {target.name!r} has nothing to animate (no matching shape keys or bones)")
+    fps = scene_fps(scene)
+    motion = motion.resample(fps)
+    if motion.n_frames == 0:
+        raise ValueError("the motion has no frames: nothing to key (was the audio empty?)")
+    if profile is None:
+        profile = mapping.auto_profile(target.shape_names, target.bones)
+    curves = mapping.evaluate(motion, profile, target.shape_names, target.bones)
+    frames = (int(start_frame) + np.arange(motion.n_frames)).astype(np.float32)
+    name = action_name or take_name(motion, audio_path)
+    meta = {"fps": fps, "start_frame": int(start_frame), "n_frames": motion.n_frames}
+    for k in ("seed", "style", "model", "engine", "audio_sha256"):
+        if isinstance(motion.meta.get(k), (int, float, str)):
+            meta[k] = motion.meta[k]
+
+    jobs: list[tuple[bpy.types.ID, list[tuple[str, int, np.ndarray, str]]]] = []
+    for key in target.keys:
+        items = [
+            (kb.path_from_id("value"), 0, curves.shapes[kb.name], FACE_GROUP)
+            for kb in key.key_blocks
+            if kb.name in curves.shapes
+        ]
+        if items:
+            jobs.append((key, items))
+    if target.armature is not None and curves.bones:
+        items = []
+        for bone_name, euler in curves.bones.items():
+            pbone = target.armature.pose.bones.get(bone_name)
+            if pbone is not None:
+                items.extend(bone_items(pbone, euler, curves.rotation_modes.get(bone_name, "XYZ")))
+        if items:
+            jobs.append((target.armature, items))
+    if not jobs:
+        raise ValueError(
+            f"none of the mapped channels exist on {target.name!r}: check the mapping report "
+            "(TalkRig panel > Target) and pick or edit a profile"
+        )
+
+    created: dict[str, bpy.types.Action] = {}
+    shared = anim.new_action(name, meta) if anim.HAS_SLOTS else None
+    for idblock, items in jobs:
+        # Slotted Actions hold every datablock's channels in one clip; legacy ones need one Action each.
+        action = shared or anim.new_action(f"{name}_{idblock.name}", meta)
+        slot, bag = anim.channels_for(action, idblock)
+        for data_path, index, values, group in items:
+            fc = anim.new_fcurve(bag, data_path, index, group)
+            anim.write_keys(fc, frames, values, interpolation)
+        _attach(idblock, action, slot, int(start_frame), as_nla)
+        created[f"{idblock.id_type}:{idblock.name}"] = action
+
+    if set_frame_range:
+        scene_setup.fit_frame_range(scene, int(start_frame), int(start_frame) + motion.n_frames - 1)
+    if audio_path:
+        scene_setup.add_sound_strip(scene, audio_path, int(start_frame))
+    return created
+
+
+def _attach(idblock: bpy.types.ID, action: bpy.types.Action, slot: Any, start: int, as_nla: bool) -> None:
+    ad = idblock.animation_data or idblock.animation_data_create()
+    if as_nla:
+        anim.add_nla_strip(idblock, action, slot, start, OUR_TRACK_PREFIX + action.name)
+        return
+    current = ad.action
+    if current is not None and not anim.is_ours(current):
+        anim.push_to_nla(idblock, USER_TRACK_PREFIX + current.name)
+    anim.assign(idblock, action, slot)
+
+
+def bone_items(pbone: bpy.types.PoseBone, euler: np.ndarray, order: str = "XYZ") -> list[tuple[str, int, np.ndarray, str]]:
+    """F-curve items for one pose bone: ``euler`` [T, 3] radians in ``order`` converted to the bone's own
+    rotation mode (the rig is not modified)."""
+    e = np.asarray(euler, np.float64)
+    mode = pbone.rotation_mode
+    if mode in ("QUATERNION", "AXIS_ANGLE"):
+        q = euler_xyz_to_quat(e) if order == "XYZ" else _euler_to_quat_any(e, order)
+        if mode == "QUATERNION":
+            vals, path = q, pbone.path_from_id("rotation_quaternion")
+        else:
+            vals, path = np.array([_quat_to_axis_angle(row) for row in q]), pbone.path_from_id("rotation_axis_angle")
+        return [(path, i, vals[:, i], pbone.name) for i in range(4)]
+    vals = e if mode == order else _reorder_euler(e, order, mode)
+    path = pbone.path_from_id("rotation_euler")
+    return [(path, i, vals[:, i], pbone.name) for i in range(3)]
+
+
+def read_bone_euler(pbone: bpy.types.PoseBone, values: dict[int, np.ndarray], order: str, n: int) -> np.ndarray:
+    """Inverse of :func:`bone_items`: sampled rotation channels (array index -> [T]) -> [T, 3] Euler in ``order``."""
+    mode = pbone.rotation_mode
+    if mode == "QUATERNION":
+        q = np.stack([values.get(i, np.full(n, 1.0 if i == 0 else 0.0)) for i in range(4)], axis=1)
+        return quat_to_euler(q, order)
+    if mode == "AXIS_ANGLE":
+        aa = np.stack([values.get(i, np.zeros(n) if i != 2 else np.ones(n)) for i in range(4)], axis=1)
+        q = np.array([Quaternion(row[1:], row[0])[:] for row in aa])
+        return quat_to_euler(q, order)
+    e = np.stack([values.get(i, np.zeros(n)) for i in range(3)], axis=1)
+    return e if mode == order else _reorder_euler(e, mode, order)
+
+
+def _euler_to_quat_any(e: np.ndarray, order: str) -> np.ndarray:
+    q = np.array([Euler(row, order).to_quaternion()[:] for row in e])
+    for i in range(1, len(q)):
+        if float(np.dot(q[i], q[i - 1])) < 0:
+            q[i] = -q[i]
+    return q
+
+
+def euler_xyz_to_quat(e: np.ndarray) -> np.ndarray:
+    """[T, 3] XYZ Euler (X applied first, as Blender's 'XYZ') -> [T, 4] w, x, y, z; sign-continuous."""
+    hx, hy, hz = (e[:, i] * 0.5 for i in range(3))
+    cx, sx, cy, sy, cz, sz = np.cos(hx), np.sin(hx), np.cos(hy), np.sin(hy), np.cos(hz), np.sin(hz)
+    q = np.stack(
+        [
+            cx * cy * cz + sx * sy * sz,
+            sx * cy * cz - cx * sy * sz,
+            cx * sy * cz + sx * cy * sz,
+            cx * cy * sz - sx * sy * cz,
+        ],
+        axis=1,
+    )
+    # Keep consecutive quaternions in the same hemisphere so interpolation never takes the long way.
+    for i in range(1, len(q)):
+        if float(np.dot(q[i], q[i - 1])) < 0:
+            q[i] = -q[i]
+    return q
+
+
+def _quat_to_axis_angle(q: np.ndarray) -> tuple[float, float, float, float]:
+    axis, angle = Quaternion(q).to_axis_angle()
+    return (angle, axis.x, axis.y, axis.z)
+
+
+def _reorder_euler(e: np.ndarray, src: str, dst: str) -> np.ndarray:
+    out = np.empty_like(e)
+    prev = None
+    for i, row in enumerate(e):
+        m = Euler(row, src).to_matrix()
+        eu = m.to_euler(dst, prev) if prev is not None else m.to_euler(dst)
+        out[i] = eu[:]
+        prev = eu
+    return out
+
+
+def quat_to_euler(q: np.ndarray, order: str = "XYZ") -> np.ndarray:
+    """[T, 4] w, x, y, z -> [T, 3] Euler in ``order``, continuous (inverse of :func:`euler_xyz_to_quat`)."""
+    out = np.empty((len(q), 3))
+    prev = None
+    for i, row in enumerate(q):
+        n = math.sqrt(float(np.dot(row, row))) or 1.0
+        quat = Quaternion(row / n)
+        eu = quat.to_euler(order, prev) if prev is not None else quat.to_euler(order)
+        out[i] = eu[:]
+        prev = eu
+    return out

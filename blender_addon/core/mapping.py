@@ -1,0 +1,229 @@
+"""The add-on's single doorway to rig_mapping's profiles (automap, apply, report, inverse).
+
+Everything Blender-side speaks in plain dicts of curves:
+- ``Curves.shapes``: shape-key name -> float array [T]
+- ``Curves.bones``: bone name -> [T, 3] Euler radians (bone-local) in ``Curves.rotation_modes[bone]`` order
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._deps import rig
+
+_arkit = rig("arkit")
+ARKIT_NAMES: tuple[str, ...] = _arkit.ARKIT_NAMES
+_ARKIT_SET = frozenset(ARKIT_NAMES)
+HEAD_CHANNELS: tuple[str, ...] = _arkit.HEAD_CHANNELS
+
+
+@dataclass
+class Curves:
+    shapes: dict[str, np.ndarray] = field(default_factory=dict)
+    bones: dict[str, np.ndarray] = field(default_factory=dict)
+    rotation_modes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class MappingReport:
+    """What a profile does on one character, shown to the user before anything is written."""
+
+    matched: dict[str, list[str]]  # ARKit channel -> shape keys / "bone:<name>" it drives
+    unmatched: list[str]  # ARKit channels with no target on this character
+    unused: list[str]  # shape keys nothing drives
+    bones: dict[str, str]  # role -> bone name found on the armature
+    head_targets: dict[str, list[str]] = field(default_factory=dict)  # head channel -> bones
+    profile_name: str = "auto"
+
+    @property
+    def n_matched(self) -> int:
+        return len(self.matched)
+
+    def summary(self) -> str:
+        s = f"{self.n_matched}/{len(ARKIT_NAMES)} ARKit channels matched ({self.profile_name})"
+        if self.bones:
+            s += "; bones " + ", ".join(f"{r}={b}" for r, b in self.bones.items())
+        return s
+
+    def lines(self) -> list[str]:
+        out = [self.summary()]
+        if self.unmatched:
+            out.append("unmatched: " + ", ".join(self.unmatched))
+        if self.unused:
+            out.append("unused shape keys: " + ", ".join(self.unused))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile_name,
+            "matched": self.matched,
+            "unmatched": self.unmatched,
+            "unused": self.unused,
+            "bones": self.bones,
+            "head_targets": self.head_targets,
+        }
+
+
+# --- rig_mapping calls ------------------------------------------------------------------------------
+
+
+def count_matches(shape_names: list[str]) -> int:
+    """How many ARKit channels an automatic profile finds among ``shape_names``."""
+    return len(channel_targets(auto_profile(shape_names, {})))
+
+
+def channel_targets(profile: Any) -> dict[str, list[str]]:
+    """ARKit channel -> the shape keys (and ``bone:<name>`` entries) it drives under ``profile``."""
+    out: dict[str, list[str]] = {}
+    for s in profile.shapes:
+        for ch, w in s.sources:
+            if w != 0 and ch in _ARKIT_SET:
+                out.setdefault(ch, []).append(s.name)
+    for b in profile.bones:
+        for axis in b.axes:
+            for ch, w in (axis.sources if axis else ()):
+                if w != 0 and ch in _ARKIT_SET and f"bone:{b.name}" not in out.get(ch, []):
+                    out.setdefault(ch, []).append(f"bone:{b.name}")
+    return out
+
+
+def head_targets(profile: Any) -> dict[str, list[str]]:
+    """Head rotation channel (pitch/yaw/roll) -> bones it turns."""
+    out: dict[str, list[str]] = {}
+    for b in profile.bones:
+        for axis in b.axes:
+            for ch, w in (axis.sources if axis else ()):
+                if w != 0 and ch in ("pitch", "yaw", "roll") and b.name not in out.get(ch, []):
+                    out.setdefault(ch, []).append(b.name)
+    return out
+
+
+def auto_profile(shape_names: list[str], bones: dict[str, str]) -> Any:
+    """rig_mapping's automatic profile for these shape keys and the head/neck/jaw bones found by role.
+
+    Bones are offered to automap under their role names ("head", "neck", "jaw") and renamed back to the
+    rig's real names afterwards, so rigs with prefixed bones (``DEF-head``, ``mixamorig:Head``) match.
+    A jaw bone is left out when a jawOpen shape key already opens the mouth (driving both would open
+    it twice as far on rigs that have both).
+    """
+    prof_mod = rig("profile")
+    result = rig("automap").automap(list(shape_names), bone_names=list(bones))
+    prof = result.profile
+    shape_channels = {c for s in prof.shapes for c, w in s.sources if w != 0}
+    new_bones = []
+    for b in prof.bones:
+        real = bones.get(b.name, b.name)
+        srcs = {c for a in b.axes if a for c, w in a.sources if w != 0}
+        if srcs and srcs <= _ARKIT_SET and srcs & shape_channels:
+            continue  # a face-channel bone (jaw) whose channel a shape key already carries
+        new_bones.append(prof_mod.BoneTarget(real, b.axes, b.rotation_mode, b.match))
+    return prof_mod.Profile(prof.name, prof.shapes, tuple(new_bones), prof.description)
+
+
+def load_profile(path: str | Path) -> Any:
+    return rig("profile").load_profile(path)
+
+
+def save_profile(profile: Any, path: str | Path, overwrite: bool = False) -> Path:
+    """Write as .toml or .json (by extension); refuses to replace a file unless ``overwrite``."""
+    return profile.save(path, overwrite=overwrite)
+
+
+def evaluate(motion: Any, profile: Any, shape_names: list[str], bones: dict[str, str]) -> Curves:
+    out = rig("profile").apply_profile(motion, profile)
+    have = set(shape_names)
+    return Curves(
+        shapes={k: np.asarray(v, np.float32) for k, v in out.shapes.items() if k in have},
+        bones={b: np.asarray(a, np.float64) for b, a in out.bones.items()},
+        rotation_modes=dict(out.rotation_modes),
+    )
+
+
+def report(shape_names: list[str], bones: dict[str, str], profile: Any | None = None) -> MappingReport:
+    prof = profile if profile is not None else auto_profile(shape_names, bones)
+    targets = channel_targets(prof)
+    have = set(shape_names)
+    matched: dict[str, list[str]] = {}
+    for ch, names in targets.items():
+        present = [n for n in names if n in have or n.startswith("bone:")]
+        if present:
+            matched[ch] = present
+    driven = {n for names in matched.values() for n in names}
+    return MappingReport(
+        matched=matched,
+        unmatched=[c for c in ARKIT_NAMES if c not in matched],
+        unused=[n for n in shape_names if n not in driven],
+        bones=dict(bones),
+        head_targets=head_targets(prof),
+        profile_name=getattr(prof, "name", "auto"),
+    )
+
+
+# --- inverse: curves on the character -> FaceMotion --------------------------------------------------
+
+
+def invert(curves: Curves, profile: Any, shape_names: list[str], bones: dict[str, str], fps: float) -> Any:
+    """Recover ARKit weights + head pose from the character's curves.
+
+    The profile is treated as a black box that is affine per frame: probing it with a neutral frame and
+    one frame per channel gives its matrix, and least squares inverts it (fan-out targets are averaged,
+    gains divided out). Channels the profile does not drive come back as zero.
+    """
+    FaceMotion = rig("motion").FaceMotion
+    n_w, n_h = len(ARKIT_NAMES), 3
+    amp_w, amp_h = 0.25, 0.05  # small probes: stay clear of clamps and of rotation non-linearity
+    w = np.zeros((1 + n_w + n_h, n_w), np.float32)
+    h = np.zeros((1 + n_w + n_h, 6), np.float32)
+    for i in range(n_w):
+        w[1 + i, i] = amp_w
+    for j in range(n_h):
+        h[1 + n_w + j, j] = amp_h
+    probe = evaluate(FaceMotion.from_arrays(w, h, fps=fps), profile, shape_names, bones)
+
+    cols: list[tuple[str, str, int]] = []  # (kind, name, component)
+    rows: list[np.ndarray] = []
+    for name, v in probe.shapes.items():
+        if name in curves.shapes:
+            cols.append(("shape", name, 0))
+            rows.append(np.asarray(v, np.float64))
+    for bone, arr in probe.bones.items():
+        if bone in curves.bones:
+            for k in range(3):
+                cols.append(("bone", bone, k))
+                rows.append(np.asarray(arr[:, k], np.float64))
+    T = _n_frames(curves)
+    if not cols:
+        return FaceMotion.neutral(T, fps=fps)
+    P = np.stack(rows, axis=1)  # [probes, outputs]
+    offset = P[0]
+    J = np.zeros((n_w + n_h, P.shape[1]))
+    J[:n_w] = (P[1 : 1 + n_w] - offset) / amp_w
+    J[n_w:] = (P[1 + n_w :] - offset) / amp_h
+    Y = np.stack([_observed(curves, kind, name, k) for kind, name, k in cols], axis=1) - offset  # [T, outputs]
+    live = np.abs(J).sum(axis=1) > 1e-9  # inputs the profile actually uses
+    X = np.zeros((T, n_w + n_h))
+    if live.any():
+        sol, *_ = np.linalg.lstsq(J[live].T, Y.T, rcond=None)
+        X[:, live] = sol.T
+    weights = np.clip(X[:, :n_w], 0.0, 1.0)
+    head = np.zeros((T, 6))
+    head[:, :3] = X[:, n_w:]
+    return FaceMotion.from_arrays(weights, head, fps=fps)
+
+
+def _n_frames(curves: Curves) -> int:
+    for v in curves.shapes.values():
+        return len(v)
+    for a in curves.bones.values():
+        return len(a)
+    return 0
+
+
+def _observed(curves: Curves, kind: str, name: str, k: int) -> np.ndarray:
+    if kind == "shape":
+        return np.asarray(curves.shapes[name], np.float64)
+    return np.asarray(curves.bones[name][:, k], np.float64)

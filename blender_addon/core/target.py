@@ -1,0 +1,146 @@
+"""Find what to animate: the character's meshes with ARKit-like shape keys and its head/neck/jaw bones."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from . import mapping
+
+_PATTERNS = Path(__file__).resolve().parent.parent / "data" / "bone_patterns.json"
+
+
+class TargetError(ValueError):
+    """The selection holds nothing TalkRig can animate; the message says what to select instead."""
+
+
+@dataclass
+class Target:
+    """A character: every mesh carrying matching shape keys plus the armature that moves the head."""
+
+    root: bpy.types.Object
+    meshes: list[bpy.types.Object] = field(default_factory=list)
+    armature: bpy.types.Object | None = None
+    bones: dict[str, str] = field(default_factory=dict)  # role ("head", "neck", "jaw") -> bone name
+
+    @property
+    def keys(self) -> list[bpy.types.Key]:
+        """Unique shape-key datablocks (linked duplicates share one Key; keying it once is enough)."""
+        seen: dict[str, bpy.types.Key] = {}
+        for ob in self.meshes:
+            key = ob.data.shape_keys
+            if key is not None and key.name not in seen:
+                seen[key.name] = key
+        return list(seen.values())
+
+    @property
+    def shape_names(self) -> list[str]:
+        """Union of shape-key names over all meshes (Basis/reference keys excluded), in first-seen order."""
+        out: dict[str, None] = {}
+        for key in self.keys:
+            for kb in key.key_blocks:
+                if kb != key.reference_key:
+                    out.setdefault(kb.name, None)
+        return list(out)
+
+    @property
+    def objects(self) -> list[bpy.types.Object]:
+        return ([self.armature] if self.armature else []) + list(self.meshes)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def describe(self) -> str:
+        parts = [f"{len(self.meshes)} mesh(es) with shape keys ({', '.join(o.name for o in self.meshes) or '-'})"]
+        if self.armature:
+            roles = ", ".join(f"{r}={b}" for r, b in self.bones.items()) or "no head/neck/jaw bones found"
+            parts.append(f"armature {self.armature.name} ({roles})")
+        return "; ".join(parts)
+
+
+@lru_cache(maxsize=1)
+def _bone_patterns() -> tuple[tuple[str, ...], dict[str, tuple[re.Pattern[str], ...]]]:
+    data = json.loads(_PATTERNS.read_text(encoding="utf-8"))
+    roles = {role: tuple(re.compile(p, re.IGNORECASE) for p in pats) for role, pats in data["roles"].items()}
+    return tuple(data["strip_prefixes"]), roles
+
+
+def find_bones(bone_names: list[str]) -> dict[str, str]:
+    """role -> bone name for head, neck and jaw, by the name patterns in data/bone_patterns.json."""
+    prefixes, roles = _bone_patterns()
+
+    def stem(name: str) -> str:
+        for p in prefixes:
+            if name.lower().startswith(p.lower()):
+                name = name[len(p):]
+                break
+        return re.sub(r"\.\d{3}$", "", name)  # Blender's duplicate suffix
+
+    found: dict[str, str] = {}
+    for role, pats in roles.items():
+        for pat in pats:  # pattern priority first, then bone order
+            hit = next((b for b in bone_names if pat.fullmatch(stem(b))), None)
+            if hit is not None:
+                found[role] = hit
+                break
+    return found
+
+
+def _root_of(obj: bpy.types.Object) -> bpy.types.Object:
+    while obj.parent is not None:
+        obj = obj.parent
+    return obj
+
+
+def _mesh_matches(ob: bpy.types.Object) -> bool:
+    key = ob.data.shape_keys if ob.type == "MESH" else None
+    if key is None or len(key.key_blocks) < 2:
+        return False
+    names = [kb.name for kb in key.key_blocks if kb != key.reference_key]
+    return mapping.count_matches(names) > 0
+
+
+def find_target(obj: bpy.types.Object | None = None) -> Target:
+    """The character that ``obj`` (default: the active object) belongs to.
+
+    Walks up to the hierarchy root, then collects every mesh under it whose shape keys match ARKit
+    channels (head, teeth, eyes... usually carry the same keys) and the armature (the root itself, one
+    under it, or the one a mesh's Armature modifier points at) with its head/neck/jaw bones.
+    """
+    if obj is None:
+        obj = getattr(bpy.context, "active_object", None) or getattr(bpy.context, "object", None)
+    if obj is None:
+        raise TargetError("no object selected: select the character's face mesh or its armature")
+    root = _root_of(obj)
+    family = [root, *root.children_recursive]
+    if obj not in family:  # defensive: linked/instanced oddities
+        family.append(obj)
+    meshes = [ob for ob in family if ob.type == "MESH" and _mesh_matches(ob)]
+
+    armature = next((ob for ob in family if ob.type == "ARMATURE"), None)
+    if armature is None:
+        for ob in meshes:
+            mod = next((m for m in ob.modifiers if m.type == "ARMATURE" and m.object is not None), None)
+            if mod is not None:
+                armature = mod.object
+                break
+    bones = find_bones([b.name for b in armature.pose.bones]) if armature is not None else {}
+    if not meshes and not bones:
+        raise TargetError(
+            f"{obj.name!r} (hierarchy root {root.name!r}) has no mesh with ARKit-like shape keys "
+            "(e.g. 'jawOpen', 'eyeBlink_L', 'JawOpen') and no armature with head/neck/jaw bones: select the "
+            "character's face mesh or armature, or give a mapping profile for its shape-key names"
+        )
+    return Target(root=root, meshes=meshes, armature=armature, bones=bones)
+
+
+def mapping_report(target: Target, profile: Any | None = None) -> mapping.MappingReport:
+    """What would be written: matched ARKit channels -> shape keys/bones, unmatched channels, unused keys."""
+    return mapping.report(target.shape_names, target.bones, profile)
