@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", default="energy,procedural_recognised",
                    help="comma list of baselines to score alongside, or 'none'")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--diversity-seeds", type=int, default=1,
+                   help="also run the engine with N seeds per clip and report their mean pairwise distance")
     p.add_argument("--steps", type=int, help="sampler steps (diffusion)")
     p.add_argument("--sampler", help="sampler name (diffusion)")
     p.add_argument("--device", help="engine device, e.g. cpu or cuda (engines that take one)")
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             rows: list[dict[str, Any]] = []
             result["suites"][suite] = {"rows": rows, "means": {}}
             for clip in tqdm(clips(), desc=f"eval {suite}", unit="clip", file=sys.stderr, total=args.limit):
-                rows.extend(run_clip(clip, systems, base))
+                rows.extend(run_clip(clip, systems, base, diversity_seeds=args.diversity_seeds))
                 for note in clip.notes:
                     print(f"  {clip.name}: {note}", file=sys.stderr)
             result["suites"][suite]["means"] = means(rows) if rows else {}

@@ -48,15 +48,21 @@ def score(clip: EvalClip, motion, gen_seconds: float) -> dict[str, Any]:
         row["lag_frames"] = metrics.lag_frames(
             lip_gap(motion), metrics.audio_envelope(clip.audio, clip.sr, motion.fps, motion.n_frames))
     row.update(metrics.motion_metrics(motion))
+    # Engines that generate in windows list where each window starts (frame indices) in meta.
+    bounds = motion.meta.get("window_boundaries") if isinstance(motion.meta, dict) else None
+    if bounds:
+        row["seam_ratio"] = metrics.seam_size(motion, [int(b) for b in bounds])
     if clip.gt is not None:
         row.update(metrics.ground_truth_metrics(motion, clip.gt))
     return row
 
 
 def run_clip(clip: EvalClip, systems: list[System], base: GenerateOptions,
-             cancel: CancelToken | None = None) -> list[dict[str, Any]]:
+             cancel: CancelToken | None = None, diversity_seeds: int = 1) -> list[dict[str, Any]]:
+    """Generate with every system and score. ``diversity_seeds`` > 1 also runs the evaluated engine
+    (the first system) with that many seeds and reports their mean pairwise distance."""
     rows = []
-    for s in systems:
+    for k, s in enumerate(systems):
         opts = replace(base, transcript=clip.text, **s.overrides) if s.uses_transcript else replace(
             base, **s.overrides)
         t0 = time.perf_counter()
@@ -65,6 +71,10 @@ def run_clip(clip: EvalClip, systems: list[System], base: GenerateOptions,
         row = {"clip": clip.name, "system": s.label, "duration_s": round(clip.duration, 3),
                "phones_source": clip.phones_source, "n_phones": len(clip.phones or [])}
         row.update(score(clip, motion, dt))
+        if k == 0 and diversity_seeds > 1:
+            others = [s.engine.generate(clip.audio, clip.sr, replace(opts, seed=opts.seed + i), None, cancel)
+                      for i in range(1, diversity_seeds)]
+            row["diversity"] = metrics.diversity([motion, *others])
         if clip.notes:
             row["notes"] = list(clip.notes)
         rows.append(row)
