@@ -176,7 +176,11 @@ class FaceMotion:
     def __getitem__(self, key: slice) -> FaceMotion:
         if not isinstance(key, slice):
             raise TypeError("FaceMotion supports slicing by frame (motion[a:b]); use .weights[i] for one frame")
-        return self.replace(weights=self.weights[key], head=self.head[key])
+        # A step keeps every n-th frame, so the clip still plays in real time at fps / |step|.
+        step = 1 if key.step is None else abs(int(key.step))
+        if step == 0:
+            raise ValueError("slice step cannot be zero")
+        return self.replace(weights=self.weights[key], head=self.head[key], fps=self.fps / step)
 
     def slice_seconds(self, start: float, end: float | None = None) -> FaceMotion:
         a = max(0, int(round(start * self.fps)))
@@ -215,15 +219,20 @@ class FaceMotion:
             raise MotionError(f"target fps must be positive, got {fps}")
         if abs(fps - self.fps) < 1e-9:
             return self
-        n = max(1, int(round(self.duration * fps))) if self.n_frames else 0
+        if self.n_frames == 0:
+            return self.replace(fps=fps)
+        n = max(1, int(round(self.duration * fps)))
         t_new = np.arange(n, dtype=np.float64) / fps
         t_old = self.times
         if self.n_frames == 1:
             w = np.repeat(self.weights, n, 0)
             h = np.repeat(self.head, n, 0)
         else:
-            w = _interp_columns(t_new, t_old, self.weights)
+            # Upsampling puts up to one source frame of new samples after the last source sample;
+            # extending the last segment's slope there (instead of holding) keeps ramps straight.
+            w = np.clip(_interp_columns(t_new, t_old, self.weights), 0.0, 1.0)
             h = _interp_columns(t_new, t_old, self.head)
+            h[:, :3] = np.clip(h[:, :3], -MAX_HEAD_ANGLE, MAX_HEAD_ANGLE)
         meta = dict(self.meta)
         return FaceMotion(fps=fps, weights=w, head=h, meta=meta)
 
@@ -234,6 +243,9 @@ class FaceMotion:
         w = self.weights.copy()
         h = self.head.copy()
         k = _gaussian_kernel(sigma_frames)
+        unknown = [c for c in channels or () if c not in ARKIT_NAMES and c not in HEAD_CHANNELS]
+        if unknown:
+            raise KeyError(f"unknown channels {unknown}; expected ARKit names or {HEAD_CHANNELS}")
         cols = range(NUM_CHANNELS) if channels is None else [ARKIT_NAMES.index(c) for c in channels if c in ARKIT_NAMES]
         for c in cols:
             w[:, c] = _convolve_reflect(w[:, c], k)
@@ -247,9 +259,14 @@ class FaceMotion:
 
 
 def _interp_columns(t_new: np.ndarray, t_old: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Linear interpolation per column; past the last sample, linear extrapolation of the last segment."""
     out = np.empty((len(t_new), a.shape[1]), np.float32)
     for c in range(a.shape[1]):
         out[:, c] = np.interp(t_new, t_old, a[:, c])
+    tail = t_new > t_old[-1]
+    if tail.any() and len(t_old) >= 2:
+        slope = (a[-1].astype(np.float64) - a[-2]) / (t_old[-1] - t_old[-2])
+        out[tail] = (a[-1] + np.outer(t_new[tail] - t_old[-1], slope)).astype(np.float32)
     return out
 
 
