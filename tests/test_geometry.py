@@ -36,6 +36,8 @@ def test_mapping_covers_every_ict_shape_once():
     left = face.names.index("eyeBlink_L")
     assert m[ARKIT_INDEX["eyeBlinkLeft"], left] == 1
     assert m[ARKIT_INDEX["jawLeft"], face.names.index("jawLeft")] == 1
+    # rig_mapping's auto-mapping (used when present) and the suffix rule agree on the ICT face.
+    np.testing.assert_array_equal(m, g.arkit_to_ict_matrix(face.names))
 
 
 def test_neutral_lips_closed_and_gap_grows_with_jaw_open():

@@ -7,6 +7,8 @@ selected vertices are ever computed (deltas restricted to them), so a minute of 
 The face (``motion_server/assets/ict_face_arkit.npz``): ``neutral`` [V, 3] cm, +Y up, +Z forward (out of
 the face), +X the character's left; ``deltas`` [53, V, 3] per shape; ``names`` ICT shape names
 (``jawOpen``, ``eyeBlink_L`` ...). Its neutral mouth is closed (lips touch at the midline).
+ARKit -> ICT weights: a fixed [52, 53] matrix from rig_mapping's auto-mapping (the profile a user's ICT
+rig would get), falling back to the suffix rule in ``arkit_to_ict_matrix`` (the two agree; tested).
 
 Landmarks (vertex indices shipped as constants below; ``derive_landmarks`` recomputes them from the mesh
 and a test checks they agree). The rule, from geometry only:
@@ -113,6 +115,26 @@ class IctFace:
         return self.neutral[idx][None] + np.einsum("tk,ksc->tsc", w, d, optimize=True)
 
 
+def automap_matrix(ict_names: tuple[str, ...] | list[str]) -> np.ndarray | None:
+    """The same [52, n_ict] matrix read off rig_mapping's auto-mapping (what a user's rig would get):
+    the profile applied to one-hot frames. None when rig_mapping has no auto-mapping."""
+    try:
+        from rig_mapping.automap import automap
+        from rig_mapping.profile import apply_profile
+    except ImportError:
+        return None
+    from rig_mapping import FaceMotion
+
+    profile = automap(list(ict_names)).profile
+    one_hot = apply_profile(FaceMotion.from_arrays(np.eye(NUM_CHANNELS, dtype=np.float32)), profile).shapes
+    rest = apply_profile(FaceMotion.neutral(1), profile).shapes
+    m = np.zeros((NUM_CHANNELS, len(ict_names)), np.float32)
+    for j, name in enumerate(ict_names):
+        if name in one_hot:
+            m[:, j] = one_hot[name] - rest[name][0]
+    return m
+
+
 @lru_cache(maxsize=1)
 def load_face(path: str | None = None) -> IctFace:
     """Load the ICT face (the repo copy by default). Cached: every caller shares one instance."""
@@ -126,9 +148,14 @@ def load_face(path: str | None = None) -> IctFace:
             neutral=d["neutral"].astype(np.float32),
             deltas=d["deltas"],
             triangles=d["triangles"],
-            arkit_matrix=arkit_to_ict_matrix(names),
+            arkit_matrix=_matrix(names),
         )
     return face
+
+
+def _matrix(names: tuple[str, ...]) -> np.ndarray:
+    m = automap_matrix(names)
+    return arkit_to_ict_matrix(names) if m is None else m
 
 
 # -- landmark derivation ---------------------------------------------------------------------------
