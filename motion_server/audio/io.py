@@ -41,9 +41,16 @@ def _decode_ffmpeg(src: bytes | Path, sr: int) -> np.ndarray:
     ff = shutil.which("ffmpeg")
     if ff is None:
         raise AudioError("this audio format needs ffmpeg, which is not installed (apt-get install ffmpeg)")
-    inp = "pipe:0" if isinstance(src, bytes) else str(src)
-    cmd = [ff, "-nostdin", "-v", "error", "-i", inp, "-vn", "-ac", "1", "-ar", str(sr), "-f", "f32le", "pipe:1"]
-    p = subprocess.run(cmd, input=src if isinstance(src, bytes) else None, capture_output=True)
+    if isinstance(src, bytes):
+        # MP4/M4A keep their index (moov) at the end, which ffmpeg cannot seek to in a pipe: use a file
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(prefix="talkrig-audio-") as tmp:
+            tmp.write(src)
+            tmp.flush()
+            return _decode_ffmpeg(Path(tmp.name), sr)
+    cmd = [ff, "-nostdin", "-v", "error", "-i", str(src), "-vn", "-ac", "1", "-ar", str(sr), "-f", "f32le", "pipe:1"]
+    p = subprocess.run(cmd, capture_output=True)
     if p.returncode != 0:
         msg = p.stderr.decode(errors="replace").strip().splitlines()
         raise AudioError(f"cannot decode audio: {msg[-1] if msg else 'ffmpeg failed'}")
