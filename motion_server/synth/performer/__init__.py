@@ -112,7 +112,7 @@ def perform(
     if audio is not None:
         audio = np.asarray(audio, np.float32).reshape(-1)
     duration = max(audio.size / sr if audio is not None else 0.0, phones[-1].end if phones else 0.0)
-    n = max(1, int(math.ceil(duration * fps - 1e-9)))
+    n = max(1, int(round(duration * fps)))
 
     preset = emotion if isinstance(emotion, EmotionPreset) else emotion_preset(emotion, intensity)
     st = (style or SpeakerStyle()).scaled(preset.style_scale)

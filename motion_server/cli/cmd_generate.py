@@ -1,0 +1,202 @@
+"""`talkrig generate`: one audio file -> motion curves (.npz / Live Link Face .csv / Audio2Face .json)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from motion_server.engine.registry import DEFAULT_ENGINE, ENGINE_NAMES
+
+SAMPLE_RATE = 16000
+
+EPILOG = """\
+output (by --out suffix): .npz TalkRig (lossless), .csv Live Link Face, .json Audio2Face.
+Default --out: ./<audio stem>.npz. An existing file is never replaced without --overwrite.
+
+examples:
+  talkrig generate speech.wav --out speech.csv
+  talkrig generate jfk.flac --engine procedural --transcript "And so my fellow Americans" --style happy:3
+  talkrig generate take.m4a --server tcp://127.0.0.1:5577 --out take.npz
+"""
+
+
+def _nonneg(text: str) -> float:
+    v = float(text)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def _positive(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "generate",
+        help="audio file -> ARKit motion curves (.npz/.csv/.json)",
+        description="Generate ARKit-52 facial animation curves and head pose from speech audio.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("audio", metavar="AUDIO", help="audio file (wav, flac, mp3, m4a, ogg, opus...)")
+    p.add_argument("--out", "-o", metavar="PATH", help="output .npz, .csv (Live Link Face) or .json (Audio2Face)")
+    p.add_argument("--overwrite", "--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--engine", choices=ENGINE_NAMES, default=None,
+                   help=f"diffusion (model), procedural (phone-driven performer, no model) or energy "
+                        f"(loudness baseline); default {DEFAULT_ENGINE}")
+    tr = p.add_mutually_exclusive_group()
+    tr.add_argument("--transcript", metavar="TEXT", help="what is said (the procedural engine aligns to it)")
+    tr.add_argument("--transcript-file", metavar="FILE", help="read the transcript from a UTF-8 text file")
+    p.add_argument("--style", help="style preset (e.g. neutral, happy, sad:3), 'predicted', or a reference clip")
+    p.add_argument("--guidance", type=_nonneg, default=1.0, help="style guidance scale (default 1.0)")
+    p.add_argument("--intensity", type=_nonneg, default=1.0, help="expression intensity (default 1.0)")
+    p.add_argument("--head-motion", type=_nonneg, default=1.0, help="head motion amount (default 1.0)")
+    p.add_argument("--blink-rate", type=_nonneg, metavar="PER_MIN", help="blinks per minute (default: the style's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same result")
+    p.add_argument("--steps", type=int, default=8, help="diffusion sampling steps (default 8)")
+    p.add_argument("--sampler", default="dpm", metavar="NAME", help="diffusion sampler (default dpm)")
+    p.add_argument("--fps", type=_positive, default=30.0, help="motion frame rate (default 30)")
+    p.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
+    p.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5577")
+    p.add_argument("--timeout", type=_positive, default=60.0, metavar="S", help="server silence limit (default 60 s)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _err(msg: str) -> int:
+    print(f"talkrig generate: error: {msg}", file=sys.stderr)
+    return 2
+
+
+class _Bar:
+    """tqdm bar fed by (fraction, stage) progress events."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=100, unit="%", desc="generate", file=sys.stderr,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        if self._bar is None:
+            return
+        self._bar.set_description_str(stage or "generate")
+        target = int(round(max(0.0, min(1.0, float(fraction))) * 100))
+        if target > self._bar.n:
+            self._bar.update(target - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _options(args: argparse.Namespace, transcript: str | None):
+    from motion_server.engine.base import GenerateOptions
+
+    return GenerateOptions(
+        style=args.style, guidance=args.guidance, intensity=args.intensity, head_motion=args.head_motion,
+        blink_rate=args.blink_rate, seed=args.seed, steps=args.steps, sampler=args.sampler, fps=args.fps,
+        transcript=transcript,
+    )
+
+
+def _style_reference(options, style: str | None):
+    """A --style naming an existing motion file becomes a style reference clip."""
+    from rig_mapping.formats import FORMATS, load_motion
+
+    if style and Path(style).suffix.lower() in FORMATS and Path(style).is_file():
+        options.style_reference = load_motion(style)
+        options.style = None
+    return options
+
+
+def _make_engine(name: str, args: argparse.Namespace) -> Any:
+    from motion_server.engine.registry import create_engine
+
+    kwargs: dict[str, Any] = {}
+    if name == "diffusion":
+        kwargs = {"device": args.device}
+        if args.model:
+            kwargs["model"] = args.model
+    elif args.model:
+        raise ValueError(f"--model is a diffusion checkpoint; it does not apply to --engine {name}")
+    try:
+        return create_engine(name, **kwargs)
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        hint = "pass --model CKPT with a trained checkpoint, or use --engine procedural (no model needed)"
+        raise RuntimeError(f"the {name} engine is not available: {exc}\n  {hint}") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    from motion_server.audio.io import AudioError, audio_sha256, load_audio
+    from rig_mapping.formats import FormatError, format_for, save_motion
+
+    audio_path = Path(args.audio)
+    out = Path(args.out) if args.out else Path.cwd() / f"{audio_path.stem}.npz"
+    try:
+        format_for(out)
+    except FormatError as exc:
+        return _err(str(exc))
+    if out.exists() and not args.overwrite:
+        return _err(f"{out} already exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        return _err(f"output folder {out.parent} does not exist; create it first")
+
+    transcript = args.transcript
+    if args.transcript_file:
+        try:
+            transcript = Path(args.transcript_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return _err(f"cannot read --transcript-file {args.transcript_file}: {exc}")
+    if not audio_path.is_file():
+        return _err(f"audio file not found: {audio_path}")
+    options = _options(args, transcript)
+
+    bar = _Bar(not args.quiet)
+    try:
+        if args.server:
+            if args.engine is not None or args.model:
+                print("talkrig generate: note: --engine/--model are chosen by the server (talkrig serve); "
+                      "ignored with --server", file=sys.stderr)
+            from motion_server.client import MotionClient
+
+            with MotionClient(args.server, timeout_s=args.timeout) as client:
+                motion = client.generate(audio_path, options.to_dict(), progress=bar)
+            engine_name = f"server {args.server}"
+        else:
+            engine_name = args.engine or DEFAULT_ENGINE
+            audio = load_audio(audio_path, sr=SAMPLE_RATE)
+            options = _style_reference(options, args.style)
+            engine = _make_engine(engine_name, args)
+            motion = engine.generate(audio, SAMPLE_RATE, options, progress=bar)
+    except (AudioError, FormatError, ValueError, RuntimeError) as exc:
+        bar.close()
+        return _err(str(exc))
+    except Exception as exc:  # server/client errors carry their own clear messages
+        bar.close()
+        if type(exc).__module__.startswith("motion_server"):
+            return _err(f"{type(exc).__name__}: {exc}")
+        raise
+    bar.close()
+
+    if abs(motion.fps - args.fps) > 1e-6:  # an engine with a native rate: deliver what was asked for
+        motion = motion.resample(args.fps)
+    meta = dict(motion.meta)
+    meta.setdefault("engine", engine_name)
+    meta.update(audio_file=audio_path.name, audio_sha256=audio_sha256(audio_path))
+    motion = motion.replace(meta=meta)
+    try:
+        path = save_motion(motion, out, overwrite=args.overwrite)
+    except (FileExistsError, FormatError, OSError) as exc:
+        return _err(str(exc))
+    print(f"wrote {path} ({motion.n_frames} frames, {motion.duration:.2f} s at {motion.fps:g} fps, {engine_name})")
+    return 0
