@@ -1,0 +1,310 @@
+"""Motion file formats: npz, Live Link Face CSV, Audio2Face JSON — round trips and malformed files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rig_mapping import ARKIT_INDEX, ARKIT_NAMES, FaceMotion
+from rig_mapping.formats import FORMATS, FormatError, load_motion, save_motion
+from rig_mapping.formats.livelink_csv import LLF_HEADER, format_livelink_csv, parse_livelink_csv
+
+# The header as documented in shared/reference/blender-and-formats.md section 4.2.
+REFERENCE_HEADER = (
+    "Timecode,BlendShapeCount,EyeBlinkLeft,EyeLookDownLeft,EyeLookInLeft,EyeLookOutLeft,EyeLookUpLeft,"
+    "EyeSquintLeft,EyeWideLeft,EyeBlinkRight,EyeLookDownRight,EyeLookInRight,EyeLookOutRight,EyeLookUpRight,"
+    "EyeSquintRight,EyeWideRight,JawForward,JawRight,JawLeft,JawOpen,MouthClose,MouthFunnel,MouthPucker,"
+    "MouthRight,MouthLeft,MouthSmileLeft,MouthSmileRight,MouthFrownLeft,MouthFrownRight,MouthDimpleLeft,"
+    "MouthDimpleRight,MouthStretchLeft,MouthStretchRight,MouthRollLower,MouthRollUpper,MouthShrugLower,"
+    "MouthShrugUpper,MouthPressLeft,MouthPressRight,MouthLowerDownLeft,MouthLowerDownRight,MouthUpperUpLeft,"
+    "MouthUpperUpRight,BrowDownLeft,BrowDownRight,BrowInnerUp,BrowOuterUpLeft,BrowOuterUpRight,CheekPuff,"
+    "CheekSquintLeft,CheekSquintRight,NoseSneerLeft,NoseSneerRight,TongueOut,HeadYaw,HeadPitch,HeadRoll,"
+    "LeftEyeYaw,LeftEyePitch,LeftEyeRoll,RightEyeYaw,RightEyePitch,RightEyeRoll"
+)
+
+
+def sample_motion(n: int = 75, fps: float = 30.0, seed: int = 0) -> FaceMotion:
+    rng = np.random.default_rng(seed)
+    h = np.zeros((n, 6))
+    h[:, :3] = rng.uniform(-0.6, 0.6, (n, 3))
+    return FaceMotion.from_arrays(rng.random((n, 52)), h, fps=fps,
+                                  meta={"seed": 7, "style": "calm", "nested": {"a": [1, 2.5]}})
+
+
+def llf_text(rows: list[dict[str, str]], header: list[str] | None = None) -> str:
+    """Build LLF CSV text from {column: value} rows (absent columns = 0)."""
+    header = list(header or LLF_HEADER)
+    out = io.StringIO()
+    out.write(",".join(header) + "\n")
+    for r in rows:
+        out.write(",".join(str(r.get(c, "61" if c == "BlendShapeCount" else "0")) for c in header) + "\n")
+    return out.getvalue()
+
+
+# -- dispatch ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".npz", ".csv", ".json"])
+def test_round_trip_through_load_and_save(tmp_path: Path, suffix: str):
+    m = sample_motion()
+    p = save_motion(m, tmp_path / f"take{suffix}")
+    back = load_motion(p)
+    assert back.fps == m.fps and back.n_frames == m.n_frames
+    np.testing.assert_array_equal(back.weights, m.weights)  # all three are exact for float32
+    np.testing.assert_allclose(back.head[:, :3], m.head[:, :3], atol=1e-7)
+    if suffix != ".csv":
+        assert back.meta == m.meta
+
+
+def test_dispatch_table_unknown_suffix_and_overwrite_protection(tmp_path: Path):
+    assert set(FORMATS) == {".npz", ".csv", ".json"}
+    m = sample_motion(10)
+    with pytest.raises(FormatError, match=r"\.bvh.*supported"):
+        save_motion(m, tmp_path / "x.bvh")
+    p = save_motion(m, tmp_path / "x.npz")
+    before = p.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        save_motion(sample_motion(10, seed=5), p)
+    assert p.read_bytes() == before  # untouched
+    save_motion(sample_motion(10, seed=5), p, overwrite=True)
+    assert not load_motion(p).allclose(m)
+    with pytest.raises(FileNotFoundError):
+        load_motion(tmp_path / "missing.csv")
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+# -- npz ----------------------------------------------------------------------------------------------
+
+def test_npz_is_lossless_and_reorders_named_columns(tmp_path: Path):
+    m = sample_motion(40)
+    p = save_motion(m, tmp_path / "m.npz")
+    assert load_motion(p) == m
+    z = dict(np.load(p, allow_pickle=False))
+    perm = np.random.default_rng(3).permutation(52)
+    z["weights"] = z["weights"][:, perm]
+    z["channel_names"] = z["channel_names"][perm]
+    np.savez(tmp_path / "shuffled.npz", **z)
+    assert load_motion(tmp_path / "shuffled.npz") == m
+
+
+def test_npz_malformed_files(tmp_path: Path):
+    m = sample_motion(5)
+    base = dict(np.load(save_motion(m, tmp_path / "ok.npz"), allow_pickle=False))
+    np.savez(tmp_path / "nometa.npz", **{k: v for k, v in base.items() if k != "meta_json"})
+    with pytest.raises(FormatError, match="meta_json") as e:
+        load_motion(tmp_path / "nometa.npz")
+    assert e.value.field == "meta_json"
+    np.savez(tmp_path / "pickled.npz", **{**base, "meta_json": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(FormatError, match="pickle"):
+        load_motion(tmp_path / "pickled.npz")
+    np.savez(tmp_path / "future.npz", **{**base, "format_version": np.int64(99)})
+    with pytest.raises(FormatError, match="newer"):
+        load_motion(tmp_path / "future.npz")
+    np.savez(tmp_path / "nan.npz", **{**base, "weights": np.full((5, 52), np.nan, np.float32)})
+    with pytest.raises(FormatError, match="non-finite"):
+        load_motion(tmp_path / "nan.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(FormatError, match="npz"):
+        load_motion(tmp_path / "junk.npz")
+
+
+# -- Live Link Face CSV ----------------------------------------------------------------------------
+
+def test_llf_header_is_exactly_the_reference_and_jaw_mouth_columns_are_not_swapped():
+    w = np.zeros((3, 52), np.float32)
+    w[:, ARKIT_INDEX["jawLeft"]] = 0.7
+    w[:, ARKIT_INDEX["jawRight"]] = 0.1
+    w[:, ARKIT_INDEX["mouthLeft"]] = 0.25
+    text = format_livelink_csv(FaceMotion.from_arrays(w, fps=60))
+    assert text.splitlines()[0] == REFERENCE_HEADER
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert float(row["JawLeft"]) == pytest.approx(0.7) and float(row["JawRight"]) == pytest.approx(0.1)
+    assert float(row["MouthLeft"]) == 0.25 and float(row["MouthRight"]) == 0.0
+    assert row["Timecode"] == "00:00:00:00.000" and row["BlendShapeCount"] == "61"
+
+
+def test_llf_columns_are_parsed_by_name_not_position():
+    m = sample_motion(70, fps=60)
+    text = format_livelink_csv(m)
+    rows = list(csv.reader(io.StringIO(text)))
+    perm = np.random.default_rng(4).permutation(len(rows[0]))
+    shuffled = "\n".join(",".join(r[i] for i in perm) for r in rows) + "\n"
+    a = parse_livelink_csv(text)
+    b = parse_livelink_csv(shuffled)
+    assert a.allclose(b, atol=0) and a.allclose(m, atol=1e-7)
+
+
+def test_llf_timecode_start_and_fps_detection():
+    # 30 fps recording starting at 00:01:02:15 spanning a second boundary: detected as 30 fps.
+    rows = [{"Timecode": f"00:01:{2 + (15 + i) // 30:02d}:{(15 + i) % 30:02d}.000", "JawOpen": i / 40}
+            for i in range(30)]
+    m = parse_livelink_csv(llf_text(rows))
+    assert m.fps == 30 and m.meta["fps_detected"] is True
+    assert m.meta["start_seconds"] == pytest.approx(62.5)
+    np.testing.assert_allclose(m.channel("jawOpen"), np.arange(30) / 40, atol=1e-7)
+    rows60 = [{"Timecode": f"00:00:{i // 60:02d}:{i % 60:02d}.000"} for i in range(90)]
+    assert parse_livelink_csv(llf_text(rows60)).fps == 60
+    short = [{"Timecode": f"00:00:00:{i:02d}.000"} for i in range(20)]  # under a second: app default
+    assert parse_livelink_csv(llf_text(short)).fps == 60
+    assert parse_livelink_csv(llf_text(short), fps=30).n_frames == 20
+    with pytest.raises(FormatError, match="fps=24") as e:
+        parse_livelink_csv(llf_text(rows), fps=24)
+    assert e.value.line == 2 + 9  # first row whose frame field (24) is not below 24
+
+
+def test_llf_irregular_timecodes_are_resampled_onto_a_uniform_grid():
+    frames = [0, 1, 2, 3, 6, 7, 8.5, 10, 11, 12]  # dropped frames 4-5, a late one, a duplicate below
+    rows = [{"Timecode": f"00:00:00:{f:05.2f}", "JawOpen": f / 20, "HeadYaw": f / 100} for f in frames]
+    rows.insert(3, dict(rows[3]))
+    m = parse_livelink_csv(llf_text(rows), fps=60)
+    assert m.n_frames == 13 and m.meta["resampled"] is True
+    np.testing.assert_allclose(m.channel("jawOpen"), np.arange(13) / 20, atol=1e-6)
+    np.testing.assert_allclose(m.channel("yaw"), np.arange(13) / 100, atol=1e-6)
+
+
+def test_llf_head_units_signs_and_mirror():
+    deg = [{"Timecode": f"00:00:00:{i:02d}.000", "HeadYaw": 30, "HeadPitch": -10, "HeadRoll": 5,
+            "EyeBlinkLeft": 0.9} for i in range(5)]
+    m = parse_livelink_csv(llf_text(deg))
+    assert m.meta["angle_unit"] == "deg"
+    np.testing.assert_allclose(m.head[0, :3], np.radians([-10, 30, 5]), atol=1e-6)  # pitch, yaw, roll
+    rad = [{**r, "HeadYaw": 0.5, "HeadPitch": -0.1, "HeadRoll": 0.05} for r in deg]
+    m2 = parse_livelink_csv(llf_text(rad))
+    assert m2.meta["angle_unit"] == "rad"
+    np.testing.assert_allclose(m2.head[0, :3], [-0.1, 0.5, 0.05], atol=1e-6)
+    flipped = parse_livelink_csv(llf_text(rad), head_signs=(-1, 1, 1))
+    assert flipped.head[0, 0] == pytest.approx(0.1)
+    assert parse_livelink_csv(llf_text(rad), angle_unit="deg").head[0, 1] == pytest.approx(np.radians(0.5))
+    mirrored = parse_livelink_csv(llf_text(rad), mirror=True)
+    assert mirrored.channel("eyeBlinkRight")[0] == pytest.approx(0.9) and mirrored.channel("eyeBlinkLeft")[0] == 0
+    assert mirrored.head[0, 1] == pytest.approx(-0.5)
+    # Written with the same signs, read back identically.
+    back = parse_livelink_csv(format_livelink_csv(flipped, head_signs=(-1, 1, 1)), head_signs=(-1, 1, 1))
+    np.testing.assert_allclose(back.head, flipped.head, atol=1e-7)
+
+
+def test_llf_without_head_columns_reads_a_still_head():
+    header = [c for c in LLF_HEADER if not c.startswith(("Head", "LeftEye", "RightEye"))]
+    m = parse_livelink_csv(llf_text([{"Timecode": "00:00:00:01.000"}] * 1, header))
+    assert m.n_frames == 1 and not m.head.any() and m.meta["angle_unit"] == "none"
+
+
+def good_rows(n: int = 6) -> list[dict[str, str]]:
+    return [{"Timecode": f"00:00:00:{i:02d}.000", "JawOpen": "0.5"} for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "line", "message"),
+    [
+        (lambda t: t.replace(",MouthSmileLeft,", ",MouthSmileLeftX,", 1), 1, "MouthSmileLeft"),
+        (lambda t: t.replace("00:00:00:02.000", "00:00:02.000"), 4, "timecode"),
+        (lambda t: t.replace("00:00:00:03.000", "0a:00:00:03.000"), 5, "timecode"),
+        (lambda t: _edit_row(t, 1, "JawOpen", "nan"), 3, "JawOpen"),
+        (lambda t: _edit_row(t, 2, "CheekPuff", "abc"), 4, "CheekPuff"),
+        (lambda t: _drop_field(t, 4), 6, "fields"),
+        (lambda t: t.replace("00:00:00:04.000", "00:00:00:01.000"), 6, "backwards"),
+        (lambda t: t.split("\n")[0] + "\n", 2, "no data"),
+        (lambda t: "", 1, "empty"),
+        (lambda t: t.replace("HeadPitch", "HeadPitchX", 1), 1, "HeadPitch"),
+    ],
+)
+def test_llf_malformed_files_name_the_line(tmp_path: Path, mutate, line, message):
+    p = tmp_path / "bad.csv"
+    p.write_text(mutate(llf_text(good_rows())))
+    with pytest.raises(FormatError, match=message) as e:
+        load_motion(p)
+    assert e.value.line == line
+    assert f"line {line}" in str(e.value) and str(p) in str(e.value)
+    assert isinstance(e.value, ValueError)
+
+
+def _edit_row(text: str, row: int, col: str, value: str) -> str:
+    rows = list(csv.reader(io.StringIO(text)))
+    rows[row + 1][rows[0].index(col)] = value
+    return "\n".join(",".join(r) for r in rows) + "\n"
+
+
+def _drop_field(text: str, row: int) -> str:
+    lines = text.split("\n")
+    lines[row + 1] = lines[row + 1].rsplit(",", 1)[0]
+    return "\n".join(lines)
+
+
+def test_llf_writer_needs_a_whole_frame_rate(tmp_path: Path):
+    with pytest.raises(FormatError, match="resample"):
+        save_motion(sample_motion(5, fps=29.97), tmp_path / "a.csv")
+    assert not (tmp_path / "a.csv").exists()
+
+
+# -- Audio2Face JSON ----------------------------------------------------------------------------------
+
+def a2f_doc(names: list[str], mat: list[list[float]], fps: float = 30.0) -> dict:
+    return {"exportFps": fps, "trackPath": "/audio/take1.wav", "numPoses": len(names), "numFrames": len(mat),
+            "facsNames": names, "weightMat": mat}
+
+
+def test_a2f_names_in_any_case_and_order_are_mapped(tmp_path: Path):
+    names = ["JawOpen", "eyeBlink_L", "mouth_smile_right", "tongueOut", "headNod"]
+    mat = [[0.5, 0.25, 0.125, 1.0, 0.9], [0.0, 1.0, 0.5, 0.0, 0.1]]
+    p = tmp_path / "a2f.json"
+    p.write_text(json.dumps(a2f_doc(names, mat, fps=60)))
+    with pytest.warns(UserWarning, match="headNod"):
+        m = load_motion(p)
+    assert m.fps == 60 and m.n_frames == 2
+    assert m.channel("jawOpen").tolist() == [0.5, 0.0]
+    assert m.channel("eyeBlinkLeft").tolist() == [0.25, 1.0]
+    assert m.channel("mouthSmileRight").tolist() == [0.125, 0.5]
+    assert m.channel("tongueOut").tolist() == [1.0, 0.0]
+    assert m.meta["unmapped_names"] == ["headNod"] and m.meta["track_path"] == "/audio/take1.wav"
+    assert m.weights[:, [ARKIT_INDEX[n] for n in ("browInnerUp", "cheekPuff")]].sum() == 0
+
+
+def test_a2f_written_file_has_the_a2f_layout(tmp_path: Path):
+    m = sample_motion(12)
+    p = save_motion(m, tmp_path / "out.json", include_talkrig=False)
+    doc = json.loads(p.read_text())
+    assert doc["facsNames"] == list(ARKIT_NAMES) and doc["numPoses"] == 52 and doc["numFrames"] == 12
+    assert doc["exportFps"] == 30 and len(doc["weightMat"][0]) == 52 and "talkrig" not in doc
+    back = load_motion(p)
+    np.testing.assert_array_equal(back.weights, m.weights)
+    assert not back.head.any()
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda d: d.update(numFrames=3), "weightMat"),
+        (lambda d: d.update(numPoses=5), "facsNames"),
+        (lambda d: d.pop("facsNames"), "facsNames"),
+        (lambda d: d.update(exportFps=0), "exportFps"),
+        (lambda d: d.update(exportFps="30"), "exportFps"),
+        (lambda d: d["weightMat"][1].pop(), "weightMat[1]"),
+        (lambda d: d["weightMat"][0].__setitem__(1, float("nan")), "weightMat[0][1]"),
+        (lambda d: d["weightMat"][1].__setitem__(0, "x"), "weightMat[1]"),
+        (lambda d: d["facsNames"].__setitem__(1, "JawOpen"), "facsNames[1]"),
+        (lambda d: d.update(facsNames=["a", "b"]), "facsNames"),
+    ],
+)
+def test_a2f_malformed_files_name_the_field(tmp_path: Path, edit, field):
+    doc = a2f_doc(["jawOpen", "mouthFunnel"], [[0.1, 0.2], [0.3, 0.4]])
+    edit(doc)
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(doc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(FormatError) as e:
+            load_motion(p)
+    assert e.value.field == field
+    assert repr(field) in str(e.value)
+
+
+def test_a2f_not_json(tmp_path: Path):
+    p = tmp_path / "x.json"
+    p.write_text("{ not json")
+    with pytest.raises(FormatError, match="JSON"):
+        load_motion(p)
