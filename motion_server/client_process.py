@@ -26,12 +26,14 @@ def start_local_server(
     wait_s: float = 120.0,
     log_path: str | Path | None = None,
     env: dict[str, str] | None = None,
+    server_public_key: bytes | str | Path | None = None,
 ) -> subprocess.Popen:
     """Launch ``python -m motion_server serve --bind BIND ...``; return once hello succeeds.
 
     The server's log goes to ``log_path`` (default: a file in the temp dir; ``proc.log_path`` says
     where), never to a pipe nobody reads. Raises ClientError with the log's last lines when the server
-    exits or does not answer within ``wait_s`` (then it is stopped).
+    exits or does not answer within ``wait_s`` (then it is stopped). For a CURVE server pass its
+    public key (and ``--curve-secret FILE`` in extra_args).
     """
     if not Path(python).exists() and os.sep in python:
         raise ClientError(f"python interpreter not found: {python} (set the server Python path)")
@@ -53,7 +55,7 @@ def start_local_server(
     log_file.close()
     proc.log_path = log_path  # type: ignore[attr-defined]
     deadline = time.monotonic() + wait_s
-    with MotionClient(bind, timeout_s=1.0, retries=1) as probe:
+    with MotionClient(connect_address(bind), timeout_s=1.0, retries=1, server_public_key=server_public_key) as probe:
         while True:
             code = proc.poll()
             if code is not None:
@@ -77,3 +79,11 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def connect_address(bind: str) -> str:
+    """Where a client on this machine reaches a server bound to ``bind`` (wildcards -> loopback)."""
+    for wild in ("tcp://0.0.0.0:", "tcp://*:"):
+        if bind.startswith(wild):
+            return "tcp://127.0.0.1:" + bind[len(wild):]
+    return bind

@@ -239,7 +239,7 @@ def encode_array(arr: np.ndarray, frames: list[Any]) -> dict[str, Any]:
     if dt.str not in WIRE_DTYPES:
         raise ProtocolError(ErrorCode.BAD_TYPE, f"dtype {a.dtype} cannot be sent; allowed: {sorted(WIRE_DTYPES)}")
     a = np.ascontiguousarray(a, dtype=dt)
-    frames.append(a.data if a.size else b"")
+    frames.append(memoryview(a).cast("B") if a.size else b"")  # zero-copy, flat bytes view
     return {"dtype": dt.str, "shape": list(a.shape), "frame": len(frames) - 1}
 
 
@@ -274,9 +274,10 @@ def decode_array(ref: Any, frames: Sequence[Any], what: str = "array", max_elems
         raise ProtocolError(ErrorCode.TOO_LARGE, f"{what} has {n} elements; the limit is {max_elems}")
     buf = _frame_at(ref, frames, what)
     dt = np.dtype(dtype)
-    if len(buf) != n * dt.itemsize:
+    nbytes = memoryview(buf).nbytes
+    if nbytes != n * dt.itemsize:
         raise ProtocolError(
-            ErrorCode.BAD_VALUE, f"{what}: shape {shape} x {dtype} needs {n * dt.itemsize} bytes, frame has {len(buf)}"
+            ErrorCode.BAD_VALUE, f"{what}: shape {shape} x {dtype} needs {n * dt.itemsize} bytes, frame has {nbytes}"
         )
     a = np.frombuffer(buf, dtype=dt, count=n).reshape(shape) if n else np.zeros(shape, dt)
     return a.astype(dt.newbyteorder("="), copy=False)

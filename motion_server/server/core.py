@@ -98,7 +98,9 @@ class MotionServer:
         self._ctx = zmq.Context()
         r = self._ctx.socket(zmq.ROUTER)
         r.linger = 0
-        r.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
+        # zmq drops a peer sending more than this, before buffering it. Set it above our own limit so
+        # moderately oversized messages still get a structured too_large error the user can read.
+        r.setsockopt(zmq.MAXMSGSIZE, 2 * cfg.max_message_bytes + (1 << 20))
         r.sndhwm = 10_000
         r.rcvhwm = 10_000
         if cfg.curve_secret is not None:
@@ -259,20 +261,21 @@ class MotionServer:
         delimiter, body = P.split_frames(frames[1:])
         rid: str | None = None
         try:
-            total = sum(len(f) for f in body)
-            if total > self.config.max_message_bytes:
-                raise ProtocolError(ErrorCode.TOO_LARGE, f"message is {total} bytes; this server accepts up to "
-                                    f"{self.config.max_message_bytes} (--max-message-mb)")
             if not body:
                 raise ProtocolError(ErrorCode.BAD_FRAME, "message has no header frame")
             header = P.unpack_header(body[0].buffer)
             r = header.get("id")
             rid = r if isinstance(r, str) and 0 < len(r) <= P.MAX_ID_LEN else None
+            total = sum(len(f) for f in body)
+            if total > self.config.max_message_bytes:
+                raise ProtocolError(ErrorCode.TOO_LARGE, f"message is {total} bytes; this server accepts up to "
+                                    f"{self.config.max_message_bytes} (restart it with a larger --max-message-mb)")
             msg = P.decode_message([body[0].buffer, *[f.buffer for f in body[1:]]])
             P.validate_request(msg.header)
             local = self._all_local or self._peer_local(frames[-1])
             self._handlers[msg.type](identity, delimiter, msg, local)
         except ProtocolError as e:
+            log.debug("refused a message (%s): %s", e.code, e.message)
             self._send(identity, delimiter, P.error_message(rid, e.code, e.message, **e.details))
 
     def _peer_local(self, frame: zmq.Frame) -> bool:
