@@ -25,7 +25,7 @@ def rig(module: str = "") -> ModuleType:
 
 
 def server(module: str) -> ModuleType:
-    """A torch-free motion_server module: ``server("client")`` or ``server("protocol")``."""
-    if module not in ("client", "protocol"):
+    """A torch-free motion_server module: ``server("client")``, ``"client_process"`` or ``"protocol"``."""
+    if module not in ("client", "client_process", "protocol"):
         raise ValueError(f"only the torch-free client/protocol modules are available in Blender, not {module!r}")
     return importlib.import_module(f"{_SERVER}.{module}")

@@ -45,6 +45,7 @@ VENDOR = [
     ("rig_mapping", "rig_mapping"),
     ("motion_server/protocol.py", "motion_server/protocol.py"),
     ("motion_server/client.py", "motion_server/client.py"),
+    ("motion_server/client_process.py", "motion_server/client_process.py"),
     ("motion_server/assets/ict_face_arkit.npz", "assets/ict_face_arkit.npz"),
     ("motion_server/assets/ict_face_arkit.LICENSE.txt", "assets/ict_face_arkit.LICENSE.txt"),
 ]

@@ -1,0 +1,525 @@
+"""Operators. Each one runs synchronously from ``execute()`` (scripts, ``blender -b``, where timers and
+modal handlers never run); only Generate has a non-blocking ``invoke()`` path for the UI (modal + timer,
+polling the client without threads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from . import jobs, server_link
+from ._deps import rig, server
+from .core import export, livelink, mapping
+from .core.apply import apply_motion
+from .core.target import Target, TargetError, find_target
+from .preferences import get_prefs
+
+_OK = {"FINISHED"}
+_CANCELLED = {"CANCELLED"}
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _prefs_values(context: bpy.types.Context) -> dict[str, Any]:
+    p = get_prefs(context)
+    if p is None:  # used as a plain module (tests): defaults
+        return {"address": server_link.DEFAULT_ADDRESS, "key": "", "timeout": 30.0, "auto_start": False,
+                "python": "", "engine": "", "export_dir": ""}
+    return {"address": p.server_address, "key": p.server_public_key, "timeout": p.timeout_s,
+            "auto_start": p.auto_start, "python": p.python_path, "engine": p.engine,
+            "export_dir": bpy.path.abspath(p.export_dir) if p.export_dir else ""}
+
+
+def _target(context: bpy.types.Context) -> Target:
+    return find_target(context.active_object)
+
+
+def _profile(settings: Any) -> Any | None:
+    s = settings.profile.strip()
+    if not s:
+        return None
+    return mapping.load_profile(bpy.path.abspath(s) if s.startswith("//") or "/" in s or "\\" in s else s)
+
+
+def _tag_redraw(context: bpy.types.Context) -> None:
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+def _connect(context: bpy.types.Context, op: bpy.types.Operator) -> Any | None:
+    """A client whose server answers (starting a local one if the preferences say so), else None + report."""
+    pv = _prefs_values(context)
+    if not server_link.is_loopback(pv["address"]) and not bpy.app.online_access:
+        op.report({"ERROR"}, "Online access is off and the server is not on this computer: allow it in "
+                  "Preferences > System > Network, or use a local server (tcp://127.0.0.1:5557)")
+        return None
+    try:
+        server_link.check(pv["address"], pv["key"])
+    except server_link.ServerLinkError as e:
+        if not pv["auto_start"]:
+            context.scene.talkrig.server_ok = False
+            op.report({"ERROR"}, str(e))
+            return None
+        try:
+            server_link.start_local(pv["address"], pv["python"], pv["engine"])
+        except server_link.ServerLinkError as e2:
+            op.report({"ERROR"}, str(e2))
+            return None
+    context.scene.talkrig.server_ok = True
+    return server_link.client(pv["address"], pv["timeout"], pv["key"])
+
+
+def _apply_generated(context: bpy.types.Context, op: bpy.types.Operator, motion: Any, audio: Path, start: int,
+                     target: Target) -> set[str]:
+    settings = context.scene.talkrig
+    take = Path(audio).stem
+    motion = motion.replace(meta={**motion.meta, "audio_name": Path(audio).name})
+    path = jobs.save_generated(motion, take)
+    settings.last_motion = str(path)
+    if not settings.apply_on_generate:
+        op.report({"INFO"}, f"Generated {motion.n_frames} frames, saved to {path} (press Apply to key it)")
+        return _OK
+    created = apply_motion(motion, target, profile=_profile(settings), action_name=take, start_frame=start,
+                           as_nla=settings.as_nla, scene=context.scene, audio_path=audio)
+    names = sorted({a.name for a in created.values()})
+    op.report({"INFO"}, f"Keyed {motion.n_frames} frames into {', '.join(names)}")
+    return _OK
+
+
+# -- server -----------------------------------------------------------------------------------------------
+
+
+class TALKRIG_OT_server_check(bpy.types.Operator):
+    """Check whether the motion server answers"""
+
+    bl_idname = "talkrig.server_check"
+    bl_label = "Connect"
+
+    def execute(self, context):
+        pv = _prefs_values(context)
+        try:
+            hello = server_link.check(pv["address"], pv["key"])
+        except server_link.ServerLinkError as e:
+            context.scene.talkrig.server_ok = False
+            context.scene.talkrig.status = "server unreachable"
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        context.scene.talkrig.server_ok = True
+        engine = hello.get("engine") or hello.get("engines") or ""
+        context.scene.talkrig.status = f"connected: {engine}" if engine else "connected"
+        self.report({"INFO"}, f"Motion server at {pv['address']} answers ({engine})")
+        return _OK
+
+
+class TALKRIG_OT_server_start(bpy.types.Operator):
+    """Start a local motion server with the Python set in the preferences"""
+
+    bl_idname = "talkrig.server_start"
+    bl_label = "Start local server"
+
+    def execute(self, context):
+        pv = _prefs_values(context)
+        try:
+            proc = server_link.start_local(pv["address"], pv["python"], pv["engine"])
+        except server_link.ServerLinkError as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        context.scene.talkrig.server_ok = True
+        self.report({"INFO"}, f"Local motion server running (pid {proc.pid}, log {getattr(proc, 'log_path', '?')})")
+        return _OK
+
+
+class TALKRIG_OT_server_stop(bpy.types.Operator):
+    """Stop the local motion server this Blender session started"""
+
+    bl_idname = "talkrig.server_stop"
+    bl_label = "Stop local server"
+
+    @classmethod
+    def poll(cls, context):
+        if not server_link.local_server_running():
+            cls.poll_message_set("No local server was started from this Blender session")
+            return False
+        return True
+
+    def execute(self, context):
+        server_link.stop_local()
+        context.scene.talkrig.server_ok = False
+        return _OK
+
+
+# -- target ------------------------------------------------------------------------------------------------
+
+
+class TALKRIG_OT_mapping_report(bpy.types.Operator):
+    """Show which ARKit channels map onto the selected character (nothing is written)"""
+
+    bl_idname = "talkrig.mapping_report"
+    bl_label = "Check mapping"
+
+    def execute(self, context):
+        settings = context.scene.talkrig
+        try:
+            target = _target(context)
+            report = mapping.report(target.shape_names, target.bones, _profile(settings))
+        except (TargetError, ValueError, FileNotFoundError) as e:
+            settings.report = str(e)
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        settings.report = "\n".join([target.describe(), *report.lines()])
+        self.report({"INFO"}, report.summary())
+        return _OK
+
+
+class TALKRIG_OT_save_profile(bpy.types.Operator):
+    """Save the mapping profile used for the selected character to a file you can edit"""
+
+    bl_idname = "talkrig.save_profile"
+    bl_label = "Save profile"
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH", default="")
+    filter_glob: bpy.props.StringProperty(default="*.toml;*.json", options={"HIDDEN"})
+    overwrite: bpy.props.BoolProperty(name="Overwrite", default=False)
+
+    def invoke(self, context, event):
+        if not self.filepath:
+            self.filepath = str(export.default_export_path(".toml", "profile", _prefs_values(context)["export_dir"] or None))
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        settings = context.scene.talkrig
+        try:
+            target = _target(context)
+            prof = _profile(settings) or mapping.auto_profile(target.shape_names, target.bones)
+            path = mapping.save_profile(prof, bpy.path.abspath(self.filepath), overwrite=self.overwrite)
+        except (TargetError, ValueError, OSError) as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        settings.profile = str(path)
+        self.report({"INFO"}, f"Profile saved to {path}; it is now the active profile")
+        return _OK
+
+
+# -- generate ------------------------------------------------------------------------------------------------
+
+
+class TALKRIG_OT_generate(bpy.types.Operator):
+    """Generate facial animation from the audio with the motion server (Esc cancels)"""
+
+    bl_idname = "talkrig.generate"
+    bl_label = "Generate"
+    bl_options = {"REGISTER", "UNDO"}
+
+    synchronous: bpy.props.BoolProperty(
+        name="Synchronous", default=False, options={"SKIP_SAVE"},
+        description="Block until done (always so in background mode, where timers never run)")
+
+    _timer = None
+    _job = None
+    _ctx: dict[str, Any] = {}
+
+    @classmethod
+    def poll(cls, context):
+        if context.scene.talkrig.running:
+            cls.poll_message_set("A generate job is already running")
+            return False
+        return True
+
+    def _prepare(self, context):
+        settings = context.scene.talkrig
+        target = _target(context)
+        audio, start = jobs.resolve_audio(settings, context.scene)
+        opts = jobs.options_from_settings(settings, context.scene, target)
+        return target, audio, start, opts
+
+    def execute(self, context):
+        settings = context.scene.talkrig
+        try:
+            target, audio, start, opts = self._prepare(context)
+        except (TargetError, jobs.JobError, ValueError, FileNotFoundError) as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        client = _connect(context, self)
+        if client is None:
+            return _CANCELLED
+        mc = server("client")
+
+        def progress(fraction: float, stage: str) -> None:
+            print(f"talkrig: {fraction * 100:5.1f}% {stage}", flush=True)
+
+        try:
+            motion = client.generate(str(audio), opts, progress=progress)
+        except (mc.ClientError, mc.ServerError, mc.ServerUnavailable, mc.JobCancelled) as e:
+            msg = server_link.unreachable_message(client.address) if isinstance(e, mc.ServerUnavailable) else str(e)
+            self.report({"ERROR"}, msg)
+            settings.status = "failed"
+            return _CANCELLED
+        settings.status = "done"
+        return _apply_generated(context, self, motion, audio, start, target)
+
+    def invoke(self, context, event):
+        if bpy.app.background or self.synchronous:
+            return self.execute(context)
+        settings = context.scene.talkrig
+        try:
+            target, audio, start, opts = self._prepare(context)
+        except (TargetError, jobs.JobError, ValueError, FileNotFoundError) as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        client = _connect(context, self)
+        if client is None:
+            return _CANCELLED
+        try:
+            self._job = client.submit(str(audio), opts)
+        except server("protocol").ClientError as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        server_link.set_job(self._job)
+        self._ctx = {"target_root": target.root.name, "audio": audio, "start": start}
+        settings.running, settings.progress, settings.status = True, 0.0, "submitted"
+        wm = context.window_manager
+        wm.progress_begin(0, 100)
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        settings = context.scene.talkrig
+        if event.type == "ESC":
+            self._job.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        st = self._job.poll()
+        settings.progress, settings.status = st.fraction, st.stage
+        context.window_manager.progress_update(int(st.fraction * 100))
+        _tag_redraw(context)
+        if not self._job.done:
+            return {"PASS_THROUGH"}
+        self._finish(context)
+        if st.state != "done":
+            err = self._job.error
+            mc = server("client")
+            msg = server_link.unreachable_message(self._job._client.address) if isinstance(
+                err, mc.ServerUnavailable) else str(err or st.state)
+            self.report({"WARNING"} if st.state == "cancelled" else {"ERROR"}, msg)
+            settings.status = st.state
+            return _CANCELLED
+        root = bpy.data.objects.get(self._ctx["target_root"])
+        if root is None:
+            self.report({"ERROR"}, "the target character was deleted while generating")
+            return _CANCELLED
+        try:
+            return _apply_generated(context, self, self._job.result, self._ctx["audio"], self._ctx["start"],
+                                    find_target(root))
+        except (TargetError, ValueError) as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+
+    def _finish(self, context):
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        context.scene.talkrig.running = False
+        server_link.set_job(None)
+        _tag_redraw(context)
+
+    def cancel(self, context):
+        if self._job is not None and not self._job.done:
+            self._job.cancel()
+        self._finish(context)
+
+
+class TALKRIG_OT_cancel(bpy.types.Operator):
+    """Cancel the generate job in flight"""
+
+    bl_idname = "talkrig.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, context):
+        job = server_link.current_job()
+        if job is None or job.done:
+            context.scene.talkrig.running = False
+            return _CANCELLED
+        job.cancel()
+        context.scene.talkrig.status = "cancelling"
+        return _OK
+
+
+class TALKRIG_OT_reroll(bpy.types.Operator):
+    """Generate again with the next seed (the previous take is kept)"""
+
+    bl_idname = "talkrig.reroll"
+    bl_label = "Re-roll"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        context.scene.talkrig.seed += 1
+        return bpy.ops.talkrig.generate("EXEC_DEFAULT")
+
+    def invoke(self, context, event):
+        context.scene.talkrig.seed += 1
+        return bpy.ops.talkrig.generate("INVOKE_DEFAULT")
+
+
+# -- apply / files ---------------------------------------------------------------------------------------------
+
+
+class TALKRIG_OT_apply(bpy.types.Operator):
+    """Key a motion file (.npz, Live Link .csv, Audio2Face .json) onto the selected character as a new take"""
+
+    bl_idname = "talkrig.apply"
+    bl_label = "Apply motion"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: bpy.props.StringProperty(name="Motion file", subtype="FILE_PATH", default="")
+    start_frame: bpy.props.IntProperty(name="Start frame", default=-1, description="-1: the panel's start frame")
+    audio_path: bpy.props.StringProperty(name="Audio", subtype="FILE_PATH", default="",
+                                         description="Optional sound to add to the sequencer")
+
+    def execute(self, context):
+        settings = context.scene.talkrig
+        path = bpy.path.abspath(self.filepath or settings.last_motion)
+        if not path:
+            self.report({"ERROR"}, "no motion file: generate one first or choose a .npz/.csv/.json file")
+            return _CANCELLED
+        try:
+            target = _target(context)
+            motion = rig("formats").load_motion(path)
+            start = self.start_frame if self.start_frame >= 0 else settings.start_frame + settings.offset_frames
+            audio = bpy.path.abspath(self.audio_path) if self.audio_path else None
+            created = apply_motion(motion, target, profile=_profile(settings), action_name=Path(path).stem,
+                                   start_frame=start, as_nla=settings.as_nla, scene=context.scene,
+                                   audio_path=audio)
+        except (TargetError, ValueError, OSError) as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        self.report({"INFO"}, f"Keyed {motion.n_frames} frames into {', '.join(sorted({a.name for a in created.values()}))}")
+        return _OK
+
+    def invoke(self, context, event):
+        if self.filepath or context.scene.talkrig.last_motion:
+            return self.execute(context)
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+
+class TALKRIG_OT_import_livelink(bpy.types.Operator):
+    """Import a Live Link Face CSV onto the selected character as a new take"""
+
+    bl_idname = "talkrig.import_livelink"
+    bl_label = "Import Live Link CSV"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH", default="")
+    filter_glob: bpy.props.StringProperty(default="*.csv", options={"HIDDEN"})
+    mirror: bpy.props.BoolProperty(name="Mirror left/right", default=False)
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        settings = context.scene.talkrig
+        try:
+            created = livelink.import_livelink_csv(
+                bpy.path.abspath(self.filepath), _target(context), profile=_profile(settings),
+                start_frame=settings.start_frame + settings.offset_frames, as_nla=settings.as_nla,
+                mirror=self.mirror, scene=context.scene)
+        except (TargetError, ValueError, OSError) as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        self.report({"INFO"}, f"Imported into {', '.join(sorted({a.name for a in created.values()}))}")
+        return _OK
+
+
+class _ExportBase:
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH", default="")
+    overwrite: bpy.props.BoolProperty(name="Overwrite", default=False)
+    suffix = ""
+
+    def _path(self, context) -> str:
+        """The chosen file, or next to the .blend (or in the preferences' export folder) named after the take."""
+        if self.filepath:
+            return bpy.path.abspath(self.filepath)
+        take = None
+        try:
+            take = export._active_take_name(_target(context).objects)
+        except TargetError:
+            pass
+        return str(export.default_export_path(self.suffix, take, _prefs_values(context)["export_dir"] or None))
+
+    def invoke(self, context, event):
+        self.filepath = self._path(context)
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+
+class TALKRIG_OT_export_livelink(_ExportBase, bpy.types.Operator):
+    """Write the selected character's animation (scene range) as a Live Link Face CSV"""
+
+    bl_idname = "talkrig.export_livelink"
+    bl_label = "Export Live Link CSV"
+    suffix = ".csv"
+
+    def execute(self, context):
+        try:
+            path = livelink.export_livelink_csv(self._path(context), _target(context),
+                                                profile=_profile(context.scene.talkrig), overwrite=self.overwrite,
+                                                scene=context.scene)
+        except (TargetError, ValueError, OSError) as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        self.report({"INFO"}, f"Wrote {path}")
+        return _OK
+
+
+class TALKRIG_OT_export_fbx(_ExportBase, bpy.types.Operator):
+    """Export the character with its shape-key and head animation as FBX (one baked take)"""
+
+    bl_idname = "talkrig.export_fbx"
+    bl_label = "Export FBX"
+    suffix = ".fbx"
+
+    def execute(self, context):
+        try:
+            path = export.export_fbx(self._path(context), _target(context).objects, overwrite=self.overwrite)
+        except (TargetError, export.ExportError) as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        self.report({"INFO"}, f"Wrote {path}")
+        return _OK
+
+
+class TALKRIG_OT_export_gltf(_ExportBase, bpy.types.Operator):
+    """Export the character with its morph-target and head animation as glTF binary (.glb)"""
+
+    bl_idname = "talkrig.export_gltf"
+    bl_label = "Export glTF"
+    suffix = ".glb"
+
+    def execute(self, context):
+        try:
+            path = export.export_gltf(self._path(context), _target(context).objects, overwrite=self.overwrite)
+        except (TargetError, export.ExportError) as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        self.report({"INFO"}, f"Wrote {path}")
+        return _OK
+
+
+classes = (
+    TALKRIG_OT_server_check, TALKRIG_OT_server_start, TALKRIG_OT_server_stop,
+    TALKRIG_OT_mapping_report, TALKRIG_OT_save_profile,
+    TALKRIG_OT_generate, TALKRIG_OT_cancel, TALKRIG_OT_reroll,
+    TALKRIG_OT_apply, TALKRIG_OT_import_livelink, TALKRIG_OT_export_livelink,
+    TALKRIG_OT_export_fbx, TALKRIG_OT_export_gltf,
+)  # fmt: skip
+register, unregister = bpy.utils.register_classes_factory(classes)

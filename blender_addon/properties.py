@@ -1,0 +1,74 @@
+"""Per-scene TalkRig settings and job state (scene.talkrig)."""
+
+from __future__ import annotations
+
+import bpy
+
+from .core import scene_setup
+
+
+def _strip_search(self, context, edit_text):
+    return [s.name for s in scene_setup.sound_strips(context.scene) if edit_text.lower() in s.name.lower()]
+
+
+def _is_our_action(self, action):
+    return bool(action.get("talkrig", False))
+
+
+class TALKRIG_SceneSettings(bpy.types.PropertyGroup):
+    # -- audio
+    audio_source: bpy.props.EnumProperty(
+        name="Audio", items=[("FILE", "File", "An audio file on disk"),
+                             ("STRIP", "Sound strip", "A sound strip already in the sequencer")],
+        default="FILE",
+    )
+    audio_path: bpy.props.StringProperty(name="Audio file", subtype="FILE_PATH", default="")
+    strip_name: bpy.props.StringProperty(name="Sound strip", default="", search=_strip_search)
+    start_frame: bpy.props.IntProperty(name="Start frame", default=1, description="First frame of the take")
+    offset_frames: bpy.props.IntProperty(
+        name="Offset", default=0, description="Shift the take by this many frames against the audio")
+    # -- target
+    profile: bpy.props.StringProperty(
+        name="Profile", default="", subtype="FILE_PATH",
+        description="Mapping profile: empty = automatic, a preset name (arkit, suffix_lr, ...) or a .toml/.json file",
+    )
+    report: bpy.props.StringProperty(name="Mapping report", default="")
+    # -- style
+    style_mode: bpy.props.EnumProperty(
+        name="Style", default="PRESET",
+        items=[("PRESET", "Preset", "A named speaking style"),
+               ("CSV", "Reference CSV", "A Live Link Face recording as the style reference"),
+               ("ACTION", "TalkRig take", "An existing TalkRig Action as the style reference"),
+               ("PREDICTED", "Predicted", "Predict the style from the audio")],
+    )
+    style_preset: bpy.props.StringProperty(name="Preset", default="neutral")
+    style_csv: bpy.props.StringProperty(name="Reference CSV", subtype="FILE_PATH", default="")
+    style_action: bpy.props.PointerProperty(name="Reference take", type=bpy.types.Action, poll=_is_our_action)
+    guidance: bpy.props.FloatProperty(name="Style strength", default=1.0, min=0.0, soft_max=5.0)
+    intensity: bpy.props.FloatProperty(name="Intensity", default=1.0, min=0.0, soft_max=2.0)
+    head_motion: bpy.props.FloatProperty(name="Head motion", default=1.0, min=0.0, soft_max=2.0)
+    blink_rate: bpy.props.FloatProperty(
+        name="Blinks / min", default=0.0, min=0.0, soft_max=60.0, description="0 keeps the style's own rate")
+    seed: bpy.props.IntProperty(name="Seed", default=0, min=0)
+    steps: bpy.props.IntProperty(name="Steps", default=8, min=1, max=200)
+    # -- apply
+    as_nla: bpy.props.BoolProperty(
+        name="Add as NLA strip", default=False,
+        description="Add the take as an NLA strip and leave the active Action as it is")
+    apply_on_generate: bpy.props.BoolProperty(name="Apply when done", default=True)
+    last_motion: bpy.props.StringProperty(name="Last motion", subtype="FILE_PATH", default="")
+    # -- job state (drawn by the panel; written by timers/modals, never in draw())
+    running: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})
+    progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
+    status: bpy.props.StringProperty(default="", options={"SKIP_SAVE"})
+    server_ok: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})
+
+
+def register() -> None:
+    bpy.utils.register_class(TALKRIG_SceneSettings)
+    bpy.types.Scene.talkrig = bpy.props.PointerProperty(type=TALKRIG_SceneSettings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.talkrig
+    bpy.utils.unregister_class(TALKRIG_SceneSettings)

@@ -1,0 +1,133 @@
+"""The add-on's connection to the motion server: one client, an optional local server process, the
+job in flight. Never touches bpy data (operators do), so it is safe to use from timers and modals."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ._deps import server
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
+
+_state: dict[str, Any] = {"client": None, "key": None, "proc": None, "job": None}
+
+
+class ServerLinkError(RuntimeError):
+    """The server cannot be reached or started; the message says what to do."""
+
+
+def is_loopback(address: str) -> bool:
+    host = urlparse(address).hostname or ""
+    return address.startswith("ipc://") or host in ("127.0.0.1", "localhost", "::1")
+
+
+def unreachable_message(address: str) -> str:
+    return (
+        f"No TalkRig motion server answers at {address}. Fix: press 'Start local server' in the TalkRig "
+        "panel (set 'Server Python' in the add-on preferences to a Python with TalkRig installed, e.g. "
+        f".venv/bin/python), or run `talkrig serve --bind {address}` in a terminal."
+    )
+
+
+def client(address: str = DEFAULT_ADDRESS, timeout_s: float = 30.0, public_key: str = "") -> Any:
+    """A MotionClient for ``address`` (reused while the settings are unchanged)."""
+    key = (address, float(timeout_s), public_key or "")
+    if _state["client"] is None or _state["key"] != key:
+        close_client()
+        mc = server("client")
+        _state["client"] = mc.MotionClient(address, timeout_s=timeout_s, server_public_key=public_key or None)
+        _state["key"] = key
+    return _state["client"]
+
+
+def close_client() -> None:
+    c = _state.get("client")
+    if c is not None:
+        try:
+            c.close()
+        except Exception:  # closing a broken socket must never block unregister
+            pass
+    _state["client"] = None
+    _state["key"] = None
+
+
+def check(address: str, public_key: str = "", timeout_s: float = 2.0) -> dict[str, Any]:
+    """Server hello (name, engine...) or raise ServerLinkError with the fix."""
+    mc = server("client")
+    try:
+        with mc.MotionClient(address, timeout_s=timeout_s, retries=1, server_public_key=public_key or None) as c:
+            return c.hello()
+    except mc.ServerUnavailable:
+        raise ServerLinkError(unreachable_message(address)) from None
+    except mc.ClientError as e:
+        raise ServerLinkError(f"motion server at {address}: {e}") from None
+
+
+def local_server_running() -> bool:
+    proc = _state.get("proc")
+    return proc is not None and proc.poll() is None
+
+
+def start_local(address: str, python: str = "", engine: str = "", wait_s: float = 120.0) -> Any:
+    """Start ``python -m motion_server serve`` bound to ``address`` and wait until it answers."""
+    if not is_loopback(address):
+        raise ServerLinkError(f"{address} is not a local address; a local server binds 127.0.0.1 (change the "
+                              "server address in the add-on preferences)")
+    if local_server_running():
+        return _state["proc"]
+    py = python or _guess_python()
+    try:
+        proc = server("client_process").start_local_server(py, bind=address, engine=engine or None, wait_s=wait_s)
+    except server("protocol").ClientError as e:
+        raise ServerLinkError(f"{e}\nFix: set 'Server Python' in the TalkRig preferences to a Python that has "
+                              "TalkRig installed (`python -m motion_server serve` must work with it)") from None
+    _state["proc"] = proc
+    return proc
+
+
+def stop_local() -> bool:
+    """Stop the server this session started; True if one was running."""
+    proc = _state.get("proc")
+    _state["proc"] = None
+    if proc is None or proc.poll() is not None:
+        return False
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except Exception:
+        proc.kill()
+    return True
+
+
+def _guess_python() -> str:
+    """A repository checkout's venv next to this add-on, else the interpreter running us."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / ".venv" / "bin" / "python"
+        if cand.is_file() and (parent / "motion_server").is_dir():
+            return str(cand)
+    return sys.executable
+
+
+def set_job(job: Any) -> None:
+    _state["job"] = job
+
+
+def current_job() -> Any:
+    return _state.get("job")
+
+
+def shutdown() -> None:
+    """On unregister: cancel the job in flight, close the socket, stop our local server."""
+    job = _state.get("job")
+    if job is not None and not job.done:
+        try:
+            job.cancel()
+        except Exception:
+            pass
+    _state["job"] = None
+    close_client()
+    stop_local()

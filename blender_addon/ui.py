@@ -1,0 +1,139 @@
+"""3D View > Sidebar > TalkRig."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import server_link
+from .preferences import get_prefs
+
+
+class _Panel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "TalkRig"
+
+
+class TALKRIG_PT_main(_Panel, bpy.types.Panel):
+    bl_label = "TalkRig"
+
+    def draw(self, context):
+        s = context.scene.talkrig
+        prefs = get_prefs(context)
+        row = self.layout.row(align=True)
+        row.label(text=prefs.server_address if prefs else server_link.DEFAULT_ADDRESS,
+                  icon="SEQUENCE_COLOR_04" if s.server_ok else "SEQUENCE_COLOR_01")
+        row.operator("talkrig.server_check", text="", icon="FILE_REFRESH")
+        row = self.layout.row(align=True)
+        row.operator("talkrig.server_start", icon="PLAY")
+        row.operator("talkrig.server_stop", text="", icon="X")
+        if prefs is not None:
+            self.layout.operator("preferences.addon_show", text="Preferences", icon="PREFERENCES").module = __package__
+
+
+class TALKRIG_PT_audio(_Panel, bpy.types.Panel):
+    bl_label = "Audio"
+    bl_parent_id = "TALKRIG_PT_main"
+
+    def draw(self, context):
+        s = context.scene.talkrig
+        col = self.layout.column()
+        col.prop(s, "audio_source", expand=True)
+        if s.audio_source == "FILE":
+            col.prop(s, "audio_path", text="")
+            col.prop(s, "start_frame")
+        else:
+            col.prop(s, "strip_name", icon="SOUND")
+        col.prop(s, "offset_frames")
+
+
+class TALKRIG_PT_target(_Panel, bpy.types.Panel):
+    bl_label = "Target"
+    bl_parent_id = "TALKRIG_PT_main"
+
+    def draw(self, context):
+        s = context.scene.talkrig
+        col = self.layout.column()
+        ob = context.active_object
+        col.label(text=ob.name if ob else "Select the character", icon="OUTLINER_OB_ARMATURE" if ob else "ERROR")
+        col.prop(s, "profile")
+        row = col.row(align=True)
+        row.operator("talkrig.mapping_report", icon="VIEWZOOM")
+        row.operator("talkrig.save_profile", icon="FILE_TICK")
+        if s.report:
+            box = col.box()
+            for line in s.report.splitlines():
+                for chunk in _wrap(line, 48):
+                    box.label(text=chunk)
+
+
+class TALKRIG_PT_style(_Panel, bpy.types.Panel):
+    bl_label = "Style"
+    bl_parent_id = "TALKRIG_PT_main"
+
+    def draw(self, context):
+        s = context.scene.talkrig
+        col = self.layout.column()
+        col.prop(s, "style_mode", text="")
+        if s.style_mode == "PRESET":
+            col.prop(s, "style_preset")
+        elif s.style_mode == "CSV":
+            col.prop(s, "style_csv", text="")
+        elif s.style_mode == "ACTION":
+            col.prop(s, "style_action", text="")
+        for name in ("guidance", "intensity", "head_motion", "blink_rate", "steps"):
+            col.prop(s, name)
+        row = col.row(align=True)
+        row.prop(s, "seed")
+        row.operator("talkrig.reroll", text="", icon="FILE_REFRESH")
+
+
+class TALKRIG_PT_generate(_Panel, bpy.types.Panel):
+    bl_label = "Generate & Apply"
+    bl_parent_id = "TALKRIG_PT_main"
+
+    def draw(self, context):
+        s = context.scene.talkrig
+        col = self.layout.column()
+        if s.running:
+            if hasattr(col, "progress"):
+                col.progress(factor=s.progress, text=f"{s.status} {s.progress * 100:.0f}%")
+            else:
+                col.label(text=f"{s.status} {s.progress * 100:.0f}%")
+            col.operator("talkrig.cancel", icon="CANCEL")
+        else:
+            col.operator("talkrig.generate", icon="SPEAKER")
+            if s.status:
+                col.label(text=s.status)
+        col.prop(s, "apply_on_generate")
+        col.prop(s, "as_nla")
+        col.operator("talkrig.apply", icon="KEYINGSET")
+
+
+class TALKRIG_PT_files(_Panel, bpy.types.Panel):
+    bl_label = "Import / Export"
+    bl_parent_id = "TALKRIG_PT_main"
+
+    def draw(self, context):
+        col = self.layout.column(align=True)
+        col.operator("talkrig.import_livelink", icon="IMPORT")
+        col.operator("talkrig.export_livelink", icon="EXPORT")
+        col.separator()
+        col.operator("talkrig.export_fbx", icon="EXPORT")
+        col.operator("talkrig.export_gltf", icon="EXPORT")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    out, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return out + ([line] if line else [])
+
+
+classes = (TALKRIG_PT_main, TALKRIG_PT_audio, TALKRIG_PT_target, TALKRIG_PT_style, TALKRIG_PT_generate,
+           TALKRIG_PT_files)
+register, unregister = bpy.utils.register_classes_factory(classes)
