@@ -1,0 +1,74 @@
+"""``talkrig map-report`` run as a user would: a subprocess on a names file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from motion_server.cli import main
+
+
+def talkrig(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "motion_server", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def talkrig_inproc(capsys, *args: str) -> tuple[int, str, str]:
+    """Same entry point in this process (cheaper) for the follow-up and error cases."""
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.fixture()
+def ict_file(repo_dir: Path, tmp_path: Path) -> Path:
+    names = [str(n) for n in np.load(repo_dir / "motion_server/assets/ict_face_arkit.npz")["names"]]
+    p = tmp_path / "ict_shapes.txt"
+    p.write_text("# shape keys of the ICT face\n" + "\n".join(names) + "\n\n")
+    return p
+
+
+def test_map_report_text_and_json(ict_file: Path, tmp_path: Path):
+    r = talkrig("map-report", "--names", str(ict_file))
+    assert r.returncode == 0, r.stderr
+    assert "Chosen profile: suffix_lr" in r.stdout
+    assert "browInnerUp_L" in r.stdout and "Unused ARKit channels (1): tongueOut" in r.stdout
+    j = talkrig("map-report", "--names", str(ict_file), "--json")
+    assert j.returncode == 0, j.stderr
+    doc = json.loads(j.stdout)
+    assert doc["chosen"] == "suffix_lr" and doc["unmatched_channels"] == ["tongueOut"]
+    assert doc["matched"]["cheekPuff_R"] == ["cheekPuff"] and doc["n_character_shapes"] == 53
+
+
+def test_map_report_with_a_named_profile_bones_and_save(ict_file: Path, tmp_path: Path, capsys):
+    bones = tmp_path / "bones.txt"
+    bones.write_text("root\nHead\nJaw\n")
+    out = tmp_path / "ict_profile.toml"
+    s = talkrig("map-report", "--names", str(ict_file), "--bones", str(bones), "--save-profile", str(out))
+    assert s.returncode == 0, s.stderr
+    assert out.is_file() and "Profile written" in s.stdout and "Bones (bones_head_jaw)" in s.stdout
+    rc, stdout, _ = talkrig_inproc(capsys, "map-report", "--names", str(ict_file), "--profile", str(out), "--json")
+    assert rc == 0 and json.loads(stdout)["matched"]["browInnerUp_R"] == ["browInnerUp"]
+    rc, _, err = talkrig_inproc(capsys, "map-report", "--names", str(ict_file), "--save-profile", str(out))
+    assert rc == 2 and "--force" in err
+    rc, stdout, _ = talkrig_inproc(capsys, "map-report", "--names", str(ict_file), "--profile", "vrm", "--json")
+    doc = json.loads(stdout)
+    assert rc == 0 and doc["chosen"] == "vrm" and doc["matched"] == {} and len(doc["unmatched_shapes"]) == 53
+
+
+def test_map_report_errors(tmp_path: Path, capsys):
+    rc, _, err = talkrig_inproc(capsys, "map-report", "--names", str(tmp_path / "nope.txt"))
+    assert rc == 2 and "nope.txt" in err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n# nothing\n")
+    rc, _, err = talkrig_inproc(capsys, "map-report", "--names", str(empty))
+    assert rc == 2 and "no names" in err
+    names = tmp_path / "n.txt"
+    names.write_text("jawOpen\n")
+    rc, _, err = talkrig_inproc(capsys, "map-report", "--names", str(names), "--profile", "nosuch")
+    assert rc == 2 and "no preset named 'nosuch'" in err
