@@ -1,0 +1,134 @@
+"""Which files `talkrig animate` reads and writes: input expansion, output naming, overwrite checks.
+
+Pure path logic (no audio, no torch, no bpy) so every rule here is cheap to test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+AUDIO_SUFFIXES = frozenset(
+    {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm",
+     ".mp4", ".mkv", ".mov"}
+)
+# Written in the talkrig process by rig_mapping.formats.
+MOTION_SUFFIXES = (".npz", ".csv", ".json")
+# Written by the Blender job (character + keyed Action).
+SCENE_SUFFIXES = (".glb", ".gltf", ".fbx", ".blend")
+CHARACTER_SUFFIXES = (".blend", ".glb", ".gltf", ".fbx")
+DEFAULT_OUT_DIR = Path("talkrig_out")
+DEFAULT_SUFFIX = ".glb"
+RENDER_NEXT_TO_OUT = "auto"  # --render given without a path
+
+
+class PlanError(ValueError):
+    """Arguments that cannot work for any input; the message says how to fix them."""
+
+
+@dataclass
+class Item:
+    """One input and what it becomes. ``error`` set: this input is skipped and reported."""
+
+    audio: Path
+    stem: str
+    out: Path | None = None
+    render: Path | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def needs_blender(self) -> bool:
+        return self.render is not None or (self.out is not None and self.out.suffix.lower() in SCENE_SUFFIXES)
+
+
+def expand_inputs(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
+    """Files stay as given (a missing one fails later, on its own); folders give their audio files
+    (sorted, not recursive). Returns (inputs, notes)."""
+    if not paths:
+        raise PlanError("no input: give one or more audio files or a folder of them")
+    inputs: list[Path] = []
+    notes: list[str] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+            audio = [f for f in files if f.suffix.lower() in AUDIO_SUFFIXES]
+            if not audio:
+                raise PlanError(f"folder {p} has no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
+            skipped = len(files) - len(audio)
+            if skipped:
+                notes.append(f"{p}: skipped {skipped} non-audio file(s)")
+            inputs.extend(audio)
+        else:
+            inputs.append(p)
+    return inputs, notes
+
+
+def _is_dir_like(p: Path) -> bool:
+    return p.is_dir() or str(p).endswith(("/", "\\")) or not p.suffix
+
+
+def _target(spec: Path | None, stem: str, n_inputs: int, allowed: tuple[str, ...], default_suffix: str,
+            flag: str) -> Path:
+    """A file (one input), a folder (``<folder>/<stem><default_suffix>``) or a pattern with {stem}."""
+    if spec is None:
+        return DEFAULT_OUT_DIR / f"{stem}{default_suffix}"
+    text = str(spec)
+    if "{stem}" in text:
+        try:
+            p = Path(text.format(stem=stem))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise PlanError(f"{flag} pattern {text!r} is not usable: only {{stem}} may appear in braces") from exc
+    elif _is_dir_like(spec):
+        p = spec / f"{stem}{default_suffix}"
+    else:
+        if n_inputs > 1:
+            raise PlanError(
+                f"{flag} {spec} names one file but there are {n_inputs} inputs: give a folder "
+                f"({flag} out/) or a pattern ({flag} 'out/{{stem}}{spec.suffix}')"
+            )
+        p = spec
+    if p.suffix.lower() not in allowed:
+        raise PlanError(f"{flag} {p}: unsupported file type {p.suffix or '(none)'!r}; use one of {', '.join(allowed)}")
+    return p
+
+
+def plan(
+    inputs: list[Path],
+    out: str | Path | None,
+    render: str | Path | None,
+    overwrite: bool,
+) -> list[Item]:
+    """One Item per input. Without --out and --render the motion goes to ./talkrig_out/<stem>.glb; with
+    only --render, only the video is written. Existing files are never replaced without ``overwrite``:
+    such an input fails with a message naming the file, and the others still run."""
+    out_spec = Path(out) if out is not None else None
+    render_spec = None if render in (None, RENDER_NEXT_TO_OUT) else Path(render)
+    n = len(inputs)
+    items: list[Item] = []
+    claimed: dict[Path, Path] = {}  # output -> the input that writes it
+    for audio in inputs:
+        item = Item(audio=audio, stem=audio.stem)
+        items.append(item)
+        if out_spec is not None or render is None:
+            item.out = _target(out_spec, item.stem, n, MOTION_SUFFIXES + SCENE_SUFFIXES, DEFAULT_SUFFIX, "--out")
+        if render == RENDER_NEXT_TO_OUT:
+            base = item.out if item.out is not None else DEFAULT_OUT_DIR / item.stem
+            item.render = base.with_suffix(".mp4")
+        elif render_spec is not None:
+            item.render = _target(render_spec, item.stem, n, (".mp4",), ".mp4", "--render")
+        for p in (item.out, item.render):
+            if p is None or item.error:
+                continue
+            key = p.resolve()
+            if key in claimed:
+                item.error = (f"its output {p} would also be written for {claimed[key]} (same file name): "
+                              "rename one input or use an --out pattern with a folder per input")
+            elif p.exists() and not overwrite:
+                item.error = f"{p} already exists; pass --overwrite to replace it"
+            elif p.exists() and p.is_dir():
+                item.error = f"{p} is a folder, not a file"
+            else:
+                claimed[key] = audio
+    return items

@@ -1,0 +1,204 @@
+"""`talkrig animate` end to end: plan outputs, generate every motion in this process (tqdm over inputs),
+write motion files directly, hand scene exports and renders to one Blender child process, then print a
+summary. An input that fails is reported with its reason; the others still complete."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from motion_server.engine.base import GenerateOptions
+from rig_mapping.formats import save_motion
+
+from .blender_bridge import BlenderJob, run_blender_jobs
+from .generate import animate_file, make_generator, resolve_engine_name
+from .plan import CHARACTER_SUFFIXES, MOTION_SUFFIXES, Item, PlanError, expand_inputs, plan
+
+
+@dataclass
+class Settings:
+    inputs: list[str]
+    out: str | None = None
+    render: str | None = None
+    character: str | None = None
+    resolution: tuple[int, int] = (480, 480)
+    samples: int | None = None
+    render_engine: str = "workbench"
+    engine: str | None = None
+    model: str | None = None
+    server: str | None = None
+    overwrite: bool = False
+    options: GenerateOptions = field(default_factory=GenerateOptions)
+
+
+@dataclass
+class Outcome:
+    item: Item
+    frames: int = 0
+    duration: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+    render_fps: float | None = None
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise PlanError(f"--resolution {text!r}: write it as WIDTHxHEIGHT, e.g. 480x480") from None
+    if w < 16 or h < 16 or w % 2 or h % 2 or w > 8192 or h > 8192:
+        raise PlanError(f"--resolution {w}x{h}: both sides must be even numbers from 16 to 8192 (H.264 needs even sizes)")
+    return w, h
+
+
+def _check_character(path: str | None) -> None:
+    if path is None:
+        return
+    p = Path(path)
+    if p.suffix.lower() not in CHARACTER_SUFFIXES:
+        raise PlanError(f"--character {p}: use a {', '.join(CHARACTER_SUFFIXES)} file")
+    if not p.is_file():
+        raise PlanError(f"--character {p}: file not found")
+
+
+def animate(s: Settings, log=print) -> int:
+    """Returns 0 when every input succeeded, 1 when some failed, 2 for unusable arguments."""
+    try:
+        inputs, notes = expand_inputs(s.inputs)
+        _check_character(s.character)
+        items = plan(inputs, s.out, s.render, s.overwrite)
+    except PlanError as exc:
+        log(f"talkrig animate: {exc}", file=sys.stderr)
+        return 2
+    for n in notes:
+        log(n)
+    if s.character and not any(it.needs_blender for it in items):
+        log(f"note: --character is only used for .glb/.gltf/.fbx/.blend output or --render; "
+            f"{Path(s.character).name} is not needed for {', '.join(MOTION_SUFFIXES)} files")
+
+    engine_name, notice = resolve_engine_name(s.engine, s.model)
+    if notice and not s.server:
+        log(notice)
+    outcomes = [Outcome(item=it, error=it.error) for it in items]
+    todo = [o for o in outcomes if o.error is None]
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="talkrig_animate_") as tmp:
+        jobs: list[tuple[Outcome, BlenderJob]] = []
+        if todo:
+            try:
+                gen = make_generator(engine_name, s.model, s.server)
+            except (ValueError, ImportError, OSError) as exc:
+                log(f"talkrig animate: cannot start engine {engine_name!r}: {exc}", file=sys.stderr)
+                return 2
+            try:
+                _generate_all(todo, gen, s, Path(tmp), jobs)
+            finally:
+                gen.close()
+        if jobs:
+            _blender_all(jobs)
+    _summary(outcomes, time.perf_counter() - t_start, log)
+    return 0 if all(o.error is None for o in outcomes) else 1
+
+
+def _generate_all(todo: list[Outcome], gen, s: Settings, tmp: Path, jobs: list) -> None:
+    bar = tqdm(todo, desc=f"motion ({gen.label})", unit="file", dynamic_ncols=True)
+    for o in bar:
+        it = o.item
+        bar.set_postfix_str(it.audio.name[:40])
+
+        def progress(frac: float, stage: str, _bar=bar, _name=it.audio.name[:30]) -> None:
+            _bar.set_postfix_str(f"{_name} {stage} {100 * frac:.0f}%", refresh=True)
+
+        try:
+            motion, duration, notes = animate_file(gen, it.audio, s.options, progress)
+        except Exception as exc:  # noqa: BLE001 - any failure of one input is reported, the batch goes on
+            o.error = _reason(exc)
+            continue
+        o.frames, o.duration = motion.n_frames, duration
+        it.notes.extend(notes)
+        try:
+            if it.out is not None and it.out.suffix.lower() in MOTION_SUFFIXES:
+                it.out.parent.mkdir(parents=True, exist_ok=True)
+                o.outputs.append(str(save_motion(motion, it.out, overwrite=s.overwrite)))
+            if it.needs_blender:
+                tmp_motion = tmp / f"{len(jobs):04d}_{it.stem}.npz"
+                save_motion(motion, tmp_motion, overwrite=True)
+                blend_out = it.out if it.out is not None and it.out.suffix.lower() not in MOTION_SUFFIXES else None
+                for p in (blend_out, it.render):
+                    if p is not None:
+                        p.parent.mkdir(parents=True, exist_ok=True)
+                jobs.append((o, BlenderJob(
+                    motion=str(tmp_motion), audio=str(it.audio.resolve()), name=it.stem,
+                    out=str(blend_out.resolve()) if blend_out else None,
+                    render=str(it.render.resolve()) if it.render else None,
+                    character=str(Path(s.character).resolve()) if s.character else None,
+                    resolution=s.resolution, samples=s.samples, render_engine=s.render_engine,
+                    overwrite=s.overwrite,
+                )))
+        except Exception as exc:  # noqa: BLE001
+            o.error = _reason(exc)
+    bar.close()
+
+
+def _blender_all(jobs: list[tuple[Outcome, BlenderJob]]) -> None:
+    bar = tqdm(total=len(jobs), desc="blender", unit="file", dynamic_ncols=True)
+
+    def on_event(ev: dict[str, Any]) -> None:
+        i = ev.get("job", 0)
+        name = jobs[i][1].name[:30] if isinstance(i, int) and 0 <= i < len(jobs) else "?"
+        kind = ev.get("type")
+        if kind == "stage":
+            bar.set_postfix_str(f"{name} {ev.get('stage')}", refresh=True)
+        elif kind == "frames":
+            bar.set_postfix_str(f"{name} render {ev.get('done')}/{ev.get('total')} frames", refresh=True)
+        elif kind in ("done", "error"):
+            bar.update(1)
+
+    try:
+        results = run_blender_jobs([j for _, j in jobs], on_event)
+    finally:
+        bar.close()
+    for (o, _job), r in zip(jobs, results, strict=True):
+        if r.ok:
+            o.outputs.extend(r.outputs)
+            if r.render_frames and r.render_seconds > 0:
+                o.render_fps = r.render_frames / r.render_seconds
+        else:
+            o.error = r.error
+
+
+def _reason(exc: BaseException) -> str:
+    msg = str(exc).strip()
+    if isinstance(exc, (ValueError, OSError, RuntimeError)) and msg:
+        return msg
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _summary(outcomes: list[Outcome], seconds: float, log) -> None:
+    rows = []
+    for o in outcomes:
+        if o.error:
+            detail = o.error
+        else:
+            detail = ", ".join(o.outputs)
+            if o.render_fps:
+                detail += f"  (rendered {o.render_fps:.1f} frames/s)"
+            if o.item.notes:
+                detail += "  [" + "; ".join(o.item.notes) + "]"
+        rows.append((str(o.item.audio), "ok" if not o.error else "FAILED",
+                     f"{o.duration:.2f}s/{o.frames}f" if o.frames else "-", detail))
+    w0 = max(len("input"), *(len(r[0]) for r in rows))
+    w2 = max(len("audio"), *(len(r[2]) for r in rows))
+    log("")
+    log(f"{'input':<{w0}}  {'result':<6}  {'audio':<{w2}}  outputs / reason")
+    for r in rows:
+        log(f"{r[0]:<{w0}}  {r[1]:<6}  {r[2]:<{w2}}  {r[3]}")
+    n_bad = sum(1 for o in outcomes if o.error)
+    log(f"{len(outcomes) - n_bad} of {len(outcomes)} input(s) done in {seconds:.1f} s"
+        + (f"; {n_bad} failed" if n_bad else ""))

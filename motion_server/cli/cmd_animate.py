@@ -1,0 +1,103 @@
+"""`talkrig animate`: the headless main job. Audio in; an animated character, motion curves and/or a
+preview video out."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from motion_server.engine.registry import ENGINE_NAMES
+
+EPILOG = """\
+outputs (by --out suffix):
+  .glb .gltf .fbx .blend   the character (default: the bundled demo head) with the motion keyed into
+                           a new Action, written by a Blender child process
+  .npz .csv .json          motion curves only: TalkRig npz, Live Link Face CSV, Audio2Face JSON
+  one input: --out is the file; several inputs (files or folders): --out is a folder or a pattern
+  such as 'out/{stem}.fbx'. Default: ./talkrig_out/<stem>.glb (none when only --render is given).
+  Existing files are never replaced without --overwrite.
+
+examples:
+  talkrig animate examples/jfk.flac --out out/jfk.glb --render out/jfk.mp4
+  talkrig animate recordings/ --out 'out/{stem}.fbx' --character hero.blend
+  talkrig animate a.wav b.wav --out curves/ --engine procedural     (curves/a.glb, curves/b.glb)
+  talkrig animate take.m4a --out take.csv                           (Live Link Face CSV)
+"""
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "animate",
+        help="audio file(s) -> animated character (.glb/.fbx/.blend), curves (.npz/.csv) and preview video",
+        description="Generate facial animation from speech and apply it to a character, headless.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="AUDIO", help="audio files (wav, flac, mp3, m4a, ogg, opus...) or folders of them")
+    io = p.add_argument_group("files")
+    io.add_argument("--out", "-o", metavar="PATH", help="output file, folder or {stem} pattern (see below)")
+    io.add_argument("--character", metavar="FILE", help="character to animate (.blend/.glb/.gltf/.fbx); default: the bundled demo head")
+    io.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    rnd = p.add_argument_group("preview video")
+    rnd.add_argument("--render", nargs="?", const="auto", metavar="OUT.mp4",
+                     help="also render an H.264/AAC preview; without a path it goes next to --out as <stem>.mp4")
+    rnd.add_argument("--resolution", default="480x480", metavar="WxH", help="preview size (default 480x480)")
+    rnd.add_argument("--samples", type=int, help="Cycles samples (default 16) / Workbench anti-aliasing samples (default: FXAA)")
+    rnd.add_argument("--render-engine", choices=("workbench", "cycles", "eevee"), default="workbench",
+                     help="workbench (fast, default), cycles (CPU path tracing) or eevee (needs a GPU)")
+    gen = p.add_argument_group("generation")
+    gen.add_argument("--engine", choices=ENGINE_NAMES,
+                     help="diffusion (model), procedural (phone-driven performer) or energy (baseline); "
+                          "default: diffusion when a checkpoint is available, else procedural")
+    gen.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder (implies --engine diffusion)")
+    gen.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5577")
+    gen.add_argument("--style", help="style preset name, 'predicted', or a reference clip (.csv Live Link Face / .npz)")
+    gen.add_argument("--guidance", type=_positive_float, default=1.0, help="style guidance scale (default 1.0)")
+    gen.add_argument("--intensity", type=_positive_float, default=1.0, help="expression intensity (default 1.0)")
+    gen.add_argument("--head-motion", type=_positive_float, default=1.0, help="head motion amount (default 1.0)")
+    gen.add_argument("--blink-rate", type=_positive_float, metavar="PER_MIN", help="blinks per minute (default: the style's)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--steps", type=int, default=8, help="diffusion sampling steps (default 8)")
+    gen.add_argument("--fps", type=float, default=30.0, help="motion frame rate (default 30)")
+    gen.add_argument("--transcript", metavar="TEXT", help="what is said (one input only); helps the procedural engine")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from motion_server.animate.plan import PlanError
+    from motion_server.animate.run import Settings, animate, parse_resolution
+    from motion_server.engine.base import GenerateOptions
+
+    try:
+        resolution = parse_resolution(args.resolution)
+        if args.fps <= 0 or args.fps > 240:
+            raise PlanError(f"--fps {args.fps}: use a rate between 1 and 240")
+        if args.steps < 1:
+            raise PlanError(f"--steps {args.steps}: needs at least 1 step")
+        if args.samples is not None and args.samples < 1:
+            raise PlanError(f"--samples {args.samples}: needs at least 1 sample")
+        if args.transcript and (len(args.inputs) > 1 or Path(args.inputs[0]).is_dir()):
+            raise PlanError("--transcript describes one recording; give a single audio file with it")
+    except PlanError as exc:
+        print(f"talkrig animate: {exc}", file=sys.stderr)
+        return 2
+    options = GenerateOptions(
+        style=args.style, guidance=args.guidance, intensity=args.intensity, head_motion=args.head_motion,
+        blink_rate=args.blink_rate, seed=args.seed, steps=args.steps, fps=args.fps, transcript=args.transcript,
+    )
+    settings = Settings(
+        inputs=args.inputs, out=args.out, render=args.render, character=args.character, resolution=resolution,
+        samples=args.samples, render_engine=args.render_engine,
+        engine="diffusion" if args.model and not args.engine else args.engine,
+        model=args.model, server=args.server, overwrite=args.overwrite, options=options,
+    )
+    return animate(settings)
