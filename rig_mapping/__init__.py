@@ -6,7 +6,7 @@ numpy only: this package runs inside Blender's bundled Python and must never imp
 from .arkit import ARKIT_INDEX, ARKIT_NAMES, GROUPS, HEAD_CHANNELS, LR_PAIRS, NUM_CHANNELS
 from .automap import AutoMapResult, automap
 from .formats import FormatError, load_motion, save_motion
-from .keyframes import MotionKeys, reduce_curve, reduce_motion
+from .keyframes import MotionKeys, reduce_curve, reduce_curves, reduce_motion
 from .motion import FaceMotion, MotionError
 from .profile import MappedMotion, Profile, ProfileError, apply_profile, list_presets, load_profile
 
@@ -17,7 +17,7 @@ __all__ = [
 __all__ += [
     "AutoMapResult", "automap",
     "FormatError", "load_motion", "save_motion",
-    "MotionKeys", "reduce_curve", "reduce_motion",
+    "MotionKeys", "reduce_curve", "reduce_curves", "reduce_motion",
     "MappedMotion", "Profile", "ProfileError", "apply_profile", "list_presets", "load_profile",
 ]
 __version__ = "0.1.0"

@@ -141,8 +141,9 @@ def build_auto_profile(character_shapes: Sequence[str]) -> Profile:
                 real = by_key.get(f"{key} {s}")
                 if real is not None:
                     targets.setdefault(real, ShapeTarget(real, ((ch, 1.0),)))
-        elif base in by_key and side == "left":
-            # Rig merges a sided pair into one shape: it follows the mean of both sides.
+        elif base in by_key and side == "left" and " " in base:
+            # Rig merges a sided pair into one shape: it follows the mean of both sides. Directional
+            # channels (jawLeft/jawRight, mouthLeft/mouthRight: one-word base) have no merged form.
             other = ch[: -len("Left")] + "Right"
             real = by_key[base]
             targets.setdefault(real, ShapeTarget(real, ((ch, 0.5), (other, 0.5))))

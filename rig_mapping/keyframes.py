@@ -9,6 +9,7 @@ evaluate keys at frames. Kept values are the original samples, so the first and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,11 @@ def expand_keys(frames: np.ndarray, keys: np.ndarray, n_frames: int) -> np.ndarr
     """Evaluate linearly interpolated keys at frames 0..n_frames-1 (what Blender's LINEAR keys show)."""
     return np.interp(np.arange(n_frames, dtype=np.float64), np.asarray(frames, np.float64),
                      np.asarray(keys, np.float64))
+
+
+def reduce_curves(curves: Mapping[str, np.ndarray], tol: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Reduce named 1-D curves (e.g. ``apply_profile(...).shapes``, or one bone axis each)."""
+    return {name: reduce_curve(c, tol) for name, c in curves.items()}
 
 
 @dataclass(frozen=True)

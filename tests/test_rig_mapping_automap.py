@@ -129,3 +129,8 @@ def test_result_profile_serialises_for_editing(ict_names, tmp_path: Path):
     assert Profile.from_dict(d["profile"]) == r.profile
     text = r.format_report()
     assert "Chosen profile: suffix_lr" in text and "browInnerUp_L" in text and "tongueOut" in text
+
+
+def test_directional_channels_are_never_merged():
+    r = automap(["Jaw", "Mouth", "jawOpen"])
+    assert r.matched == {"jawOpen": ["jawOpen"]}

@@ -87,3 +87,18 @@ def test_reduce_motion_counts_every_channel_and_respects_both_tolerances():
     assert set(only.keys) == {"jawOpen", "yaw"}
     with pytest.raises(KeyError):
         reduce_motion(m, 1e-3, channels=["jaw"])
+
+
+def test_reduce_named_curves_of_a_mapped_motion():
+    from rig_mapping.keyframes import reduce_curves
+    from rig_mapping.profile import apply_profile, load_profile
+
+    t = np.arange(120) / 30
+    w = np.zeros((120, 52), np.float32)
+    w[:, 17] = 0.5 + 0.4 * np.sin(3 * t)  # jawOpen
+    mapped = apply_profile(FaceMotion.from_arrays(w), load_profile("oculus_visemes"))
+    keys = reduce_curves(mapped.shapes, 1e-3)
+    assert set(keys) == set(mapped.shapes)
+    for name, (f, v) in keys.items():
+        assert np.abs(expand_keys(f, v, 120) - mapped.shapes[name]).max() <= 1e-3
+    assert len(keys["viseme_PP"][0]) == 2 and len(keys["viseme_aa"][0]) > 2
