@@ -37,22 +37,26 @@ def reduce_curve(values: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray
         return idx, y[idx].copy()
     keep = np.zeros(n, dtype=bool)
     keep[0] = keep[-1] = True
-    stack = [(0, n - 1)]
-    # Iterative split (no recursion limit on long curves): keep the worst frame of any segment whose
-    # straight line misses a sample by more than tol.
-    while stack:
-        a, b = stack.pop()
-        if b - a < 2:
-            continue
-        inner = np.arange(a + 1, b)
-        line = y[a] + (y[b] - y[a]) * (inner - a) / (b - a)
-        err = np.abs(y[a + 1 : b] - line)
-        worst = int(np.argmax(err))
-        if err[worst] > tol:
-            m = a + 1 + worst
-            keep[m] = True
-            stack.append((a, m))
-            stack.append((m, b))
+    frames = np.arange(n)
+    # Breadth-first splitting, vectorised over all segments at once: every pass measures each
+    # segment's worst frame against the straight line between its end keys and keeps that frame
+    # where the miss exceeds tol. Same keys as the recursive split, one numpy pass per tree level.
+    while True:
+        prev = np.maximum.accumulate(np.where(keep, frames, 0))
+        nxt = np.minimum.accumulate(np.where(keep, frames, n - 1)[::-1])[::-1]
+        span = np.maximum(nxt - prev, 1)
+        err = np.abs(y - (y[prev] + (y[nxt] - y[prev]) * (frames - prev) / span))
+        err[keep] = 0.0
+        starts = np.flatnonzero(keep)
+        seg_max = np.maximum.reduceat(err, starts)
+        over = np.flatnonzero(seg_max > tol)
+        if over.size == 0:
+            break
+        seg_of = np.cumsum(keep) - 1  # segment number of every frame (keys open their segment)
+        hit = (err == seg_max[seg_of]) & (seg_max[seg_of] > tol)
+        cand = np.flatnonzero(hit)
+        _, first = np.unique(seg_of[cand], return_index=True)  # the earliest worst frame per segment
+        keep[cand[first]] = True
     idx = np.flatnonzero(keep).astype(np.int64)
     return idx, y[idx].copy()
 
