@@ -206,3 +206,14 @@ def test_merged_and_restricted():
     both = load_profile("arkit").restricted(["jawOpen", "eyeBlinkLeft"]).merged(load_profile("bones_head_jaw"))
     assert both.shape_names == ["eyeBlinkLeft", "jawOpen"] and both.bone_names == ["head", "jaw"]
     assert both.channels_used() == {"eyeBlinkLeft", "jawOpen", "jawLeft", "jawRight"}
+
+
+def test_the_schema_example_in_the_profiles_readme_is_valid():
+    import re
+
+    text = (presets_dir() / "README.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    prof = Profile.from_dict(tomllib.loads(example), source="README.md")
+    assert prof.shape_names == ["eyeBlink_L", "Mouth Open", "Blink"] and prof.bone_names == ["jaw", "head"]
+    for name in list_presets():
+        assert f"`{name}`" in text, f"preset {name} is not documented in profiles/README.md"
