@@ -211,8 +211,8 @@ class FaceMotion:
     def resample(self, fps: float) -> FaceMotion:
         """Resample to another frame rate by linear interpolation over time (t = i / fps).
 
-        The new motion covers the same duration: round(duration * fps) frames. Linear interpolation
-        never overshoots, so weights stay in [0, 1].
+        The new motion covers the same duration: round(duration * fps) frames. Upsampled frames past the
+        last source sample continue its last segment (a ramp stays a ramp); weights are clipped to [0, 1].
         """
         fps = float(fps)
         if fps <= 0 or not math.isfinite(fps):
