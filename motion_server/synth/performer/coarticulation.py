@@ -139,7 +139,7 @@ def enforce_bilabial_closure(weights: np.ndarray, phones: Sequence[Phone], fps: 
     out[:, _LIP_OPENERS] *= 1.0 - w
     jaw = np.minimum(out[:, _JAW], 0.12)
     out[:, _JAW] = (1 - w[:, 0]) * out[:, _JAW] + w[:, 0] * jaw
-    close = np.maximum(out[:, _CLOSE], np.minimum(jaw + 0.04, 1.0))
+    close = np.maximum(out[:, _CLOSE], np.minimum(jaw + 0.06, 1.0))
     out[:, _CLOSE] = (1 - w[:, 0]) * out[:, _CLOSE] + w[:, 0] * close
     out[:, _PRESS] = np.maximum(out[:, _PRESS], 0.25 * w)
     return out

@@ -79,8 +79,8 @@ def gaze_curves(n_frames: int, fps: float, saccade_rate: float, spread: float,
         if rng.random() < 0.55:
             new = rng.normal(0, 0.04, 2)
         else:
-            new = np.array([rng.normal(0, 0.22), rng.normal(-0.03, 0.12)]) * spread
-        new = np.clip(new, -0.6, 0.6)
+            new = np.array([rng.normal(0, 0.16), rng.normal(-0.03, 0.1)]) * spread
+        new = np.clip(new, -0.45, 0.45)
         # shifts are >= 0.15 s apart and saccades <= 60 ms, so adding steps never overlaps
         step = _smoothstep((t - now) / float(rng.uniform(0.03, 0.06)))[:, None]
         gaze += step * (new - cur)[None, :]
@@ -136,9 +136,8 @@ def _smooth_noise(n: int, fps: float, sigma_s: float, rng: np.random.Generator) 
 
 def _damped(t: np.ndarray, t0: float, period: float, decay: float) -> np.ndarray:
     """A nod: goes down, slightly overshoots back up, settles."""
-    x = t - t0
-    y = np.where(x >= 0, np.sin(2 * np.pi * x / period) * np.exp(-x / decay), 0.0)
-    return y
+    x = np.clip(t - t0, 0.0, 12 * decay)
+    return np.where(t >= t0, np.sin(2 * np.pi * x / period) * np.exp(-x / decay), 0.0)
 
 
 def head_curves(n_frames: int, fps: float, prosody: Prosody, energy_scale: float,
@@ -151,7 +150,7 @@ def head_curves(n_frames: int, fps: float, prosody: Prosody, energy_scale: float
     talk = gaussian_filter1d(prosody.speech.astype(float), sigma=max(0.4 * fps, 1.0)) if n_frames else np.zeros(0)
     gain = 0.55 + 0.45 * talk
     for k, (sd, amp) in enumerate(((1.0, 1.3 * deg), (1.4, 1.8 * deg), (1.2, 0.9 * deg),
-                                   (1.5, 0.003), (1.2, 0.002), (1.5, 0.003))):
+                                   (1.5, 0.002), (1.2, 0.0015), (1.5, 0.002))):
         head[:, k] = amp * _smooth_noise(n_frames, fps, sd, rng) * gain
     # faster speech-linked jitter on pitch/yaw
     head[:, 0] += 0.4 * deg * _smooth_noise(n_frames, fps, 0.15, rng) * talk

@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 
 from ..phones import Phone
 
-_HOP_S = 0.01
+_HOP_S = 0.02
 _WIN_S = 0.04
 _F0_MIN, _F0_MAX = 60.0, 450.0
+_ANALYSIS_SR = 8000
 
 
 @dataclass(frozen=True)
@@ -29,30 +31,44 @@ class Prosody:
 
 
 def _frames(x: np.ndarray, win: int, hop: int) -> np.ndarray:
+    """[n, win] read-only strided view (no copy)."""
     if x.size < win:
         x = np.pad(x, (0, win - x.size))
     n = 1 + (x.size - win) // hop
-    idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
-    return x[idx]
+    return np.lib.stride_tricks.as_strided(x, (n, win), (x.strides[0] * hop, x.strides[0]), writeable=False)
 
 
 def f0_and_energy(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per 10 ms: (f0 Hz or NaN where unvoiced, rms energy, periodicity in [0, 1])."""
-    x = np.asarray(audio, np.float64)
-    hop, win = max(1, int(round(_HOP_S * sr))), max(8, int(round(_WIN_S * sr)))
-    fr = _frames(x, win, hop)
-    fr = fr - fr.mean(axis=1, keepdims=True)
-    rms = np.sqrt((fr**2).mean(axis=1))
+    """Per 20 ms: (f0 Hz or NaN where unvoiced, rms energy, periodicity in [0, 1]).
+
+    Works at 8 kHz (voice pitch lives far below 4 kHz) and in blocks, so memory stays bounded on long audio.
+    """
+    x = np.asarray(audio, np.float32).reshape(-1)
+    if sr != _ANALYSIS_SR:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        g = gcd(int(sr), _ANALYSIS_SR)
+        x = resample_poly(x, _ANALYSIS_SR // g, int(sr) // g).astype(np.float32)
+    sr = _ANALYSIS_SR
+    hop, win = int(round(_HOP_S * sr)), int(round(_WIN_S * sr))
+    fr_all = _frames(x, win, hop)
     nfft = 1 << int(np.ceil(np.log2(2 * win)))
-    spec = np.fft.rfft(fr * np.hanning(win)[None, :], nfft, axis=1)
-    ac = np.fft.irfft(np.abs(spec) ** 2, nfft, axis=1)[:, :win]
+    window = np.hanning(win).astype(np.float32)
     lag_lo, lag_hi = int(sr / _F0_MAX), min(int(sr / _F0_MIN), win - 1)
-    if lag_hi <= lag_lo + 1:
-        nan = np.full(len(fr), np.nan)
-        return nan, rms, np.zeros(len(fr))
-    seg = ac[:, lag_lo:lag_hi]
-    lag = lag_lo + seg.argmax(axis=1)
-    period = seg.max(axis=1) / np.maximum(ac[:, 0], 1e-12)
+    rms = np.empty(len(fr_all))
+    lag = np.empty(len(fr_all))
+    period = np.empty(len(fr_all))
+    for a in range(0, len(fr_all), 4096):
+        fr = fr_all[a : a + 4096]
+        fr = fr - fr.mean(axis=1, keepdims=True)
+        rms[a : a + len(fr)] = np.sqrt((fr.astype(np.float64) ** 2).mean(axis=1))
+        spec = scipy.fft.rfft(fr * window, nfft, axis=1)
+        ac = scipy.fft.irfft((spec.real**2 + spec.imag**2).astype(np.float32), nfft, axis=1)[:, :win]
+        seg = ac[:, lag_lo:lag_hi]
+        lag[a : a + len(fr)] = lag_lo + seg.argmax(axis=1)
+        period[a : a + len(fr)] = seg.max(axis=1) / np.maximum(ac[:, 0], 1e-12)
     loud = rms > max(0.1 * np.percentile(rms, 95), 1e-4)
     voiced = (period > 0.45) & loud
     f0 = np.where(voiced, sr / lag, np.nan)
@@ -104,7 +120,8 @@ def analyse_prosody(
         if ok.sum() > 5:
             z_f0[ok] = (logf[ok] - np.median(logf[ok])) / (np.std(logf[ok]) + 1e-6)
         sal = 0.55 * z_f0 + 0.45 * z_db
-        sal = np.convolve(sal, np.ones(9) / 9, mode="same")  # ~90 ms smoothing
+        k = max(1, int(round(0.09 / _HOP_S)))
+        sal = np.convolve(sal, np.ones(k) / k, mode="same")  # ~90 ms smoothing
         sal_f = _to_frames(sal, n_frames, fps) * speech
         for i in _local_peaks(sal_f, 0.7, max(1, int(0.45 * fps))):
             accents.append((float(t[i]), float(np.clip(sal_f[i], 0.5, 2.0))))
