@@ -365,11 +365,13 @@ class MotionServer:
         # A re-sent request (client retry after a timeout): route to the new socket, do not run twice.
         old = self.by_request.get(rid)
         if old is not None:
+            log.info("job %s: request %s re-sent by its client (retry); not queued again", old.id, rid)
             old.identity, old.delimiter = identity, delimiter
             self._reply_accepted(old, req)
             return
         if rid in self.replay:
             job, msg = self.replay[rid]
+            log.info("job %s: request %s re-sent after it ended; answering again", job.id, rid)
             self._send(identity, delimiter, P.make("accepted", rid, job=job.id, position=0, queue_length=len(self.queue)))
             self._send(identity, delimiter, msg)
             return

@@ -1,0 +1,108 @@
+"""The torch-free client as Blender and scripts use it: non-blocking polling, retries, local errors."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import time
+
+import numpy as np
+import pytest
+from motion_server_helpers import PACED, ServerProcess, free_port, server_env, speech_like_wav
+
+from motion_server.client import MotionClient
+from motion_server.client_process import start_local_server
+from motion_server.engine.base import GenerateOptions
+from motion_server.protocol import ClientError
+from rig_mapping import FaceMotion
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def paced(tmp_path_factory):
+    s = ServerProcess(tmp_path_factory.mktemp("paced"), engine=PACED)
+    yield s
+    s.close()
+
+
+def test_poll_never_blocks_and_reports_progress(paced) -> None:
+    wav = speech_like_wav(1.5, seed=4)
+    with MotionClient(paced.address, timeout_s=10) as c:
+        job = c.submit(wav, {"steps": 10, "seed": 4})
+        states, fractions, slowest = [], [], 0.0
+        while True:
+            t0 = time.perf_counter()
+            st = job.poll()
+            slowest = max(slowest, time.perf_counter() - t0)
+            if not states or states[-1] != st.state:
+                states.append(st.state)
+            fractions.append(st.fraction)
+            if st.state in ("done", "error", "cancelled"):
+                break
+            time.sleep(0.01)  # a bpy timer interval
+        assert slowest < 0.05, f"poll() blocked for {slowest * 1000:.0f} ms"
+        assert states[0] == "submitted" and states[-1] == "done" and "running" in states
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+        assert job.result.n_frames == 45 and job.result.meta["seed"] == 4
+        direct = c.generate(wav, {"steps": 1, "seed": 4})
+        assert np.array_equal(direct.weights, job.result.weights)
+
+
+def test_generate_options_object_with_style_reference(paced) -> None:
+    ref = FaceMotion.from_arrays(np.full((20, 52), 0.25, np.float32), fps=30)
+    with MotionClient(paced.address, timeout_s=10) as c:
+        m = c.generate(speech_like_wav(1.0), GenerateOptions(seed=11, steps=1, style_reference=ref,
+                                                             style_mix=("happy", 0.5)))
+    assert m.meta["seed"] == 11 and m.n_frames == 30
+
+
+def test_local_input_errors_are_raised_before_sending(paced, tmp_path) -> None:
+    with MotionClient(paced.address, timeout_s=5) as c:
+        with pytest.raises(ClientError, match="not found"):
+            c.generate(tmp_path / "missing.wav")
+        with pytest.raises(ClientError, match="empty"):
+            c.generate(b"")
+        with pytest.raises(ClientError, match="options"):
+            c.generate(speech_like_wav(0.5), options=[("seed", 1)])
+    c.close()
+    with pytest.raises(ClientError, match="closed"):
+        c.status()
+
+
+def test_retry_after_a_stalled_server_runs_the_job_once(tmp_path) -> None:
+    """Lazy Pirate: the server freezes past the per-try timeout, the client re-sends on a fresh socket;
+    both copies reach the server and the request id makes sure the job runs once."""
+    s = ServerProcess(tmp_path, engine="energy")
+    try:
+        with MotionClient(s.address, timeout_s=6, retries=3) as c:
+            c.ping()
+            s.proc.send_signal(signal.SIGSTOP)
+            job = c.submit(speech_like_wav(1.0), {"seed": 21})
+            deadline = time.monotonic() + 2.6  # past the first 2 s try: a re-send has happened
+            while time.monotonic() < deadline:
+                job.poll()
+                time.sleep(0.02)
+            assert job.attempts >= 2
+            s.proc.send_signal(signal.SIGCONT)
+            motion = job.wait(10)
+            assert motion.meta["seed"] == 21
+            assert c.status()["counts"]["done"] == 1
+        queued = re.findall(rf"queued \(request {job.request_id}", s.log())
+        assert len(queued) == 1, s.log()
+        assert f"request {job.request_id} re-sent" in s.log(), "the re-sent copy should have reached the server"
+    finally:
+        s.proc.send_signal(signal.SIGCONT)
+        s.close()
+
+
+def test_start_local_server_reports_a_failing_server(tmp_path) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(ClientError) as e:
+        start_local_server(sys.executable, bind=f"tcp://127.0.0.1:{free_port()}", engine="no-such-engine",
+                           wait_s=30, log_path=tmp_path / "s.log", env=server_env())
+    assert "exited with code 2" in str(e.value) and "unknown engine" in str(e.value)
+    assert time.monotonic() - t0 < 20
+    with pytest.raises(ClientError, match="interpreter not found"):
+        start_local_server("/no/such/python", bind=f"tcp://127.0.0.1:{free_port()}")
