@@ -111,7 +111,8 @@ def synthetic_clips(data_dir: Path, limit: int | None = None) -> Iterator[EvalCl
             import librosa
 
             audio, sr = librosa.resample(audio, orig_sr=sr, target_sr=SR).astype(np.float32), SR
-        yield EvalClip(name=str(getattr(utt, "id", getattr(utt, "name", k))), audio=audio, sr=sr,
+        name = f"{getattr(utt, 'voice', 'utt')}#{getattr(utt, 'index', k)}"
+        yield EvalClip(name=name, audio=audio, sr=sr,
                        text=getattr(utt, "text", None), phones=list(utt.phones), phones_source="corpus",
                        gt=utt.motion)
 
