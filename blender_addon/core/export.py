@@ -121,6 +121,9 @@ def export_gltf(
         export_morph_animation=True,
         export_force_sampling=True,  # all morph weights sampled on the same frames
         export_frame_step=1,
+        # The take's first frame (where its sound strip starts) becomes t = 0, so audio started with the
+        # clip in an engine stays in sync.
+        export_anim_slide_to_zero=True,
         export_optimize_animation_size=False,  # never drop "redundant" keys
         export_def_bones=False,
         export_skins=True,

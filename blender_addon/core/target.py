@@ -99,6 +99,18 @@ def _root_of(obj: bpy.types.Object) -> bpy.types.Object:
     return obj
 
 
+def _deforming_armature(ob: bpy.types.Object) -> bpy.types.Object | None:
+    if ob.type != "MESH":
+        return None
+    mod = next((m for m in ob.modifiers if m.type == "ARMATURE" and m.object is not None), None)
+    return mod.object if mod is not None else None
+
+
+def _scene_objects() -> list[bpy.types.Object]:
+    scene = getattr(bpy.context, "scene", None)
+    return list(scene.objects) if scene is not None else list(bpy.data.objects)
+
+
 def _mesh_matches(ob: bpy.types.Object) -> bool:
     key = ob.data.shape_keys if ob.type == "MESH" else None
     if key is None or len(key.key_blocks) < 2:
@@ -110,9 +122,10 @@ def _mesh_matches(ob: bpy.types.Object) -> bool:
 def find_target(obj: bpy.types.Object | None = None) -> Target:
     """The character that ``obj`` (default: the active object) belongs to.
 
-    Walks up to the hierarchy root, then collects every mesh under it whose shape keys match ARKit
-    channels (head, teeth, eyes... usually carry the same keys) and the armature (the root itself, one
-    under it, or the one a mesh's Armature modifier points at) with its head/neck/jaw bones.
+    Walks up to the hierarchy root, finds the armature (the root itself, one under it, or the one a
+    mesh's Armature modifier points at) with its head/neck/jaw bones, then collects every mesh under the
+    root or skinned by that armature whose shape keys match ARKit channels (head, teeth, eyes... usually
+    carry the same keys).
     """
     if obj is None:
         obj = getattr(bpy.context, "active_object", None) or getattr(bpy.context, "object", None)
@@ -122,15 +135,19 @@ def find_target(obj: bpy.types.Object | None = None) -> Target:
     family = [root, *root.children_recursive]
     if obj not in family:  # defensive: linked/instanced oddities
         family.append(obj)
-    meshes = [ob for ob in family if ob.type == "MESH" and _mesh_matches(ob)]
-
     armature = next((ob for ob in family if ob.type == "ARMATURE"), None)
     if armature is None:
-        for ob in meshes:
-            mod = next((m for m in ob.modifiers if m.type == "ARMATURE" and m.object is not None), None)
-            if mod is not None:
-                armature = mod.object
+        for ob in family:
+            arm = _deforming_armature(ob)
+            if arm is not None:
+                armature = arm
                 break
+    if armature is not None:
+        # Meshes skinned by the rig but not parented to it (glTF-style rigs keep them at the root).
+        for ob in _scene_objects():
+            if ob not in family and _deforming_armature(ob) == armature:
+                family.append(ob)
+    meshes = [ob for ob in family if ob.type == "MESH" and _mesh_matches(ob)]
     bones = find_bones([b.name for b in armature.pose.bones]) if armature is not None else {}
     if not meshes and not bones:
         raise TargetError(

@@ -1,0 +1,279 @@
+"""blender_addon.core on the demo head (ICT face, 53 `_L/_R` shape keys, root/neck/head/jaw armature),
+headless with the bpy wheel. One character is built per module and saved; each test reopens it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from blender_helpers import glb_accessor, glb_json, run_gltf_validator, smooth_motion  # noqa: E402
+
+from blender_addon.core import anim, apply, export, livelink, readback  # noqa: E402
+from blender_addon.core.demo_head import build_demo_head  # noqa: E402
+from blender_addon.core.target import TargetError, find_bones, find_target, mapping_report  # noqa: E402
+
+pytestmark = pytest.mark.blender
+
+USER_JAW = [(1.0, 0.3), (10.0, 0.6)]  # the user's own jawOpen keys, which must survive
+
+
+def _kb_path(name: str) -> str:
+    return f'key_blocks["{name}"].value'
+
+
+@pytest.fixture(scope="module")
+def character_blend(tmp_path_factory) -> str:
+    """Demo head at 30 fps whose Key already has a user Action (jawOpen keyed by hand)."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    head = build_demo_head()
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 30, 1.0
+    kb = head.mesh.data.shape_keys.key_blocks["jawOpen"]
+    for frame, value in USER_JAW:
+        kb.value = value
+        kb.keyframe_insert("value", frame=int(frame))
+    head.mesh.data.shape_keys.animation_data.action.name = "UserFace"
+    path = tmp_path_factory.mktemp("blend") / "character.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    return str(path)
+
+
+@pytest.fixture
+def character(character_blend):
+    bpy.ops.wm.open_mainfile(filepath=character_blend)
+    mesh = bpy.data.objects["TalkRigHead"]
+    return find_target(mesh)
+
+
+def _user_keys() -> list[tuple[float, float]]:
+    act = bpy.data.actions["UserFace"]
+    fcs = [fc for layer in act.layers for strip in layer.strips for bag in strip.channelbags for fc in bag.fcurves] \
+        if anim.HAS_SLOTS else list(act.fcurves)
+    (fc,) = [fc for fc in fcs if fc.data_path == _kb_path("jawOpen")]
+    return [tuple(kp.co) for kp in fc.keyframe_points]
+
+
+def test_find_target_reports_mapping_before_writing(character):
+    assert [o.name for o in character.meshes] == ["TalkRigHead"]
+    assert character.armature.name == "TalkRigHead_Rig"
+    assert character.bones == {"head": "head", "neck": "neck", "jaw": "jaw"}
+    n_actions = len(bpy.data.actions)
+    report = mapping_report(character)
+    assert len(bpy.data.actions) == n_actions, "the report must not write anything"
+    assert report.unmatched == ["tongueOut"]  # ICT has no tongue shape
+    assert report.matched["browInnerUp"] == ["browInnerUp_L", "browInnerUp_R"]  # split channel fans out
+    assert report.matched["eyeBlinkLeft"] == ["eyeBlink_L"]
+    assert set(report.head_targets["pitch"]) == {"head", "neck"}
+    # Selecting the armature or the mesh finds the same character.
+    assert find_target(character.armature).meshes == character.meshes
+
+
+def test_target_errors_name_the_fix(character):
+    empty = bpy.data.objects.new("Lamp", None)
+    bpy.context.scene.collection.objects.link(empty)
+    with pytest.raises(TargetError, match="select the character"):
+        find_target(empty)
+
+
+@pytest.mark.parametrize("names, expected", [
+    (["DEF-spine", "DEF-neck", "DEF-head", "DEF-jaw"], {"head": "DEF-head", "neck": "DEF-neck", "jaw": "DEF-jaw"}),
+    (["mixamorig:Hips", "mixamorig:Neck", "mixamorig:Head", "mixamorig:HeadTop_End"],
+     {"head": "mixamorig:Head", "neck": "mixamorig:Neck"}),
+    (["CC_Base_NeckTwist01", "CC_Base_Head", "CC_Base_JawRoot"],
+     {"head": "CC_Base_Head", "neck": "CC_Base_NeckTwist01", "jaw": "CC_Base_JawRoot"}),
+    (["spine", "chest", "hand.L"], {}),
+])
+def test_bone_patterns(names, expected):
+    assert find_bones(names) == expected
+
+
+def test_apply_writes_new_take_and_keeps_user_action(character):
+    motion = smooth_motion(60)
+    before = _user_keys()
+    created = apply.apply_motion(motion, character, start_frame=1)
+    key = character.keys[0]
+    take = key.animation_data.action
+    assert take.name == "hello" and anim.is_ours(take)
+    assert set(created) == {f"KEY:{key.name}", "OBJECT:TalkRigHead_Rig"}
+    # The user's Action is untouched and still plays from an NLA track under ours.
+    assert _user_keys() == before
+    tracks = [t for t in key.animation_data.nla_tracks]
+    assert [t.strips[0].action.name for t in tracks] == ["UserFace"]
+    if anim.HAS_SLOTS:
+        assert {s.target_id_type for s in take.slots} == {"KEY", "OBJECT"}
+        assert key.animation_data.action_slot.target_id_type == "KEY"
+    # Every channel keyed on the same frames, values = the motion mapped by the profile.
+    fcs = {fc.data_path: fc for fc in anim.fcurves_of(key)}
+    assert len(fcs) == 53
+    frames = np.arange(1, 61)
+    for fc in fcs.values():
+        co = np.empty(2 * len(fc.keyframe_points), np.float32)
+        fc.keyframe_points.foreach_get("co", co)
+        np.testing.assert_array_equal(co[0::2], frames)
+    np.testing.assert_allclose(anim.sample(fcs[_kb_path("jawOpen")], frames), motion.channel("jawOpen"), atol=1e-6)
+    np.testing.assert_allclose(anim.sample(fcs[_kb_path("browInnerUp_R")], frames), motion.channel("browInnerUp"),
+                               atol=1e-6)
+    np.testing.assert_allclose(anim.sample(fcs[_kb_path("eyeBlink_L")], frames), motion.channel("eyeBlinkLeft"),
+                               atol=1e-6)
+    # Evaluated scene: the shape key and the head bone follow the take.
+    scene = bpy.context.scene
+    scene.frame_set(21)
+    assert key.key_blocks["jawOpen"].value == pytest.approx(float(motion.channel("jawOpen")[20]), abs=1e-5)
+    q = character.armature.pose.bones["head"].rotation_quaternion
+    pitch = q.to_euler("XYZ").x
+    assert pitch == pytest.approx(0.6 * float(motion.head[20, 0]), abs=1e-4)  # 60% on head, 40% on neck
+
+
+def test_apply_follows_scene_fps_range_and_sound(character, tmp_path):
+    sf = pytest.importorskip("soundfile")
+    audio = tmp_path / "line.wav"
+    sf.write(audio, np.zeros(32000, np.float32), 16000)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    motion = smooth_motion(60, fps=30)  # 2 s
+    apply.apply_motion(motion, character, start_frame=10, audio_path=audio)
+    key = character.keys[0]
+    fc = next(fc for fc in anim.fcurves_of(key) if fc.data_path == _kb_path("jawOpen"))
+    assert len(fc.keyframe_points) == 48  # 2 s at 24 fps
+    assert (scene.frame_start, scene.frame_end) == (10, 57)
+    # Same curve in time: the value at t seconds matches the 30 fps source at t.
+    t = np.arange(48) / 24.0
+    expect = np.interp(t, np.arange(60) / 30.0, motion.channel("jawOpen"))
+    np.testing.assert_allclose(anim.sample(fc, 10 + np.arange(48)), expect, atol=1e-5)
+    strips = [s for s in scene.sequence_editor.strips_all if s.type == "SOUND"]
+    assert len(strips) == 1 and int(strips[0].frame_start) == 10
+    assert scene.sync_mode == "AUDIO_SYNC"
+    # Applying again with the same audio reuses the strip; the first take is kept, not overwritten.
+    apply.apply_motion(motion, character, start_frame=10, audio_path=audio)
+    assert len([s for s in scene.sequence_editor.strips_all if s.type == "SOUND"]) == 1
+    takes = sorted(a.name for a in bpy.data.actions if anim.is_ours(a))
+    assert takes == ["line", "line.001"]
+
+
+def test_as_nla_leaves_the_active_action(character):
+    key = character.keys[0]
+    apply.apply_motion(smooth_motion(30), character, start_frame=40, as_nla=True)
+    assert key.animation_data.action.name == "UserFace"
+    strip = key.animation_data.nla_tracks[-1].strips[0]
+    assert strip.action.name == "hello" and int(strip.frame_start) == 40
+
+
+def test_keyframe_writing_speed(character):
+    """52 channels x 1 minute at 30 fps, including profile evaluation and the head bones."""
+    motion = smooth_motion(1800)
+    t0 = time.perf_counter()
+    apply.apply_motion(motion, character)
+    dt = time.perf_counter() - t0
+    print(f"apply_motion 52 ch x 1800 frames: {dt * 1000:.1f} ms")
+    assert dt < 1.0
+
+
+def test_livelink_round_trip(character, tmp_path):
+    from rig_mapping.formats import load_motion, save_motion
+
+    src = tmp_path / "take.csv"
+    save_motion(smooth_motion(90, seed=3), src)
+    original = load_motion(src)
+    livelink.import_livelink_csv(src, character, start_frame=1)
+    assert character.keys[0].animation_data.action.name == "take"
+    out = livelink.export_livelink_csv(tmp_path / "back.csv", character, frame_start=1, frame_end=90)
+    back = load_motion(out)
+    assert back.n_frames == original.n_frames and back.fps == original.fps
+    np.testing.assert_allclose(back.weights, original.weights, atol=2e-5)
+    np.testing.assert_allclose(back.head[:, :3], original.head[:, :3], atol=2e-5)
+    with pytest.raises(FileExistsError):
+        livelink.export_livelink_csv(out, character)
+
+
+def test_readback_of_untouched_channels_is_neutral(character):
+    apply.apply_motion(smooth_motion(20), character)
+    m = readback.motion_from_character(character, frame_start=1, frame_end=20)
+    assert np.all(m.channel("tongueOut") == 0)
+
+
+# -- export ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(character_blend, tmp_path_factory):
+    """One animated take exported once to .glb and .fbx (exports of the 26k-vertex head take seconds)."""
+    bpy.ops.wm.open_mainfile(filepath=character_blend)
+    target = find_target(bpy.data.objects["TalkRigHead"])
+    motion = smooth_motion(45)
+    apply.apply_motion(motion, target, start_frame=1)
+    key = target.keys[0]
+    frames = np.arange(1, 46)
+    values = {fc.data_path: anim.sample(fc, frames) for fc in anim.fcurves_of(key)}
+    d = tmp_path_factory.mktemp("export")
+    t0 = time.perf_counter()
+    glb = export.export_gltf(d / "take.glb", target.objects)
+    t1 = time.perf_counter()
+    fbx = export.export_fbx(d / "take.fbx", target.objects)
+    t2 = time.perf_counter()
+    print(f"export 45 frames: glb {t1 - t0:.2f} s, fbx {t2 - t1:.2f} s")
+    shape_names = [kb.name for kb in key.key_blocks][1:]
+    return {"glb": glb, "fbx": fbx, "values": values, "frames": frames, "shape_names": shape_names,
+            "motion": motion}
+
+
+def test_gltf_passes_validator_and_carries_morph_animation(exported):
+    glb = exported["glb"]
+    report = run_gltf_validator(glb)
+    if report is None:
+        pytest.skip("Khronos glTF-Validator not installed (node + `npm install` in the repo, scripts/setup.sh)")
+    assert report["issues"]["numErrors"] == 0, report["issues"]["messages"][:5]
+    js = glb_json(glb)
+    (mesh,) = js["meshes"]
+    names = mesh["extras"]["targetNames"]
+    assert names == exported["shape_names"]
+    (anim_js,) = js["animations"]
+    assert anim_js["name"] == "hello"
+    mesh_node = next(i for i, n in enumerate(js["nodes"]) if n.get("mesh") == 0)
+    (wch,) = [c for c in anim_js["channels"] if c["target"]["path"] == "weights"]
+    assert wch["target"]["node"] == mesh_node
+    sampler = anim_js["samplers"][wch["sampler"]]
+    times = glb_accessor(glb, js, sampler["input"])
+    out = glb_accessor(glb, js, sampler["output"])
+    n_frames = len(exported["frames"])
+    assert len(times) == n_frames and out.size == n_frames * len(names)  # all targets for every keyframe
+    weights = out.reshape(n_frames, len(names))
+    j = names.index("jawOpen")
+    np.testing.assert_allclose(weights[:, j], exported["values"]['key_blocks["jawOpen"].value'], atol=1e-5)
+    np.testing.assert_allclose(times, (exported["frames"] - 1) / 30.0, atol=1e-4)
+    # The head bone turns in the same clip.
+    head_node = next(i for i, n in enumerate(js["nodes"]) if n.get("name") == "head")
+    assert any(c["target"] == {"node": head_node, "path": "rotation"} for c in anim_js["channels"])
+
+
+def test_fbx_reimports_with_shape_key_animation(exported):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.import_scene.fbx(filepath=str(exported["fbx"]), anim_offset=0)
+    (mesh,) = [o for o in bpy.context.scene.objects if o.type == "MESH"]
+    fcs = {fc.data_path: fc for fc in anim.fcurves_of(mesh.data.shape_keys)}
+    assert len(fcs) == len(exported["shape_names"])
+    for path, values in exported["values"].items():
+        np.testing.assert_allclose(anim.sample(fcs[path], exported["frames"]), values, atol=1e-4, err_msg=path)
+
+
+def test_export_never_overwrites(exported):
+    with pytest.raises(export.ExportError, match="already exists"):
+        export.export_fbx(exported["fbx"], None)
+    with pytest.raises(export.ExportError, match="already exists"):
+        export.export_gltf(exported["glb"], None)
+
+
+def test_euler_to_quaternion_matches_mathutils():
+    from mathutils import Euler
+
+    rng = np.random.default_rng(1)
+    e = rng.uniform(-1.2, 1.2, (50, 3))
+    q = apply.euler_xyz_to_quat(e)
+    for row, qq in zip(e, q, strict=True):
+        ref = np.array(Euler(row, "XYZ").to_quaternion()[:])
+        assert np.allclose(qq, ref, atol=1e-6) or np.allclose(qq, -ref, atol=1e-6)  # mathutils is float32
+    back = apply.quat_to_euler(q, "XYZ")
+    np.testing.assert_allclose(back, e, atol=1e-6)
