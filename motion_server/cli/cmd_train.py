@@ -1,0 +1,48 @@
+"""``talkrig train``: train or fine-tune the diffusion motion model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train / fine-tune the diffusion motion model",
+                       description="Stages: lip expert, then denoiser (with the frozen lip expert as a loss), "
+                                   "then style predictor. Output: a checkpoint folder (model.safetensors + "
+                                   "config.json) usable as DiffusionEngine(model=OUT).")
+    p.add_argument("--data", help="synthetic corpus folder (from `talkrig synth`) or a folder of audio+motion pairs")
+    p.add_argument("--out", required=True, help="output checkpoint folder")
+    p.add_argument("--config", default="default", help="config name (tiny, default) or JSON file")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", action="store_true", help="continue from the state saved in --out")
+    p.add_argument("--stage", default="all", choices=["all", "lip_expert", "denoiser", "style_predictor"])
+    p.add_argument("--steps", type=int, help="steps per stage (default: from the config)")
+    p.add_argument("--finetune", help="start from this checkpoint folder (e.g. the bundled default)")
+    p.add_argument("--captures", help="folder of <name>.wav + <name>.csv (Live Link Face) captures to train on")
+    p.add_argument("--time-budget", type=float, help="stop the denoiser stage after this many minutes")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from motion_server.model.config import ConfigError
+    from motion_server.model.data import DataError
+    from motion_server.model.train import run_training
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.data and not args.captures:
+        print("talkrig train: give --data CORPUS and/or --captures DIR", file=sys.stderr)
+        return 2
+    try:
+        out = run_training(args.out, args.config, args.data, args.captures, args.device, args.resume,
+                           args.stage, args.steps, args.finetune, args.time_budget,
+                           log=lambda s: print(s, file=sys.stderr, flush=True))
+    except (ConfigError, DataError, FileNotFoundError, RuntimeError) as e:
+        print(f"talkrig train: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0

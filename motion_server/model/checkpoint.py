@@ -1,0 +1,134 @@
+"""Checkpoints: ``model.safetensors`` (weights) + ``config.json`` (architecture, feature settings, fps,
+channel order, presets, training-data summary). No pickle anywhere.
+
+The weights file carries, in its metadata, the JSON of the settings its tensors depend on; loading
+refuses a config.json that disagrees (other channel order, feature settings, architecture) or weights
+with missing/unexpected/mis-shaped tensors, naming what differs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from rig_mapping.arkit import ARKIT_NAMES, HEAD_CHANNELS
+
+from .config import validate_config
+from .network import TalkRigModel
+
+FORMAT = "talkrig-diffusion-1"
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+# settings that change what the weights mean; they must match between the two files
+BOUND_KEYS = ("fps", "features", "model", "diffusion", "lip_expert", "style_predictor", "channel_order",
+              "presets", "emotions")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, inconsistent or was made for other settings."""
+
+
+def channel_order() -> list[str]:
+    return list(ARKIT_NAMES) + [f"head.{c}" for c in HEAD_CHANNELS]
+
+
+def _bound(cfg: dict[str, Any]) -> str:
+    return json.dumps({k: cfg.get(k) for k in BOUND_KEYS}, sort_keys=True)
+
+
+def save_checkpoint(model: TalkRigModel, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write weights + config into ``out_dir`` (created). ``extra`` keys (e.g. data summary) go to config."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = dict(model.cfg)
+    cfg["format"] = FORMAT
+    cfg["channel_order"] = channel_order()
+    cfg.update(extra or {})
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = out / (WEIGHTS + ".tmp")
+    save_file(state, str(tmp), metadata={"format": FORMAT, "bound": _bound(cfg)})
+    tmp.replace(out / WEIGHTS)
+    (out / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
+    model.cfg = cfg
+    return out
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    cfg_file = p / CONFIG if p.is_dir() else p.with_name(CONFIG)
+    if not cfg_file.is_file():
+        raise CheckpointError(f"no {CONFIG} next to the weights at {p}; a checkpoint is a folder with "
+                              f"{WEIGHTS} and {CONFIG}")
+    return json.loads(cfg_file.read_text())
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> TalkRigModel:
+    p = Path(path)
+    weights = p / WEIGHTS if p.is_dir() else p
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint weights not found: {weights} (train one with `talkrig train`)")
+    cfg = read_config(p)
+    if cfg.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: format {cfg.get('format')!r} is not {FORMAT!r}")
+    if cfg.get("channel_order") != channel_order():
+        raise CheckpointError(f"{p}: channel order differs from TalkRig's ARKit order + head channels; "
+                              "the model was trained for another layout and cannot be used as is")
+    try:
+        validate_config(cfg)
+    except ValueError as e:
+        raise CheckpointError(f"{p}: {e}") from None
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("bound") != _bound(cfg):
+        stored = json.loads(meta.get("bound", "{}") or "{}")
+        diff = sorted(k for k in BOUND_KEYS if stored.get(k) != cfg.get(k))
+        raise CheckpointError(f"{p}: {CONFIG} does not match the weights in {diff or 'metadata'}; "
+                              "use the config.json saved with these weights")
+    model = TalkRigModel(cfg)
+    state = load_file(str(weights))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"{p}: weights do not fit the architecture: missing {missing[:4]}, "
+                              f"unexpected {unexpected[:4]}, wrong shape {shapes[:4]}")
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+# -- training state (optimizer + step), also without pickle --------------------------------------
+
+
+def save_train_state(out_dir: str | Path, optim_state: dict[str, Any], info: dict[str, Any]) -> None:
+    out = Path(out_dir)
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, Any] = {"param_groups": optim_state["param_groups"], "state": {}}
+    for idx, st in optim_state["state"].items():
+        plain["state"][str(idx)] = {}
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{idx}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                plain["state"][str(idx)][k] = v
+    save_file(tensors, str(out / "train_state.safetensors"))
+    (out / "train_state.json").write_text(json.dumps({"optimizer": plain, **info}, indent=1))
+
+
+def load_train_state(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    out = Path(out_dir)
+    if not (out / "train_state.json").is_file():
+        return None
+    meta = json.loads((out / "train_state.json").read_text())
+    tensors = load_file(str(out / "train_state.safetensors"))
+    opt = meta.pop("optimizer")
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in opt["state"].items()}
+    for key, t in tensors.items():
+        _, idx, k = key.split(".", 2)
+        state.setdefault(int(idx), {})[k] = t
+    return {"state": state, "param_groups": opt["param_groups"]}, meta

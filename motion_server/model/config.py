@@ -1,0 +1,54 @@
+"""Model/training configuration as plain JSON data (configs/*.json), with a validity check."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from . import CONFIG_DIR
+
+REQUIRED_SECTIONS = ("features", "model", "diffusion", "window", "lip_expert", "style_predictor",
+                     "sampling", "train")
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, malformed or inconsistent."""
+
+
+def load_config(name_or_path: str | Path) -> dict[str, Any]:
+    """A bundled config by name ("tiny", "default") or a JSON file path."""
+    p = Path(name_or_path)
+    if not p.suffix and not p.exists():
+        p = CONFIG_DIR / f"{name_or_path}.json"
+    if not p.is_file():
+        known = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.json")))
+        raise ConfigError(f"config {str(name_or_path)!r} not found; give a JSON file or one of: {known}")
+    try:
+        cfg = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config {p} is not valid JSON: {e}") from None
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: dict[str, Any]) -> None:
+    missing = [s for s in REQUIRED_SECTIONS if s not in cfg]
+    if missing:
+        raise ConfigError(f"config lacks section(s) {missing}; start from motion_server/model/configs/default.json")
+    m = cfg["model"]
+    if m["d_model"] % m["n_heads"]:
+        raise ConfigError(f"model.d_model ({m['d_model']}) must be divisible by model.n_heads ({m['n_heads']})")
+    w = cfg["window"]
+    if not 0 <= w["overlap"] < w["frames"] // 2 + 1:
+        raise ConfigError(f"window.overlap ({w['overlap']}) must be in [0, frames/2] (frames={w['frames']})")
+
+
+def override(cfg: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``cfg`` with some keys of some sections replaced."""
+    out = copy.deepcopy(cfg)
+    for sec, vals in sections.items():
+        out.setdefault(sec, {}).update(vals)
+    validate_config(out)
+    return out

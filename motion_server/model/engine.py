@@ -1,0 +1,190 @@
+"""``DiffusionEngine``: the Engine protocol over a trained TalkRig diffusion checkpoint.
+
+Style sources: a preset name (bundled codes), ``"predicted"`` (style predictor from the audio), a
+reference clip (``options.style_reference`` FaceMotion, or a path to a Live Link Face CSV / .npz /
+Audio2Face JSON in ``options.style``), and ``style_mix`` interpolating two codes. Same seed + inputs
+-> same output (all noise comes from one seeded ``torch.Generator``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn
+from rig_mapping import FaceMotion
+
+from . import DEFAULT_CHECKPOINT, MOTION_DIM
+from .checkpoint import load_checkpoint
+from .features import make_features, n_motion_frames
+from .guidance import guided
+from .long import WindowedTimeline, sample_timeline
+from .postprocess import apply_controls
+from .samplers import SAMPLERS, make_sampler
+from .train import resolve_device
+
+MAX_STEPS = 50
+MOTION_FILE_SUFFIXES = (".csv", ".npz", ".json")
+
+
+class DiffusionEngine:
+    name = "diffusion"
+
+    def __init__(self, model: str | Path | None = None, device: str = "auto") -> None:
+        self.path = Path(model) if model is not None else DEFAULT_CHECKPOINT
+        if model is None and not (self.path / "model.safetensors").is_file():
+            raise FileNotFoundError(f"the bundled default checkpoint is missing at {self.path}; "
+                                    "reinstall TalkRig or pass model=<checkpoint folder>")
+        self.device = resolve_device(device)
+        self.model = load_checkpoint(self.path, self.device)
+        self.cfg = self.model.cfg
+        self.fps = float(self.cfg["fps"])
+        self.features = make_features(self.cfg["features"], self.fps)
+        self.forward_calls = 0  # network evaluations of the denoiser (tests and benchmarks read it)
+
+    # -- info ---------------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        tr = self.cfg.get("training", {})
+        return {
+            "name": self.name, "device": str(self.device), "model": str(self.path),
+            "model_name": self.cfg.get("name"), "format": self.cfg.get("format"), "fps": self.fps,
+            "style_presets": self.model.preset_names(),
+            "styles": ["<preset>", "predicted", "<path to .csv/.npz/.json reference clip>"],
+            "samplers": sorted(SAMPLERS), "default_steps": self.cfg["sampling"]["steps"],
+            "default_sampler": self.cfg["sampling"]["sampler"],
+            "options": ["style", "style_reference", "style_mix", "guidance", "intensity", "head_motion",
+                        "blink_rate", "seed", "steps", "sampler", "fps"],
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "training_data": tr.get("data", {}), "training_metrics": tr.get("metrics", {}),
+        }
+
+    # -- style --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_reference(self, motion: FaceMotion) -> torch.Tensor:
+        if motion.n_frames < 2:
+            raise ValueError("a style reference clip needs at least 2 frames")
+        m = motion if abs(motion.fps - self.fps) < 1e-6 else motion.resample(self.fps)
+        x = np.concatenate([m.weights, m.head], axis=1)[: self.model.style_encoder.max_frames]
+        xn = self.model.normalize(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
+        return self.model.encode_style(xn[None])[0]
+
+    def _resolve(self, style: str | None, audio_emb: torch.Tensor, stats: np.ndarray,
+                 seed: int) -> tuple[torch.Tensor, str]:
+        names = self.model.preset_names()
+        if style is None:
+            default = self.cfg["sampling"].get("default_style", "neutral")
+            style = default if default in names else names[0]
+        if style in names:
+            return self.model.preset(style), style
+        if style == "predicted":
+            sp = self.model.style_predictor
+            gen = torch.Generator().manual_seed(int(seed) + 7919)
+            toks = sp.pool_audio(audio_emb)
+            st = torch.from_numpy(stats).to(self.device)[None]
+            return sp.sample(toks, st, self.model.schedule, self.cfg["style_predictor"]["steps"], gen)[0], style
+        p = Path(style)
+        if p.suffix.lower() in MOTION_FILE_SUFFIXES or p.exists():
+            if not p.is_file():
+                raise FileNotFoundError(f"style reference file not found: {p}")
+            from rig_mapping.formats import load_motion
+
+            return self.encode_reference(load_motion(p)), str(p)
+        raise ValueError(f"unknown style {style!r}: use a preset ({', '.join(names)}), 'predicted', or a path "
+                         "to a reference clip (.csv Live Link Face, .npz, .json)")
+
+    def style_code(self, options: GenerateOptions, audio_emb: torch.Tensor, stats: np.ndarray) -> tuple[torch.Tensor, str]:
+        if options.style_reference is not None:
+            code, label = self.encode_reference(options.style_reference), "reference"
+        else:
+            code, label = self._resolve(options.style, audio_emb, stats, options.seed)
+        if options.style_mix is not None:
+            other, t = options.style_mix
+            t = float(t)
+            if not 0.0 <= t <= 1.0:
+                raise ValueError(f"style_mix weight must be in [0, 1], got {t}")
+            code2, label2 = self._resolve(other, audio_emb, stats, options.seed + 1)
+            code = (1 - t) * code + t * code2
+            label = f"{label}*{1 - t:.2f}+{label2}*{t:.2f}"
+        return code, label
+
+    # -- generate -----------------------------------------------------------------------------------
+    def _check(self, audio: np.ndarray, sr: int, o: GenerateOptions) -> np.ndarray:
+        a = np.asarray(audio, dtype=np.float32)
+        if a.ndim != 1:
+            raise ValueError(f"audio must be mono 1-D samples, got shape {list(a.shape)} (mix channels down)")
+        if a.size == 0:
+            raise ValueError("audio is empty")
+        if not np.isfinite(a).all():
+            raise ValueError("audio contains NaN or infinite samples")
+        if not 1 <= int(o.steps) <= MAX_STEPS:
+            raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {o.steps}")
+        if o.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {o.sampler!r}; choose one of {sorted(SAMPLERS)}")
+        if not math.isfinite(o.guidance) or o.guidance < 0:
+            raise ValueError(f"guidance must be a finite number >= 0, got {o.guidance}")
+        if o.blink_rate is not None and not 0 <= o.blink_rate <= 120:
+            raise ValueError(f"blink_rate must be within 0..120 blinks per minute, got {o.blink_rate}")
+        if int(sr) != self.features.sr:
+            import librosa
+
+            a = librosa.resample(a, orig_sr=int(sr), target_sr=self.features.sr).astype(np.float32)
+        return a
+
+    @torch.inference_mode()
+    def generate(self, audio: np.ndarray, sr: int, options: GenerateOptions | None = None,
+                 progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> FaceMotion:
+        o = options or GenerateOptions()
+        t0 = time.perf_counter()
+        a = self._check(audio, sr, o)
+        report = progress or (lambda f, s: None)
+        check = cancel.check if cancel is not None else (lambda: None)
+        report(0.0, "features")
+        T = n_motion_frames(len(a), self.features.sr, self.fps)
+        feats = torch.from_numpy(self.features(a, n_frames=T)).to(self.device)[None]
+        m = self.model
+        audio_emb = m.encode_audio(feats)  # once per clip, not per step
+        check()
+        style, style_label = self.style_code(o, audio_emb, self.features.clip_stats(a))
+        style = style[None]
+        sampler = make_sampler(o.sampler, m.schedule, int(o.steps))
+        gen = torch.Generator().manual_seed(int(o.seed))
+        x_T = torch.randn((1, T, MOTION_DIM), generator=gen).to(self.device)
+        wcfg = self.cfg["window"]
+
+        def window_fn(xw: torch.Tensor, aw: torch.Tensor, t: int) -> torch.Tensor:
+            check()
+            n = xw.shape[0]
+
+            def denoise(x: torch.Tensor, tt: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+                self.forward_calls += 1
+                return m.denoise(x, aw.repeat(x.shape[0] // n, 1, 1), tt, s)
+
+            tt = torch.full((n,), t, dtype=torch.long, device=self.device)
+            return guided(denoise, xw, tt, style.expand(n, -1), m.null_style[None], float(o.guidance))
+
+        def on_step(i: int, n: int) -> None:
+            report(0.05 + 0.9 * (i + 1) / n, "sampling")
+            check()
+
+        x0 = sample_timeline(window_fn, audio_emb, sampler, x_T, wcfg["frames"], wcfg["overlap"],
+                             wcfg["max_batch"], on_step)
+        starts = WindowedTimeline(T, wcfg["frames"], wcfg["overlap"]).starts
+        out = m.denormalize(x0[0]).cpu().numpy()
+        weights = np.clip(out[:, :52], 0.0, 1.0)
+        head = out[:, 52:].copy()
+        head[:, :3] = np.clip(head[:, :3], -1.0, 1.0)
+        weights, head = apply_controls(weights, head, self.fps, o.intensity, o.head_motion, o.blink_rate, o.seed)
+        meta = {"engine": self.name, "model": self.cfg.get("name"), "seed": int(o.seed), "style": style_label,
+                "sampler": o.sampler, "steps": int(o.steps), "guidance": float(o.guidance),
+                "sample_rate": self.features.sr, "seconds": round(time.perf_counter() - t0, 3),
+                "window_boundaries": starts[1:]}
+        motion = FaceMotion.from_arrays(weights, head, fps=self.fps, meta=meta)
+        if abs(float(o.fps) - self.fps) > 1e-6:
+            motion = motion.resample(float(o.fps))
+        report(1.0, "done")
+        return motion

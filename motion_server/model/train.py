@@ -1,0 +1,447 @@
+"""Training: lip expert -> denoiser (with the frozen lip expert as a loss) -> style predictor.
+
+Seeded and resumable: the output folder always holds a loadable checkpoint (``model.safetensors`` +
+``config.json``) plus ``train_state.{json,safetensors}`` (stage, step, optimizer; no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from rig_mapping.arkit import ARKIT_INDEX, MOUTH_CHANNELS
+
+from .checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
+from .config import load_config
+from .data import (
+    Batches,
+    Clip,
+    DataError,
+    build_clips,
+    cached_clips,
+    capture_utterances,
+    corpus_utterances,
+    summarize,
+)
+from .lip_expert import shifted_pairs
+from .network import TalkRigModel
+from .style_encoder import pad_clips
+
+STAGES = ("lip_expert", "denoiser", "style_predictor")
+MOUTH_IDX = [ARKIT_INDEX[n] for n in MOUTH_CHANNELS]
+Log = Callable[[str], None]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(device)
+
+
+def _lr(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+class Trainer:
+    def __init__(self, out: Path, cfg: dict[str, Any], train: list[Clip], val: list[Clip],
+                 device: torch.device, log: Log = print, model: TalkRigModel | None = None,
+                 data_summary: dict[str, Any] | None = None) -> None:
+        self.out, self.cfg, self.train, self.val, self.device, self.log = out, cfg, train, val, device, log
+        self.tc = cfg["train"]
+        seed = int(self.tc["seed"])
+        torch.manual_seed(seed)
+        emotions = sorted({c.emotion for c in train if c.emotion})
+        if model is None:
+            cfg["emotions"] = emotions
+            cfg["presets"] = emotions or ["neutral"]
+            model = TalkRigModel(cfg)
+            allm = np.concatenate([c.motion for c in train])
+            model.set_motion_stats(torch.from_numpy(allm.mean(0)), torch.from_numpy(allm.std(0)))
+        self.model = model.to(device)
+        self.emotions = list(model.cfg.get("emotions", []))
+        self.batches = Batches(train, self.emotions, seed)
+        self.val_batches = Batches(val or train, self.emotions, seed + 1)
+        self.summary = data_summary or {}
+        self.metrics: dict[str, Any] = {}
+        self.done: list[str] = []
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _save(self, stage: str, step: int, opt: torch.optim.Optimizer | None) -> None:
+        save_checkpoint(self.model, self.out, {"training": {"data": self.summary, "metrics": self.metrics,
+                                                            "stages_done": self.done}})
+        if opt is not None:
+            save_train_state(self.out, opt.state_dict(), {"stage": stage, "step": step, "done": self.done,
+                                                          "metrics": self.metrics})
+
+    def _style(self, idx: torch.Tensor, batches: Batches, drop: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        refs = batches.references(idx, self.model.style_encoder.max_frames)
+        ref_n = [self.model.normalize(r.to(self.device)) for r in refs]
+        x, pad = pad_clips(ref_n, self.model.style_encoder.max_frames)
+        s = self.model.encode_style(x, pad)
+        if drop > 0:
+            m = (torch.rand(len(s), device=self.device) < drop)[:, None]
+            s = torch.where(m, self.model.null_style.expand_as(s), s)
+        return s, ref_n
+
+    def _run(self, stage: str, steps: int, params: list[torch.nn.Parameter], step_fn: Callable[[int], dict[str, float]],
+             eval_fn: Callable[[], dict[str, float]], start: int, opt_state: dict | None,
+             time_budget: float | None) -> None:
+        opt = torch.optim.AdamW(params, lr=self.tc["lr"], weight_decay=self.tc["weight_decay"])
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
+        t0 = time.time()
+        run_avg: dict[str, float] = {}
+        bar = tqdm(range(start, steps), desc=stage, initial=start, total=steps, unit="step")
+        step = start
+        for step in bar:
+            torch.manual_seed(int(self.tc["seed"]) * 100003 + step)
+            for g in opt.param_groups:
+                g["lr"] = _lr(step, steps, self.tc["lr"], self.tc["warmup"])
+            self.model.train()
+            losses = step_fn(step)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            for k, v in losses.items():
+                fv = float(v.detach()) if torch.is_tensor(v) else float(v)
+                run_avg[k] = 0.95 * run_avg.get(k, fv) + 0.05 * fv
+            bar.set_postfix({k: f"{v:.4f}" for k, v in run_avg.items()})
+            last = step + 1 == steps
+            if (step + 1) % self.tc["log_every"] == 0 or last:
+                self.log(f"[{stage}] step {step + 1}/{steps} " + " ".join(f"{k}={v:.4f}" for k, v in run_avg.items()))
+            over = time_budget is not None and time.time() - t0 > time_budget
+            if (step + 1) % self.tc["eval_every"] == 0 or last or over:
+                ev = eval_fn()
+                self.metrics[stage] = {"step": step + 1, **ev}
+                self.log(f"[{stage}] eval step {step + 1}: " + json.dumps(ev))
+            if (step + 1) % self.tc["save_every"] == 0 or last or over:
+                self._save(stage, step + 1, opt)
+            if over:
+                self.log(f"[{stage}] time budget reached at step {step + 1}")
+                break
+        bar.close()
+        self.metrics.setdefault(stage, {})["steps_run"] = step + 1
+        self.done.append(stage)
+        self._save(stage, step + 1, None)
+        for f in ("train_state.json", "train_state.safetensors"):
+            (self.out / f).unlink(missing_ok=True)
+
+    # -- stage 1: lip expert ---------------------------------------------------------------------------
+    def lip_batch(self, batches: Batches, batch: int, gen: torch.Generator):
+        le = self.cfg["lip_expert"]
+        need = le["frames"] + 2 * le["max_shift"]
+        b = batches.windows(batch, need, min_frames=need)
+        motion = self.model.normalize(b["motion"].to(self.device))
+        fa, mo, lab = shifted_pairs(b["feats"].to(self.device), motion, le["frames"], le["min_shift"],
+                                    le["max_shift"], gen)
+        refs = batches.references(b["idx"], self.model.style_encoder.max_frames)
+        x, pad = pad_clips([self.model.normalize(r.to(self.device)) for r in refs], 10**6)
+        return fa, mo, lab.to(self.device), x, pad
+
+    def train_lip_expert(self, steps: int, start: int = 0, opt_state: dict | None = None,
+                         time_budget: float | None = None) -> None:
+        le_model = self.model.lip_expert
+        gen = torch.Generator().manual_seed(int(self.tc["seed"]))
+
+        def step_fn(step: int) -> dict[str, float]:
+            fa, mo, lab, x, pad = self.lip_batch(self.batches, self.tc["batch"] * 2, gen)
+            logit = le_model.logits(fa, mo, le_model.style(x, pad))
+            loss = F.binary_cross_entropy_with_logits(logit, lab)
+            acc = ((logit > 0).float() == lab).float().mean()
+            return {"loss": loss, "acc": acc.detach()}
+
+        self._run("lip_expert", steps, list(le_model.parameters()), step_fn, self.eval_lip_expert, start,
+                  opt_state, time_budget)
+
+    @torch.no_grad()
+    def eval_lip_expert(self, n: int = 256) -> dict[str, float]:
+        self.model.eval()
+        le_model = self.model.lip_expert
+        gen = torch.Generator().manual_seed(1234)
+        vb = Batches(self.val or self.train, self.emotions, 4321)
+        fa, mo, lab, x, pad = self.lip_batch(vb, n, gen)
+        logit = le_model.logits(fa, mo, le_model.style(x, pad))
+        return {"val_accuracy": round(float(((logit > 0).float() == lab).float().mean()), 4),
+                "val_pairs": n}
+
+    # -- stage 2: denoiser ---------------------------------------------------------------------------
+    def denoiser_params(self) -> list[torch.nn.Parameter]:
+        m = self.model
+        return (list(m.audio_encoder.parameters()) + list(m.style_encoder.parameters())
+                + list(m.denoiser.parameters()) + [m.null_style])
+
+    def denoise_losses(self, b: dict[str, torch.Tensor], batches: Batches, drop: float) -> dict[str, torch.Tensor]:
+        m, tc, dev = self.model, self.tc, self.device
+        feats = b["feats"].to(dev)
+        x0 = m.normalize(b["motion"].to(dev))
+        style, ref_n = self._style(b["idx"], batches, drop)
+        audio = m.encode_audio(feats)
+        B = x0.shape[0]
+        t = torch.randint(0, m.schedule.train_steps, (B,), device=dev)
+        x_t = m.schedule.add_noise(x0, torch.randn_like(x0), t)
+        pred = m.denoise(x_t, audio, t, style)
+        w = torch.ones(x0.shape[-1], device=dev)
+        w[MOUTH_IDX] = tc["mouth_weight"]
+        rec = ((pred - x0) ** 2 * w).mean()
+        vel = ((torch.diff(pred, dim=1) - torch.diff(x0, dim=1)) ** 2 * w).mean()
+        out = {"rec": rec, "vel": vel}
+        loss = rec + tc["velocity_loss_weight"] * vel
+        lw = tc["lip_loss_weight"]
+        le = m.lip_expert
+        Wl = le.frames
+        if lw > 0 and x0.shape[1] >= Wl:
+            s = int(torch.randint(0, x0.shape[1] - Wl + 1, (1,)))
+            x, pad = pad_clips(ref_n, 10**6)
+            ls = le.sync_loss(feats[:, s: s + Wl], pred[:, s: s + Wl], le.style(x, pad))
+            out["sync"] = ls
+            loss = loss + lw * ls
+        out["loss"] = loss
+        return out
+
+    def train_denoiser(self, steps: int, start: int = 0, opt_state: dict | None = None,
+                       time_budget: float | None = None) -> None:
+        for p in self.model.lip_expert.parameters():
+            p.requires_grad_(False)
+        frames = self.cfg["window"]["frames"]
+        drop = float(self.cfg["diffusion"]["null_prob"])
+
+        def step_fn(step: int) -> dict[str, torch.Tensor]:
+            self.model.lip_expert.eval()
+            return self.denoise_losses(self.batches.windows(self.tc["batch"], frames), self.batches, drop)
+
+        self._run("denoiser", steps, self.denoiser_params(), step_fn, self.eval_denoiser, start, opt_state,
+                  time_budget)
+
+    @torch.no_grad()
+    def eval_denoiser(self, n: int = 8) -> dict[str, float]:
+        """Quick val numbers: held-out x0 loss at fixed noise levels, and a real 4-step sample of val
+        windows compared with the ground truth (lip-gap correlation on the ICT face, mouth MAE)."""
+        from .samplers import make_sampler
+
+        m = self.model
+        m.eval()
+        vb = Batches(self.val or self.train, self.emotions, 777)
+        b = vb.windows(n, self.cfg["window"]["frames"])
+        torch.manual_seed(0)
+        losses = self.denoise_losses(b, vb, 0.0)
+        feats = b["feats"].to(self.device)
+        style, _ = self._style(b["idx"], vb, 0.0)
+        audio = m.encode_audio(feats)
+        gen = torch.Generator().manual_seed(0)
+        x_T = torch.randn(b["motion"].shape, generator=gen).to(self.device)
+        x0 = make_sampler("dpm", m.schedule, 4).sample(
+            lambda x, t: m.denoise(x, audio, torch.full((n,), t, device=self.device), style), x_T)
+        out_w = m.denormalize(x0)[..., :52].clamp(0, 1).cpu().numpy()
+        gt_w = b["motion"][..., :52].numpy()
+        res = {"val_rec": round(float(losses["rec"]), 4),
+               "val_mouth_mae": round(float(np.abs(out_w[..., MOUTH_IDX] - gt_w[..., MOUTH_IDX]).mean()), 4)}
+        try:
+            from motion_server.evaluation.geometry import lip_gap
+
+            cors = [np.corrcoef(lip_gap(o), lip_gap(g))[0, 1] for o, g in zip(out_w, gt_w, strict=True)]
+            res["val_lip_gap_corr"] = round(float(np.nanmean(cors)), 4)
+        except ImportError:
+            pass
+        return res
+
+    # -- stage 3: style predictor (and presets) -----------------------------------------------------
+    @torch.no_grad()
+    def clip_codes(self, clips: list[Clip]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Style codes (of each clip's own motion), pooled audio tokens and audio stats, per clip."""
+        m = self.model
+        m.eval()
+        codes, toks, stats = [], [], []
+        for c in clips:
+            x = m.normalize(torch.from_numpy(c.motion).to(self.device))[None]
+            codes.append(m.encode_style(x)[0])
+            a = m.encode_audio(torch.from_numpy(c.feats).to(self.device)[None])
+            toks.append(m.style_predictor.pool_audio(a)[0])
+            stats.append(torch.from_numpy(c.stats).to(self.device))
+        return torch.stack(codes), torch.stack(toks), torch.stack(stats)
+
+    def compute_presets(self) -> None:
+        codes, _, _ = self.clip_codes(self.train)
+        names = self.model.preset_names()
+        for i, name in enumerate(names):
+            sel = [j for j, c in enumerate(self.train) if c.emotion == name] if self.emotions else list(range(len(codes)))
+            if sel:
+                self.model.presets[i] = codes[sel].mean(0)
+        self.log(f"presets: {names}")
+
+    def train_style_predictor(self, steps: int, start: int = 0, opt_state: dict | None = None,
+                              time_budget: float | None = None) -> None:
+        sp = self.model.style_predictor
+        codes, toks, stats = self.clip_codes(self.train)
+        sp.code_mean.copy_(codes.mean(0))
+        sp.code_std.copy_(codes.std(0).clamp(min=1e-3) if len(codes) > 1 else torch.ones_like(codes[0]))
+        z = (codes - sp.code_mean) / sp.code_std
+        emo = self.batches.emotion_ids(torch.arange(len(self.train)))
+        sched = self.model.schedule
+        self._sp_val = self.clip_codes(self.val) if self.val else None
+
+        def step_fn(step: int) -> dict[str, torch.Tensor]:
+            i = torch.randint(0, len(z), (self.tc["batch"] * 2,))
+            t = torch.randint(0, sched.train_steps, (len(i),))
+            zt = sched.add_noise(z[i], torch.randn_like(z[i]), t.to(self.device))
+            pred = sp(zt, t.to(self.device), toks[i], stats[i])
+            loss = F.mse_loss(pred, z[i])
+            out = {"diff": loss.detach()}
+            if self.emotions and (emo[i] >= 0).any():
+                ok = emo[i] >= 0
+                # the head reads raw codes (with a little noise so it tolerates predicted ones)
+                c = codes[i][ok] + 0.1 * codes.std(0) * torch.randn_like(codes[i][ok])
+                ce = F.cross_entropy(sp.emotion_logits(c), emo[i][ok].to(self.device))
+                out["emo_ce"] = ce.detach()
+                loss = loss + 0.2 * ce
+            out["loss"] = loss
+            return out
+
+        self._run("style_predictor", steps, list(sp.parameters()), step_fn, self.eval_style_predictor, start,
+                  opt_state, time_budget)
+
+    @torch.no_grad()
+    def eval_style_predictor(self) -> dict[str, float]:
+        sp = self.model.style_predictor
+        sp.eval()
+        clips = self.val or self.train
+        cached = getattr(self, "_sp_val", None)
+        codes, toks, stats = cached if cached is not None else self.clip_codes(clips)
+        gen = torch.Generator().manual_seed(0)
+        pred = sp.sample(toks, stats, self.model.schedule, self.cfg["style_predictor"]["steps"], gen)
+        res = {"code_rmse_pred": round(float(((pred - codes) ** 2).mean().sqrt()), 4),
+               "code_rmse_mean_baseline": round(float(((sp.code_mean - codes) ** 2).mean().sqrt()), 4)}
+        emo = torch.tensor([self.emotions.index(c.emotion) if c.emotion in self.emotions else -1 for c in clips])
+        ok = emo >= 0
+        if self.emotions and ok.any():
+            res["emotion_acc_true_code"] = round(float((sp.emotion_logits(codes[ok]).argmax(-1).cpu() == emo[ok]).float().mean()), 4)
+            res["emotion_acc_predicted_code"] = round(float((sp.emotion_logits(pred[ok]).argmax(-1).cpu() == emo[ok]).float().mean()), 4)
+            if not self.model.presets.abs().sum():
+                self.compute_presets()
+            names = self.model.preset_names()
+            d = torch.cdist(pred[ok], self.model.presets)
+            near = [names[j] for j in d.argmin(-1).tolist()]
+            truth = [self.emotions[j] for j in emo[ok].tolist()]
+            res["emotion_acc_nearest_preset"] = round(float(np.mean([a == b for a, b in zip(near, truth, strict=True)])), 4)
+            res["chance"] = round(1 / len(self.emotions), 4)
+        return res
+
+
+# -- entry point ------------------------------------------------------------------------------------
+
+
+def split_val(clips: list[Clip], frac: float, seed: int) -> tuple[list[Clip], list[Clip]]:
+    """Hold out whole groups when there are several (unseen speaker/emotion combos), else clips."""
+    rng = np.random.default_rng(seed)
+    if len(clips) < 4:
+        return clips, []
+    order = rng.permutation(len(clips))
+    n_val = max(1, int(round(frac * len(clips))))
+    val = [clips[i] for i in order[:n_val]]
+    train = [clips[i] for i in order[n_val:]]
+    return train, val
+
+
+def load_training_clips(cfg: dict[str, Any], out: Path, data: Path | None, captures: Path | None,
+                        log: Log) -> tuple[list[Clip], list[Clip], dict[str, Any]]:
+    key = {"features": cfg["features"], "fps": cfg["fps"]}
+    train: list[Clip] = []
+    val: list[Clip] = []
+    sources: list[str] = []
+    if data is not None:
+        data = Path(data)
+        if not data.is_dir():
+            raise DataError(f"--data {data}: not a folder (build a corpus with `talkrig synth`)")
+        if (data / "MANIFEST.json").is_file() or not any(p.suffix.lower() in (".wav", ".flac") for p in data.iterdir()):
+            train = cached_clips({**key, "src": str(data.resolve()), "split": "train"}, out, "train",
+                                 lambda: build_clips(corpus_utterances(data, "train"), cfg, "train features"))
+            try:
+                val = cached_clips({**key, "src": str(data.resolve()), "split": "val"}, out, "val",
+                                   lambda: build_clips(corpus_utterances(data, "val"), cfg, "val features"))
+            except (DataError, ValueError, KeyError, FileNotFoundError) as e:
+                log(f"no usable val split ({e}); holding out part of train")
+                val = []
+        else:
+            train = cached_clips({**key, "src": str(data.resolve()), "split": "folder"}, out, "folder",
+                                 lambda: build_clips(capture_utterances(data), cfg, "features"))
+        sources.append(str(data))
+    if captures is not None:
+        cap = cached_clips({**key, "src": str(Path(captures).resolve()), "split": "captures"}, out, "captures",
+                           lambda: build_clips(capture_utterances(Path(captures)), cfg, "capture features"))
+        train = train + cap
+        sources.append(str(captures))
+    if not train:
+        raise DataError("no training data: give --data CORPUS and/or --captures DIR")
+    if not val:
+        train, val = split_val(train, cfg["train"]["val_fraction"], cfg["train"]["seed"])
+    summary = {"sources": sources, "train": summarize(train, cfg["fps"]), "val": summarize(val, cfg["fps"]) if val else {}}
+    return train, val, summary
+
+
+def run_training(out: str | Path, config: str | Path | dict = "default", data: str | Path | None = None,
+                 captures: str | Path | None = None, device: str = "auto", resume: bool = False,
+                 stage: str = "all", steps: int | None = None, finetune: str | Path | None = None,
+                 time_budget_min: float | None = None, log: Log = print) -> Path:
+    """Train (or fine-tune) into ``out``; returns the checkpoint folder."""
+    out = Path(out)
+    if (out / "model.safetensors").is_file() and not resume:
+        raise DataError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    base: TalkRigModel | None = None
+    state = load_train_state(out) if resume else None
+    if resume and (out / "model.safetensors").is_file():
+        base = load_checkpoint(out, dev)
+        cfg = base.cfg
+    elif finetune is not None:
+        base = load_checkpoint(finetune, dev)
+        cfg = base.cfg
+    else:
+        cfg = dict(config) if isinstance(config, dict) else load_config(config)
+    cfg = json.loads(json.dumps(cfg))
+    if base is not None:
+        base.cfg = cfg
+    train, val, summary = load_training_clips(cfg, out, Path(data) if data else None,
+                                              Path(captures) if captures else None, log)
+    log(f"data: {json.dumps(summary)} | device {dev}")
+    tr = Trainer(out, cfg, train, val, dev, log, model=base, data_summary=summary)
+    if base is not None:
+        prev = cfg.get("training", {})
+        tr.metrics = dict(prev.get("metrics", {}))
+        tr.done = list(prev.get("stages_done", [])) if resume else []
+    stages = STAGES if stage == "all" else (stage,)
+    if finetune is not None and stage == "all":
+        stages = ("denoiser",)  # captures teach the motion; the lip expert and style prior stay as they are
+    budget = time_budget_min * 60 if time_budget_min else None
+    tc = cfg["train"]
+    for st in stages:
+        if st not in STAGES:
+            raise ValueError(f"unknown stage {st!r}; choose one of {', '.join(STAGES)} or all")
+        if resume and st in tr.done and not (state and state[1].get("stage") == st):
+            log(f"[{st}] already done, skipping (resume)")
+            continue
+        n = steps if steps is not None else int(tc[f"{st}_steps"])
+        start, opt_state = 0, None
+        if state and state[1].get("stage") == st:
+            opt_state, start = state[0], int(state[1]["step"])
+            tr.done = [d for d in state[1].get("done", []) if d != st]
+            log(f"[{st}] resuming at step {start}")
+        getattr(tr, f"train_{st}")(n, start, opt_state, budget if st == "denoiser" else None)
+        if st == "denoiser" or not tr.model.presets.abs().sum():
+            tr.compute_presets()
+            tr._save(st, n, None)
+    return out

@@ -1,0 +1,99 @@
+"""`talkrig train` end to end on a tiny corpus the test writes (toy clips: tone bursts drive the jaw)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from motion_server.cli import main
+from motion_server.engine.base import GenerateOptions
+from motion_server.model.checkpoint import load_checkpoint
+from motion_server.model.engine import DiffusionEngine
+from motion_server.model.toy import toy_clip, write_toy_folder
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory):
+    d = write_toy_folder(tmp_path_factory.mktemp("toy"), n_clips=6, seconds=3.0)
+    labels = {f"clip{i:03d}": {"emotion": ["neutral", "happy"][i % 2], "group": f"g{i % 2}"} for i in range(6)}
+    (d / "labels.json").write_text(json.dumps(labels))
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, toy_dir):
+    out = tmp_path_factory.mktemp("ck")
+    rc = main(["train", "--data", str(toy_dir), "--out", str(out), "--config", "tiny", "--device", "cpu",
+               "--steps", "4", "--threads", "1"])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_a_loadable_checkpoint(trained):
+    cfg = json.loads((trained / "config.json").read_text())
+    assert cfg["training"]["stages_done"] == ["lip_expert", "denoiser", "style_predictor"]
+    assert cfg["presets"] == ["happy", "neutral"] and cfg["emotions"] == ["happy", "neutral"]
+    assert cfg["training"]["data"]["train"]["clips"] + cfg["training"]["data"]["val"]["clips"] == 6
+    m = cfg["training"]["metrics"]
+    assert 0.0 <= m["lip_expert"]["val_accuracy"] <= 1.0
+    assert "val_lip_gap_corr" in m["denoiser"] and "emotion_acc_predicted_code" in m["style_predictor"]
+    assert not (trained / "train_state.json").exists()  # finished stages leave no resume state
+    model = load_checkpoint(trained)
+    assert float(model.presets.abs().sum()) > 0
+    eng = DiffusionEngine(trained, device="cpu")
+    audio, _ = toy_clip(np.random.default_rng(5), 2.0)
+    mo = eng.generate(audio, 16000, GenerateOptions(style="happy", steps=3, seed=1))
+    assert mo.n_frames == 60 and np.isfinite(mo.weights).all()
+
+
+def test_train_resumes_from_saved_state(tmp_path, toy_dir):
+    from motion_server.model.train import run_training
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(toy_dir), "--out", str(out), "--config", "tiny", "--stage", "lip_expert",
+                 "--steps", "2", "--device", "cpu"]) == 0
+
+    def interrupt(msg):  # Ctrl-C during step 3 (tiny.json saves every 2 steps)
+        if msg.startswith("[denoiser] step 3/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(out, "tiny", toy_dir, stage="denoiser", steps=6, device="cpu", resume=True, log=interrupt)
+    state = json.loads((out / "train_state.json").read_text())
+    assert state["stage"] == "denoiser" and state["step"] == 2
+    seen = []
+    run_training(out, "tiny", toy_dir, stage="denoiser", steps=6, device="cpu", resume=True, log=seen.append)
+    assert "[denoiser] resuming at step 2" in seen
+    assert not any(m.startswith("[denoiser] step 1/") for m in seen)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["metrics"]["denoiser"]["steps_run"] == 6
+    assert "lip_expert" in cfg["training"]["stages_done"]
+    assert (out / "cache_folder.npz").is_file()  # features were cached, not recomputed
+
+
+def test_finetune_on_captures(tmp_path, trained):
+    cap = write_toy_folder(tmp_path / "captures", n_clips=4, seconds=2.5, seed=9)
+    out = tmp_path / "ft"
+    assert main(["train", "--captures", str(cap), "--finetune", str(trained), "--out", str(out),
+                 "--steps", "2", "--device", "cpu"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["presets"] == ["happy", "neutral"]  # the base model's presets are kept
+    assert cfg["training"]["stages_done"] == ["denoiser"]
+    a = load_checkpoint(trained).denoiser.out.weight
+    b = load_checkpoint(out).denoiser.out.weight
+    assert not np.allclose(a.detach().numpy(), b.detach().numpy())
+
+
+def test_train_errors_are_clear(tmp_path, capsys, trained, toy_dir):
+    # an existing checkpoint is never overwritten silently
+    assert main(["train", "--data", str(toy_dir), "--out", str(trained), "--config", "tiny"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "x")]) == 2
+    assert "--data" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "a.wav").write_bytes(b"")
+    rc = main(["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "y"), "--config", "tiny"])
+    assert rc == 2
+    assert "motion file" in capsys.readouterr().err
