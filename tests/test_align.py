@@ -133,3 +133,15 @@ def test_recognition_on_long_foreign_speech_is_chunked(shared_dir, speech_manife
     n = x.size / SR
     per_copy = [sum(p.symbol != "SIL" for p in phones if k * n <= p.start < (k + 1) * n) for k in range(3)]
     assert min(per_copy) > 0.6 * max(per_copy) and min(per_copy) > 20
+
+
+def test_results_do_not_depend_on_what_was_decoded_before(shared_dir, speech_manifest):
+    # PocketSphinx keeps noise/cepstral-mean state between utterances; a server must still give the
+    # same phones for the same clip whatever it processed earlier
+    x, e = clip(shared_dir, speech_manifest, "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav")
+    other, oe = clip(shared_dir, speech_manifest, "whisper__jfk.flac")
+    first_a, first_r = align_transcript(x, SR, e["transcript"]), recognise_phones(x, SR)
+    align_transcript(other, SR, oe["transcript"])
+    recognise_phones(other, SR)
+    assert align_transcript(x, SR, e["transcript"]) == first_a
+    assert recognise_phones(x, SR) == first_r

