@@ -113,3 +113,45 @@ def test_through_a_motion_server_matches_in_process(shared_dir, speech_manifest,
     a, b = load_motion(local), load_motion(remote)
     assert a.n_frames == b.n_frames and np.allclose(a.weights, b.weights, atol=1e-5)
     assert np.allclose(a.head, b.head, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["basic_pitch__vocadito_10.wav", "dreamtalk__noisy_audio_cafeter_snr_0.wav",
+                                  "sadtalker__bus_chinese.wav"])
+def test_procedural_engine_handles_singing_noise_and_other_languages(name, shared_dir):
+    from motion_server.engine.base import GenerateOptions
+    from motion_server.synth.engine import ProceduralEngine
+
+    audio = load_audio(shared_dir / "data" / "speech" / name)
+    events = []
+    m = ProceduralEngine().generate(audio, 16000, GenerateOptions(seed=1), progress=lambda f, s: events.append((f, s)))
+    assert abs(m.n_frames - round(audio.size / 16000 * 30)) <= 1
+    assert [s for _, s in events][:2] == ["align", "perform"] and events[-1][0] == 1.0
+    assert m.meta["phones"] == "recognised" and m.meta["n_speech_phones"] > 10
+    gap = lip_gap(m)
+    assert np.percentile(gap, 90) > 0.5 and gap.min() < CLOSED_CM  # the mouth opens and closes
+
+
+def test_procedural_engine_options_cancel_and_info():
+    from motion_server.engine.base import Cancelled, CancelToken, GenerateOptions
+    from motion_server.synth.engine import ProceduralEngine
+
+    eng = ProceduralEngine()
+    info = eng.info()
+    assert "happy:3" in info["styles"] and "neutral" in info["styles"] and len(info["styles"]) == 32
+    rng = np.random.default_rng(0)
+    x = (rng.normal(0, 0.2, 16000 * 2) * np.sin(np.linspace(0, 20, 32000)) ** 2).astype(np.float32)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        eng.generate(x, 16000, GenerateOptions(), cancel=token)
+    sad = eng.generate(x, 16000, GenerateOptions(style="sad:3"))
+    mixed = eng.generate(x, 16000, GenerateOptions(style="sad:3", style_mix=("happy:3", 0.5)))
+    happy = eng.generate(x, 16000, GenerateOptions(style="happy:3"))
+    smile = [m.channel("mouthSmileLeft").mean() for m in (sad, mixed, happy)]
+    assert smile[0] < smile[1] < smile[2]
+    calm = eng.generate(x, 16000, GenerateOptions(head_motion=0.0, intensity=0.0))
+    assert np.abs(calm.head).max() == 0
+    with pytest.raises(ValueError, match="reference clip"):
+        eng.generate(x, 16000, GenerateOptions(style_reference=calm))
+    slow = eng.generate(x, 16000, GenerateOptions(fps=24.0))
+    assert slow.fps == 24.0 and slow.n_frames == 48
