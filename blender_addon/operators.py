@@ -74,21 +74,57 @@ def _connect(context: bpy.types.Context, op: bpy.types.Operator) -> Any | None:
     return server_link.client(pv["address"], pv["timeout"], pv["key"])
 
 
-def _apply_generated(context: bpy.types.Context, op: bpy.types.Operator, motion: Any, audio: Path, start: int,
+def _apply_generated(context: bpy.types.Context, report: Any, motion: Any, audio: Path, start: int,
                      target: Target) -> set[str]:
+    """Keep the motion as .npz and (if the panel says so) key it as a new take; ``report(levels, msg)``."""
     settings = context.scene.talkrig
     take = Path(audio).stem
     motion = motion.replace(meta={**motion.meta, "audio_name": Path(audio).name})
     path = jobs.save_generated(motion, take)
     settings.last_motion = str(path)
     if not settings.apply_on_generate:
-        op.report({"INFO"}, f"Generated {motion.n_frames} frames, saved to {path} (press Apply to key it)")
+        report({"INFO"}, f"Generated {motion.n_frames} frames, saved to {path} (press Apply to key it)")
         return _OK
     created = apply_motion(motion, target, profile=_profile(settings), action_name=take, start_frame=start,
                            as_nla=settings.as_nla, scene=context.scene, audio_path=audio)
     names = sorted({a.name for a in created.values()})
-    op.report({"INFO"}, f"Keyed {motion.n_frames} frames into {', '.join(names)}")
+    report({"INFO"}, f"Keyed {motion.n_frames} frames into {', '.join(names)}")
     return _OK
+
+
+class PendingGenerate:
+    """A submitted generate job and what to do with its result. The modal operator drives it from its
+    timer; anything else that can loop (a test, a script) can drive it the same way."""
+
+    def __init__(self, job: Any, target_root: str, audio: Path, start: int) -> None:
+        self.job, self.target_root, self.audio, self.start = job, target_root, audio, start
+
+    def tick(self, settings: Any) -> bool:
+        """Poll without blocking, mirror progress into the panel settings; True once the job has ended."""
+        st = self.job.poll()
+        settings.progress, settings.status = st.fraction, st.stage
+        return self.job.done
+
+    def finish(self, context: bpy.types.Context, report: Any) -> set[str]:
+        settings = context.scene.talkrig
+        st = self.job.status
+        if st.state != "done":
+            err = self.job.error
+            mc = server("client")
+            msg = (server_link.unreachable_message(self.job._client.address)
+                   if isinstance(err, mc.ServerUnavailable) else str(err or st.state))
+            report({"WARNING"} if st.state == "cancelled" else {"ERROR"}, msg)
+            settings.status = st.state
+            return _CANCELLED
+        root = bpy.data.objects.get(self.target_root)
+        if root is None:
+            report({"ERROR"}, "the target character was deleted while generating")
+            return _CANCELLED
+        try:
+            return _apply_generated(context, report, self.job.result, self.audio, self.start, find_target(root))
+        except (TargetError, ValueError) as e:
+            report({"ERROR"}, str(e))
+            return _CANCELLED
 
 
 # -- server -----------------------------------------------------------------------------------------------
@@ -221,8 +257,7 @@ class TALKRIG_OT_generate(bpy.types.Operator):
         description="Block until done (always so in background mode, where timers never run)")
 
     _timer = None
-    _job = None
-    _ctx: dict[str, Any] = {}
+    _pending: PendingGenerate | None = None
 
     @classmethod
     def poll(cls, context):
@@ -261,7 +296,7 @@ class TALKRIG_OT_generate(bpy.types.Operator):
             settings.status = "failed"
             return _CANCELLED
         settings.status = "done"
-        return _apply_generated(context, self, motion, audio, start, target)
+        return _apply_generated(context, self.report, motion, audio, start, target)
 
     def invoke(self, context, event):
         if bpy.app.background or self.synchronous:
@@ -276,12 +311,12 @@ class TALKRIG_OT_generate(bpy.types.Operator):
         if client is None:
             return _CANCELLED
         try:
-            self._job = client.submit(str(audio), opts)
+            job = client.submit(str(audio), opts)
         except server("protocol").ClientError as e:
             self.report({"ERROR"}, str(e))
             return _CANCELLED
-        server_link.set_job(self._job)
-        self._ctx = {"target_root": target.root.name, "audio": audio, "start": start}
+        server_link.set_job(job)
+        self._pending = PendingGenerate(job, target.root.name, audio, start)
         settings.running, settings.progress, settings.status = True, 0.0, "submitted"
         wm = context.window_manager
         wm.progress_begin(0, 100)
@@ -290,36 +325,17 @@ class TALKRIG_OT_generate(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
-        settings = context.scene.talkrig
         if event.type == "ESC":
-            self._job.cancel()
+            self._pending.job.cancel()
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        st = self._job.poll()
-        settings.progress, settings.status = st.fraction, st.stage
-        context.window_manager.progress_update(int(st.fraction * 100))
+        done = self._pending.tick(context.scene.talkrig)
+        context.window_manager.progress_update(int(context.scene.talkrig.progress * 100))
         _tag_redraw(context)
-        if not self._job.done:
+        if not done:
             return {"PASS_THROUGH"}
         self._finish(context)
-        if st.state != "done":
-            err = self._job.error
-            mc = server("client")
-            msg = server_link.unreachable_message(self._job._client.address) if isinstance(
-                err, mc.ServerUnavailable) else str(err or st.state)
-            self.report({"WARNING"} if st.state == "cancelled" else {"ERROR"}, msg)
-            settings.status = st.state
-            return _CANCELLED
-        root = bpy.data.objects.get(self._ctx["target_root"])
-        if root is None:
-            self.report({"ERROR"}, "the target character was deleted while generating")
-            return _CANCELLED
-        try:
-            return _apply_generated(context, self, self._job.result, self._ctx["audio"], self._ctx["start"],
-                                    find_target(root))
-        except (TargetError, ValueError) as e:
-            self.report({"ERROR"}, str(e))
-            return _CANCELLED
+        return self._pending.finish(context, self.report)
 
     def _finish(self, context):
         wm = context.window_manager
@@ -332,8 +348,8 @@ class TALKRIG_OT_generate(bpy.types.Operator):
         _tag_redraw(context)
 
     def cancel(self, context):
-        if self._job is not None and not self._job.done:
-            self._job.cancel()
+        if self._pending is not None and not self._pending.job.done:
+            self._pending.job.cancel()
         self._finish(context)
 
 

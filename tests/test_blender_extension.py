@@ -73,6 +73,7 @@ _INSTALL_SCRIPT = textwrap.dedent(r"""
     res["enabled"] = mod_name in bpy.context.preferences.addons
     deps = importlib.import_module(mod_name + "._deps")
     res["vendored"] = deps.VENDORED
+    res["cli_registered"] = sys.modules[mod_name]._cli_handle is not None  # blender -b -c talkrig
     res["client_module"] = deps.server("client").__name__
     site = sorted(Path(bpy.utils.user_resource("EXTENSIONS")).glob(".local/lib/python*/site-packages"))
     res["wheels_extracted"] = sorted(p.name for p in site[0].iterdir()) if site else []
@@ -127,6 +128,7 @@ def test_installs_enables_and_operators_run(linux_zip, tmp_path):
     assert line is not None, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(line[len("RESULT"):])
     assert res["install"] == ["FINISHED"] and res["enabled"]
+    assert res["cli_registered"]
     assert res["vendored"] and res["client_module"] == "bl_ext.user_default.talkrig._vendor.motion_server.client"
     assert {"zmq", "msgpack"} <= set(res["wheels_extracted"])
     assert res["prefs"] == "tcp://127.0.0.1:5557"
