@@ -64,3 +64,23 @@ def test_eval_user_folder_against_its_own_ground_truth(shared_dir, tmp_path):
     assert row["lip_vertex_error_cm"] < 0.05 and row["mae_mouth_jaw"] < 0.01
     assert row["lip_gap_corr"] == pytest.approx(1.0, abs=0.01)
     assert np.isfinite(row["open_bilabial_ratio"])
+
+
+def test_eval_synthetic_split_has_ground_truth_metrics(tmp_path):
+    from motion_server.synth.corpus import CorpusOptions, build_corpus
+
+    corpus = tmp_path / "corpus"
+    m = build_corpus(corpus, CorpusOptions(hours=0.001, shard_size=4, test_sentences=0.5, augment=False),
+                     max_shards=1, progress=False)
+    if not m["counts"]["test"]:
+        pytest.skip("the tiny corpus drew no test utterance")
+    out = tmp_path / "syn.json"
+    r = _eval("--engine", "energy", "--baselines", "none", "--suite", "synthetic", "--data", str(corpus),
+              "--limit", "1", "--json", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["suites"]["synthetic"]["rows"]
+    assert row["phones_source"] == "corpus"
+    for key in ("lip_vertex_error_cm", "mae_mouth_jaw", "lip_gap_corr", "fdd_cm", "head_error_deg",
+                "bilabial_closure", "open_bilabial_ratio"):
+        assert key in row
+    assert row["lip_vertex_error_cm"] > 0.05  # a loudness envelope is not the performer's motion
