@@ -101,6 +101,8 @@ class PacedEngine:
 
     def generate(self, audio: np.ndarray, sr: int, options: GenerateOptions, progress: ProgressFn | None = None,
                  cancel: CancelToken | None = None) -> FaceMotion:
+        if options.transcript == "__fail__":  # lets a test make the engine crash mid-job
+            raise RuntimeError("engine crashed on purpose")
         for i in range(options.steps):
             if cancel:
                 cancel.check()

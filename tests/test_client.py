@@ -14,7 +14,7 @@ from motion_server_helpers import PACED, ServerProcess, free_port, server_env, s
 from motion_server.client import MotionClient
 from motion_server.client_process import start_local_server
 from motion_server.engine.base import GenerateOptions
-from motion_server.protocol import ClientError
+from motion_server.protocol import ClientError, ServerError
 from rig_mapping import FaceMotion
 
 pytestmark = pytest.mark.timeout(300)
@@ -56,6 +56,15 @@ def test_generate_options_object_with_style_reference(paced) -> None:
         m = c.generate(speech_like_wav(1.0), GenerateOptions(seed=11, steps=1, style_reference=ref,
                                                              style_mix=("happy", 0.5)))
     assert m.meta["seed"] == 11 and m.n_frames == 30
+
+
+def test_a_crashing_job_returns_engine_error_and_the_server_keeps_serving(paced) -> None:
+    with MotionClient(paced.address, timeout_s=10) as c:
+        with pytest.raises(ServerError) as e:
+            c.generate(speech_like_wav(0.5), {"transcript": "__fail__"})
+        assert e.value.code == "engine_error" and "crashed on purpose" in e.value.message
+        assert c.generate(speech_like_wav(0.5), {"steps": 1}).n_frames == 15
+    assert "RuntimeError: engine crashed on purpose" in paced.log()  # the traceback is in the server log
 
 
 def test_local_input_errors_are_raised_before_sending(paced, tmp_path) -> None:

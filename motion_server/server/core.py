@@ -102,6 +102,8 @@ class MotionServer:
         # moderately oversized messages still get a structured too_large error the user can read.
         r.setsockopt(zmq.MAXMSGSIZE, 2 * cfg.max_message_bytes + (1 << 20))
         r.sndhwm = 10_000
+        if any(b.startswith("tcp://[") for b in cfg.binds):
+            r.ipv6 = True
         r.rcvhwm = 10_000
         if cfg.curve_secret is not None:
             pub, sec = load_secret(cfg.curve_secret)
