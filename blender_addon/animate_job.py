@@ -124,7 +124,8 @@ def run_job(index: int, job: dict[str, Any]) -> dict[str, Any]:
         p = Path(out)
         suffix = p.suffix.lower()
         if suffix in (".glb", ".gltf"):
-            export_gltf(p, overwrite=overwrite, clip_name=job["name"])
+            # frame `start` is audio time 0, so the clip starts at t=0 like the sound in a game engine
+            export_gltf(p, overwrite=overwrite, clip_name=job["name"], export_anim_slide_to_zero=True)
         elif suffix == ".fbx":
             export_fbx(p, overwrite=overwrite)
         elif suffix == ".blend":

@@ -127,7 +127,8 @@ def _material(name: str, rgba: tuple[float, ...], roughness: float) -> bpy.types
     mat = bpy.data.materials.get(name) or bpy.data.materials.new(name)
     mat.diffuse_color = rgba  # what Workbench shows
     mat.roughness = roughness
-    mat.use_nodes = True
+    if mat.node_tree is None:  # Blender < 5 creates materials without nodes
+        mat.use_nodes = True
     bsdf = next((n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
     if bsdf is not None:  # Cycles / EEVEE / glTF export read the node tree
         bsdf.inputs["Base Color"].default_value = rgba

@@ -142,7 +142,8 @@ def setup_lighting(scene: bpy.types.Scene, engine_id: str, camera: bpy.types.Obj
     aim = camera.location + rot @ Vector((0.0, 0.0, -dist))  # about the face centre
     light.location = camera.location + rot @ Vector((dist * 0.5, dist * 0.4, 0.0))
     light.rotation_euler = (aim - light.location).to_track_quat("-Z", "Y").to_euler()
-    scene.world.use_nodes = True
+    if scene.world.node_tree is None:  # Blender < 5 creates worlds without nodes
+        scene.world.use_nodes = True
     bg = next((n for n in scene.world.node_tree.nodes if n.type == "BACKGROUND"), None)
     if bg is not None:
         bg.inputs["Color"].default_value = _BACKGROUND

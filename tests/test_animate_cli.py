@@ -1,0 +1,140 @@
+"""`talkrig animate` run as a user runs it: a subprocess, real audio, the real Blender child process,
+outputs checked with Khronos glTF-Validator and ffprobe."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from blender_helpers import glb_accessor, glb_json, run_gltf_validator
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = REPO / "examples" / "hello_flite.flac"  # 1.4 s, our own flite synthesis
+FPS = 30
+
+
+def talkrig(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "motion_server", "animate", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def audio_seconds(path: Path) -> float:
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    return info.frames / info.samplerate
+
+
+def ffprobe_streams(path: Path) -> dict[str, dict]:
+    r = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+                        "stream=codec_type,codec_name,nb_read_frames,duration,width,height",
+                        "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    return {s["codec_type"]: s for s in json.loads(r.stdout)["streams"]}
+
+
+@pytest.mark.blender
+def test_main_job_writes_a_valid_glb_and_an_mp4_as_long_as_the_audio(tmp_path):
+    pytest.importorskip("bpy", reason="the Blender job needs the bpy wheel")
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        pytest.skip("ffmpeg/ffprobe not installed: the preview render needs them")
+    r = talkrig(str(CLIP), "--engine", "procedural", "--out", "out/hello.glb", "--render", "out/hello.mp4",
+                "--resolution", "96x96", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    glb, mp4 = tmp_path / "out" / "hello.glb", tmp_path / "out" / "hello.mp4"
+    assert "hello_flite.flac" in r.stdout and "ok" in r.stdout  # the summary table
+
+    duration = audio_seconds(CLIP)
+    n_frames = round(duration * FPS)
+
+    # glTF: validates, and carries one clip whose morph weights follow the speech
+    report = run_gltf_validator(glb)
+    if report is not None:
+        assert report["issues"]["numErrors"] == 0, report["issues"]["messages"][:5]
+        assert report["info"]["animationCount"] == 1 and report["info"]["hasMorphTargets"]
+    js = glb_json(glb)
+    [anim] = js["animations"]
+    weights = [c for c in anim["channels"] if c["target"]["path"] == "weights"]
+    assert len(weights) == 1
+    sampler = anim["samplers"][weights[0]["sampler"]]
+    times = glb_accessor(glb, js, sampler["input"])
+    assert len(times) == n_frames
+    assert times[0] == pytest.approx(0.0, abs=1e-6), "the clip must start with the audio, at t=0"
+    assert times[-1] == pytest.approx((n_frames - 1) / FPS, abs=1e-3)
+    mesh = js["meshes"][js["nodes"][weights[0]["target"]["node"]]["mesh"]]
+    names = mesh["extras"]["targetNames"]
+    values = glb_accessor(glb, js, sampler["output"]).reshape(n_frames, len(names))
+    jaw = values[:, names.index("jawOpen")]
+    assert jaw.max() > 0.1 and jaw.std() > 0.02, "the mouth does not move with the speech"
+
+    # video: exactly one frame per motion frame; audio track as long as the input
+    streams = ffprobe_streams(mp4)
+    assert streams["video"]["codec_name"] == "h264" and streams["audio"]["codec_name"] == "aac"
+    assert (streams["video"]["width"], streams["video"]["height"]) == (96, 96)
+    assert int(streams["video"]["nb_read_frames"]) == n_frames
+    assert float(streams["audio"]["duration"]) == pytest.approx(n_frames / FPS, abs=1.0 / FPS)
+    assert abs(float(streams["audio"]["duration"]) - duration) < 1.0 / FPS
+
+
+def _write_bad_audio(path: Path) -> Path:
+    path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEthis is not audio at all" * 4)
+    return path
+
+
+def test_batch_folder_one_bad_file_reports_it_and_finishes_the_good_one(tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    shutil.copy(CLIP, folder / "good.flac")
+    _write_bad_audio(folder / "broken.wav")
+    r = talkrig(str(folder), "--engine", "procedural", "--out", "curves/{stem}.npz",
+                cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr[-2000:]
+    assert (tmp_path / "curves" / "good.npz").is_file()
+    assert not (tmp_path / "curves" / "broken.npz").exists()
+    failed = [ln for ln in r.stdout.splitlines() if "FAILED" in ln]
+    assert len(failed) == 1 and "broken.wav" in failed[0]
+    from rig_mapping.formats import load_motion
+
+    motion = load_motion(tmp_path / "curves" / "good.npz")
+    assert motion.n_frames == round(audio_seconds(CLIP) * FPS)
+    assert motion.meta["audio_file"] == "good.flac"
+
+
+def test_existing_output_is_never_replaced_without_overwrite(tmp_path):
+    out = tmp_path / "take.csv"
+    out.write_text("my hand-made animation\n")
+    r = talkrig(str(CLIP), "--engine", "procedural", "--out", str(out), cwd=tmp_path)
+    assert r.returncode != 0
+    assert "--overwrite" in r.stdout + r.stderr
+    assert out.read_text() == "my hand-made animation\n"
+    r = talkrig(str(CLIP), "--engine", "procedural", "--out", str(out), "--overwrite", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[:3] == ["Timecode", "BlendShapeCount", "EyeBlinkLeft"]  # Live Link Face CSV
+
+
+def test_several_inputs_with_one_output_file_is_a_usage_error(tmp_path):
+    r = talkrig(str(CLIP), str(CLIP), "--out", "x.glb", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "{stem}" in r.stderr and not (tmp_path / "x.glb").exists()
+
+
+@pytest.mark.shared
+def test_every_shared_recording_in_one_batch(shared_dir, tmp_path):
+    """All containers (wav/flac/mp3/m4a/opus) and languages in ../shared/data/speech, motion files only."""
+    speech = shared_dir / "data" / "speech"
+    r = talkrig(str(speech), "--engine", "procedural", "--out", "out/{stem}.npz", cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    from motion_server.animate.plan import AUDIO_SUFFIXES
+    from rig_mapping.formats import load_motion
+
+    clips = sorted(p for p in speech.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    assert {p.suffix.lower() for p in clips} >= {".wav", ".flac", ".mp3", ".m4a", ".opus"}
+    for clip in clips:
+        m = load_motion(tmp_path / "out" / f"{clip.stem}.npz")
+        assert m.n_frames > 0 and np.isfinite(m.weights).all()
+        assert m.meta["audio_file"] == clip.name

@@ -1,0 +1,76 @@
+"""`talkrig animate` output naming and overwrite rules (pure path logic, no audio or Blender)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from motion_server.animate.plan import PlanError, expand_inputs, plan
+
+
+def _touch(p: Path, data: bytes = b"x") -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def test_single_input_out_is_the_file_and_render_defaults_next_to_it(tmp_path):
+    a = _touch(tmp_path / "in" / "a.wav")
+    [it] = plan([a], tmp_path / "o" / "take.fbx", "auto", overwrite=False)
+    assert it.out == tmp_path / "o" / "take.fbx" and it.render == tmp_path / "o" / "take.mp4"
+    assert it.needs_blender and it.error is None
+
+
+def test_default_is_glb_in_talkrig_out_and_render_only_writes_just_the_video(tmp_path):
+    a = _touch(tmp_path / "a.wav")
+    [it] = plan([a], None, None, overwrite=False)
+    assert it.out == Path("talkrig_out") / "a.glb"
+    [it] = plan([a], None, str(tmp_path / "v.mp4"), overwrite=False)
+    assert it.out is None and it.render == tmp_path / "v.mp4" and it.needs_blender
+
+
+def test_several_inputs_need_a_folder_or_pattern(tmp_path):
+    a, b = _touch(tmp_path / "a.wav"), _touch(tmp_path / "b.flac")
+    with pytest.raises(PlanError, match=r"\{stem\}"):
+        plan([a, b], tmp_path / "one.glb", None, overwrite=False)
+    items = plan([a, b], tmp_path / "curves", None, overwrite=False)
+    assert [i.out for i in items] == [tmp_path / "curves" / "a.glb", tmp_path / "curves" / "b.glb"]
+    items = plan([a, b], str(tmp_path / "{stem}_face.csv"), str(tmp_path / "vid" / "{stem}.mp4"), overwrite=False)
+    assert [i.out.name for i in items] == ["a_face.csv", "b_face.csv"]
+    assert [i.render.name for i in items] == ["a.mp4", "b.mp4"]
+    assert not items[0].needs_blender or items[0].render is not None
+
+
+def test_unknown_suffix_is_refused_with_the_choices(tmp_path):
+    a = _touch(tmp_path / "a.wav")
+    with pytest.raises(PlanError, match=r"\.glb"):
+        plan([a], tmp_path / "a.obj", None, overwrite=False)
+    with pytest.raises(PlanError, match=r"\.mp4"):
+        plan([a], None, tmp_path / "a.avi", overwrite=False)
+
+
+def test_existing_output_fails_that_input_only_unless_overwrite(tmp_path):
+    a, b = _touch(tmp_path / "a.wav"), _touch(tmp_path / "b.wav")
+    _touch(tmp_path / "out" / "a.npz", b"precious")
+    items = plan([a, b], str(tmp_path / "out" / "{stem}.npz"), None, overwrite=False)
+    assert "--overwrite" in items[0].error and "a.npz" in items[0].error
+    assert items[1].error is None
+    assert all(i.error is None for i in plan([a, b], str(tmp_path / "out" / "{stem}.npz"), None, overwrite=True))
+
+
+def test_two_inputs_with_the_same_name_do_not_share_an_output(tmp_path):
+    a1, a2 = _touch(tmp_path / "x" / "a.wav"), _touch(tmp_path / "y" / "a.flac")
+    items = plan([a1, a2], tmp_path / "out", None, overwrite=True)
+    assert items[0].error is None
+    assert "same file name" in items[1].error and str(a1) in items[1].error
+
+
+def test_folders_expand_to_their_audio_files_sorted(tmp_path):
+    for n in ("b.wav", "a.flac", "notes.txt", "c.TextGrid", ".hidden.wav"):
+        _touch(tmp_path / "d" / n)
+    inputs, notes = expand_inputs([tmp_path / "d"])
+    assert [p.name for p in inputs] == ["a.flac", "b.wav"]
+    assert "skipped 2" in notes[0]
+    with pytest.raises(PlanError, match="no audio"):
+        expand_inputs([_touch(tmp_path / "e" / "x.txt").parent])
