@@ -220,6 +220,8 @@ class MotionClient:
             s.linger = 0
             s.rcvhwm = 0
             s.sndhwm = 0
+            if "://[" in self.address:  # an IPv6 literal like tcp://[::1]:5557
+                s.ipv6 = True
             if self.server_public_key is not None:
                 pub, sec = zmq.curve_keypair()  # an ephemeral client key: the server authenticates itself
                 s.curve_serverkey = self.server_public_key

@@ -258,3 +258,38 @@ def test_shutdown_finish_mode_runs_queued_jobs(tmp_path) -> None:
         assert s.proc.wait(15) == 0
     finally:
         s.close()
+
+
+@pytest.mark.parametrize(
+    "addr, local",
+    [("tcp://127.0.0.1:5557", True), ("tcp://localhost:5557", True), ("tcp://[::1]:5557", True),
+     ("ipc:///tmp/x.sock", True), ("tcp://0.0.0.0:5557", False), ("tcp://*:5557", False),
+     ("tcp://192.168.1.4:5557", False), ("tcp://eth0:5557", False), ("tcp://[::]:5557", False)],
+)
+def test_bind_policy(addr, local) -> None:
+    from motion_server.server.config import BindRefused, check_binds, is_local_address
+
+    assert is_local_address(addr) is local
+    if local:
+        check_binds([addr], curve=False)
+    else:
+        with pytest.raises(BindRefused, match="talkrig keygen"):
+            check_binds([addr], curve=False)
+        check_binds([addr], curve=True)
+
+
+def test_ipv6_loopback_bind(tmp_path) -> None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+            s6.bind(("::1", 0))
+            port = s6.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    s = ServerProcess(tmp_path, engine="energy", bind=f"tcp://[::1]:{port}")
+    try:
+        with MotionClient(s.bind, timeout_s=5) as c:
+            assert c.generate(speech_like_wav(0.5)).n_frames == 15
+    finally:
+        s.close()
