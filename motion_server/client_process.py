@@ -55,23 +55,35 @@ def start_local_server(
     log_file.close()
     proc.log_path = log_path  # type: ignore[attr-defined]
     deadline = time.monotonic() + wait_s
+    other: int | None = None  # pid of a server that answers at this address but is not ours
     with MotionClient(connect_address(bind), timeout_s=1.0, retries=1, server_public_key=server_public_key) as probe:
         while True:
             code = proc.poll()
             if code is not None:
+                if other is not None:
+                    raise ClientError(f"another motion server (pid {other}) already answers at {bind}; use it, "
+                                      "stop it first, or pick another address")
                 raise ClientError(f"the motion server exited with code {code} before answering:\n{_tail(log_path)}")
             try:
-                probe.hello()
-                return proc
+                pid = probe.status().get("pid")
             except ServerUnavailable:
-                pass
+                pid = None
+            if pid == proc.pid:
+                return proc
+            if pid is not None:  # someone else's server; ours fails to bind once its engine has loaded
+                other = pid
+                time.sleep(0.2)
             if time.monotonic() > deadline:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                _stop(proc)
                 raise ClientError(f"the motion server did not answer within {wait_s:g} s:\n{_tail(log_path)}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _tail(path: Path, lines: int = 15) -> str:
