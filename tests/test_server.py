@@ -293,3 +293,20 @@ def test_ipv6_loopback_bind(tmp_path) -> None:
             assert c.generate(speech_like_wav(0.5)).n_frames == 15
     finally:
         s.close()
+
+
+def test_procedural_engine_same_seed_same_motion_as_in_process(tmp_path) -> None:
+    """The server does not care which engine it runs: the seeded procedural performer round-trips too."""
+    s = ServerProcess(tmp_path, engine="procedural")
+    wav = speech_like_wav(2.0, seed=7)
+    opts = {"seed": 3, "transcript": "hello there"}
+    try:
+        with MotionClient(s.address, timeout_s=60) as c:
+            a = c.generate(wav, opts)
+            b = c.generate(wav, {**opts, "seed": 4})
+    finally:
+        s.close()
+    want = create_engine("procedural").generate(load_audio(wav), 16000, GenerateOptions(**opts))
+    assert np.array_equal(a.weights, want.weights) and np.array_equal(a.head, want.head)
+    assert a.meta == _normalised(want.meta)
+    assert not (np.array_equal(a.weights, b.weights) and np.array_equal(a.head, b.head)), "seed had no effect"

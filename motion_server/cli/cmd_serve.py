@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         engine = load_engine(name, model=args.model, device=args.device)
     except (ValueError, FileNotFoundError, ImportError) as e:
-        print(f"talkrig serve: cannot start engine {name!r}: {e}", file=sys.stderr)
+        print(f"talkrig serve: cannot start engine {name!r}: {e}\n(fix: --model CHECKPOINT_DIR for the diffusion "
+              "engine, or --engine procedural / energy, which need no checkpoint)", file=sys.stderr)
         return 2
     try:
         return run_server(engine, cfg)
