@@ -117,25 +117,28 @@ def _chunks(segs: list[tuple[str, int, int]], n_frames: int, max_frames: int) ->
 
 
 def align_transcript(
-    audio: np.ndarray, sr: int, text: str, cancel_check: Callable[[], None] | None = None
+    audio: np.ndarray, sr: int, text: str, cancel_check: Callable[[], None] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> list[Phone]:
     """Phones (ARPAbet, seconds, with their words) for ``text`` spoken in ``audio`` (mono, any rate).
 
     Words missing from the CMU dictionary get a letter-rule pronunciation (logged). Raises
-    :class:`AlignError` when the transcript cannot be matched to the audio.
+    :class:`AlignError` when the transcript cannot be matched to the audio. ``cancel_check`` is called
+    between pieces of work (it raises to stop); ``progress(fraction)`` reports the pieces done.
     """
     pcm = to_pcm16(audio, sr)
     duration = pcm.size / SAMPLE_RATE
     if duration < 0.1:
         raise AlignError(f"audio is too short to align ({duration:.2f} s)")
     try:
-        return _align(align_decoder(), pcm, text, cancel_check)
+        return _align(align_decoder(), pcm, text, cancel_check, progress)
     except AlignError:
         log.info("alignment lost its path with default beams; retrying with wide beams")
-        return _align(align_decoder(wide=True), pcm, text, cancel_check)
+        return _align(align_decoder(wide=True), pcm, text, cancel_check, progress)
 
 
-def _align(dec, pcm: np.ndarray, text: str, cancel_check: Callable[[], None] | None) -> list[Phone]:
+def _align(dec, pcm: np.ndarray, text: str, cancel_check: Callable[[], None] | None,
+           progress: Callable[[float], None] | None) -> list[Phone]:
     duration = pcm.size / SAMPLE_RATE
     words = _prepare_words(dec, text)
     hop = SAMPLE_RATE // FRAME_RATE
@@ -145,9 +148,11 @@ def _align(dec, pcm: np.ndarray, text: str, cancel_check: Callable[[], None] | N
     else:
         plan = _chunks(_word_pass(dec, pcm, words), n_frames, int(MAX_CHUNK_S * FRAME_RATE))
     phones: list[Phone] = []
-    for a, b, chunk_words in plan:
+    for k, (a, b, chunk_words) in enumerate(plan):
         if cancel_check is not None:
             cancel_check()
+        if progress is not None:
+            progress(k / len(plan))
         seg = pcm[a * hop : b * hop]
         if not chunk_words:
             phones.append(Phone(SIL, a / FRAME_RATE, b / FRAME_RATE))

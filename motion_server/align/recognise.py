@@ -15,12 +15,14 @@ MAX_CHUNK_S = 30.0
 
 
 def recognise_phones(
-    audio: np.ndarray, sr: int, cancel_check: Callable[[], None] | None = None
+    audio: np.ndarray, sr: int, cancel_check: Callable[[], None] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> list[Phone]:
     """English-model phones recognised in ``audio`` (mono, any rate), covering the whole clip.
 
     Non-English speech comes out as the nearest English phones, which is what lip shapes need. Quiet
-    stretches are SIL. Never raises on odd content: silence or noise gives all-SIL.
+    stretches are SIL. Never raises on odd content: silence or noise gives all-SIL. ``cancel_check``
+    and ``progress(fraction)`` are called between chunks.
     """
     pcm = to_pcm16(audio, sr)
     duration = pcm.size / SAMPLE_RATE
@@ -28,9 +30,12 @@ def recognise_phones(
         return pad_to([], duration)
     dec = phone_decoder()
     phones: list[Phone] = []
-    for a, b in split_points(pcm, MAX_CHUNK_S):
+    pieces = split_points(pcm, MAX_CHUNK_S)
+    for k, (a, b) in enumerate(pieces):
         if cancel_check is not None:
             cancel_check()
+        if progress is not None:
+            progress(k / len(pieces))
         off = a / SAMPLE_RATE
         decode(dec, pcm[a:b])
         for s in dec.seg():

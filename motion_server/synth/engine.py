@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,19 +61,19 @@ class ProceduralEngine:
             preset = mix_presets(preset, emotion_preset(*parse_preset(other)), float(t))
         return preset
 
-    def phones(self, audio: np.ndarray, sr: int, transcript: str | None,
-               cancel: CancelToken | None = None) -> tuple[list[Phone], str]:
+    def phones(self, audio: np.ndarray, sr: int, transcript: str | None, cancel: CancelToken | None = None,
+               progress: Callable[[float], None] | None = None) -> tuple[list[Phone], str]:
         """(phones, how they were obtained: "aligned" | "recognised" | "recognised (alignment failed)")."""
         from motion_server.align import AlignError, align_transcript, recognise_phones
 
         check = cancel.check if cancel is not None else None
         if transcript and transcript.strip():
             try:
-                return align_transcript(audio, sr, transcript, check), "aligned"
+                return align_transcript(audio, sr, transcript, check, progress), "aligned"
             except AlignError as exc:
                 log.warning("%s; recognising phones from the audio instead", exc)
-                return recognise_phones(audio, sr, check), "recognised (alignment failed)"
-        return recognise_phones(audio, sr, check), "recognised"
+                return recognise_phones(audio, sr, check, progress), "recognised (alignment failed)"
+        return recognise_phones(audio, sr, check, progress), "recognised"
 
     def generate(
         self,
@@ -101,7 +102,7 @@ class ProceduralEngine:
         report(0.0, "align")
         if cancel is not None:
             cancel.check()
-        phones, source = self.phones(x, sr, options.transcript, cancel)
+        phones, source = self.phones(x, sr, options.transcript, cancel, lambda f: report(0.7 * f, "align"))
         report(0.7, "perform")
         if cancel is not None:
             cancel.check()

@@ -138,7 +138,11 @@ def perform(
     base[idx("browInnerUp")] += st.brow_baseline
     for name, v in preset.channel_offsets.items():
         base[idx(name)] += v * expressiveness
-    w += base[None, :]
+    # a rounded mouth cannot smile or stretch at the same time: rounding vowels win over the expression
+    rounding = np.clip(w[:, idx("mouthPucker")] + w[:, idx("mouthFunnel")], 0, 1)
+    spread = np.zeros(NUM_CHANNELS, bool)
+    spread[idxs("mouthSmile", "mouthStretch", "mouthDimple")] = True
+    w += base[None, :] * np.where(spread[None, :], 1 - 0.6 * rounding[:, None], 1.0)
 
     # nonverbal layers
     blinks = blink_curves(n, fps, blink_times(duration, st.blink_rate, r_blink, prosody.phrase_starts), r_blink)
@@ -148,6 +152,9 @@ def perform(
     w[:, idxs("eyeWide")] *= (1 - shut)[:, None]  # a blink closes wide eyes too
     gi, gv = gaze_to_channels(gaze_curves(n, fps, st.saccade_rate, st.gaze_spread, r_gaze))
     w[:, gi] += gv
+    # upper lids follow the eyes down
+    w[:, idx("eyeBlinkLeft")] += 0.3 * w[:, idx("eyeLookDownLeft")]
+    w[:, idx("eyeBlinkRight")] += 0.3 * w[:, idx("eyeLookDownRight")]
     brows = brow_curves(n, fps, prosody, st.brow_activity * expressiveness, r_brow)
     w[:, idx("browInnerUp")] += brows[:, 0]
     w[:, idx("browOuterUpLeft")] += brows[:, 1]
