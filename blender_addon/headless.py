@@ -183,8 +183,10 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
     if args.fbx:
         outputs["fbx"] = str(export.export_fbx(args.fbx, target.objects, overwrite=args.overwrite))
     if args.gltf:
+        # One take: the assigned take is the clip. Several takes live in NLA strips: one glTF animation each.
+        extra = {} if len(takes) == 1 else {"export_animation_mode": "ACTIONS"}
         outputs["gltf"] = str(export.export_gltf(args.gltf, target.objects, overwrite=args.overwrite,
-                                                 clip_name=takes[0]["name"][0] if len(takes) == 1 else None))
+                                                 clip_name=takes[0]["name"][0] if len(takes) == 1 else None, **extra))
     if args.preview:
         from .core.render import render_preview
 

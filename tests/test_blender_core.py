@@ -277,3 +277,69 @@ def test_euler_to_quaternion_matches_mathutils():
         assert np.allclose(qq, ref, atol=1e-6) or np.allclose(qq, -ref, atol=1e-6)  # mathutils is float32
     back = apply.quat_to_euler(q, "XYZ")
     np.testing.assert_allclose(back, e, atol=1e-6)
+
+
+def test_multi_mesh_character_is_keyed_on_every_mesh(character):
+    """Teeth/eyes/head meshes with their own copies of the keys, all skinned by the same rig."""
+    head = character.meshes[0]
+    teeth = head.copy()
+    teeth.data = head.data.copy()
+    teeth.name = "Teeth"
+    bpy.context.scene.collection.objects.link(teeth)
+    target = find_target(character.armature)
+    assert sorted(o.name for o in target.meshes) == ["TalkRigHead", "Teeth"] and len(target.keys) == 2
+    motion = smooth_motion(20)
+    created = apply.apply_motion(motion, target)
+    assert len(created) == 3 and len({a.name for a in created.values()}) == 1  # one clip, three slots
+    bpy.context.scene.frame_set(6)
+    for key in target.keys:
+        assert key.key_blocks["jawOpen"].value == pytest.approx(float(motion.channel("jawOpen")[5]), abs=1e-5)
+
+
+def test_saved_profile_reloads_and_maps_the_same(character, tmp_path):
+    from blender_addon.core import mapping
+
+    auto = mapping.auto_profile(character.shape_names, character.bones)
+    path = mapping.save_profile(auto, tmp_path / "mine.toml")
+    loaded = mapping.load_profile(path)
+    motion = smooth_motion(15)
+    a = mapping.evaluate(motion, auto, character.shape_names, character.bones)
+    b = mapping.evaluate(motion, loaded, character.shape_names, character.bones)
+    assert a.shapes.keys() == b.shapes.keys() and a.bones.keys() == b.bones.keys() == {"head", "neck"}
+    for k in a.shapes:
+        np.testing.assert_allclose(a.shapes[k], b.shapes[k])
+    with pytest.raises(FileExistsError):
+        mapping.save_profile(auto, path)
+
+
+def test_existing_take_as_style_reference(character):
+    from blender_addon import jobs
+
+    first = smooth_motion(30, seed=5, name="first.wav")
+    apply.apply_motion(first, character)
+    apply.apply_motion(smooth_motion(30, seed=6, name="second.wav"), character)
+    key = character.keys[0]
+    assert key.animation_data.action.name == "second"
+    ref = jobs.motion_from_action(bpy.data.actions["first"], character, bpy.context.scene)
+    np.testing.assert_allclose(ref.weights, first.weights, atol=2e-5)
+    np.testing.assert_allclose(ref.head[:, :3], first.head[:, :3], atol=2e-5)
+    assert key.animation_data.action.name == "second", "reading a reference must not change the assignment"
+
+
+def test_audio_from_a_sequencer_strip(character, tmp_path):
+    from types import SimpleNamespace
+
+    from blender_addon import jobs
+    from blender_addon.core import scene_setup
+
+    sf = pytest.importorskip("soundfile")
+    wav = tmp_path / "vo.wav"
+    sf.write(wav, np.zeros(8000, np.float32), 16000)
+    scene = bpy.context.scene
+    scene_setup.add_sound_strip(scene, wav, 33)
+    settings = SimpleNamespace(audio_source="STRIP", strip_name="vo", offset_frames=2, audio_path="", start_frame=1)
+    path, start = jobs.resolve_audio(settings, scene)
+    assert path.resolve() == wav.resolve() and start == 35
+    settings.strip_name = "missing"
+    with pytest.raises(jobs.JobError, match="no sound strip named 'missing'"):
+        jobs.resolve_audio(settings, scene)

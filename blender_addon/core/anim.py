@@ -74,9 +74,16 @@ def new_fcurve(container: Any, data_path: str, index: int = 0, group: str = "") 
     existing = container.fcurves.find(data_path, index=index)
     if existing is not None:
         container.fcurves.remove(existing)
-    if HAS_SLOTS:
+    if not HAS_SLOTS:
+        return container.fcurves.new(data_path, index=index, action_group=group)
+    try:
         return container.fcurves.new(data_path, index=index, group_name=group)
-    return container.fcurves.new(data_path, index=index, action_group=group)
+    except TypeError:  # Blender 4.4: channelbag F-curves have no group argument yet
+        fc = container.fcurves.new(data_path, index=index)
+        if group:
+            grp = container.groups.get(group) if hasattr(container.groups, "get") else None
+            fc.group = grp or container.groups.new(group)
+        return fc
 
 
 def write_keys(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray, interpolation: str = "LINEAR") -> None:
