@@ -194,7 +194,9 @@ class MotionClient:
         heartbeat_s: float = 1.0,
     ) -> None:
         """timeout_s bounds every wait: a request unanswered for timeout_s (split over ``retries``
-        attempts, Lazy Pirate) fails, and so does a running job whose server is silent for timeout_s."""
+        attempts, Lazy Pirate) fails, and so does a running job whose server is silent for timeout_s.
+        heartbeat_s: how often to ping while a job runs; the server cancels a job whose client is
+        silent for ~3 x heartbeat_s + 1 s, so raise it if polls may stall (a busy Blender UI)."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         self.address = address
