@@ -50,7 +50,7 @@ def _valid_looking(r: random.Random) -> list[bytes]:
     """A right-looking envelope with fields of the wrong type, size or name."""
     t = "generate" if r.random() < 0.4 else r.choice(TYPES)
     v = 1 if r.random() < 0.85 else r.choice([0, 2, "1", None, 1.0])
-    rid = "f%d" % r.randint(0, 10**6) if r.random() < 0.85 else r.choice(["", "x" * 70, 3, None])
+    rid = f"f{r.randint(0, 10**6)}" if r.random() < 0.85 else r.choice(["", "x" * 70, 3, None])
     h: dict = {"v": v, "type": t, "id": rid}
     payload = [r.randbytes(r.randint(0, 300)) for _ in range(r.randint(0, 3))]
     if t != "generate":
