@@ -343,3 +343,23 @@ def test_audio_from_a_sequencer_strip(character, tmp_path):
     settings.strip_name = "missing"
     with pytest.raises(jobs.JobError, match="no sound strip named 'missing'"):
         jobs.resolve_audio(settings, scene)
+
+
+def test_headless_places_several_takes_one_after_another(character_blend, tmp_path, capsys):
+    from rig_mapping.formats import save_motion
+
+    from blender_addon import headless
+
+    a = save_motion(smooth_motion(30, seed=1), tmp_path / "a.npz")
+    b = save_motion(smooth_motion(45, seed=2), tmp_path / "b.csv")  # Live Link CSV works as input too
+    out = tmp_path / "out.blend"
+    assert headless.main(["--scene", character_blend, "--motion", str(a), "--motion", str(b), "--gap", "10",
+                          "--save", str(out)]) == 0
+    assert "a: frames 1-30" in capsys.readouterr().out
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    key = bpy.data.objects["TalkRigHead"].data.shape_keys
+    strips = sorted((int(t.strips[0].frame_start), t.strips[0].action.name) for t in key.animation_data.nla_tracks
+                    if anim.is_ours(t.strips[0].action))
+    assert strips == [(1, "a"), (41, "b")]
+    assert key.animation_data.action.name == "UserFace"  # several takes go to NLA; the user's Action stays
+    assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) == (1, 85)
