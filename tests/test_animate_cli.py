@@ -138,3 +138,15 @@ def test_every_shared_recording_in_one_batch(shared_dir, tmp_path):
         m = load_motion(tmp_path / "out" / f"{clip.stem}.npz")
         assert m.n_frames > 0 and np.isfinite(m.weights).all()
         assert m.meta["audio_file"] == clip.name
+
+
+@pytest.mark.blender
+def test_unusable_character_fails_with_the_reason_from_blender(tmp_path):
+    pytest.importorskip("bpy", reason="the Blender job needs the bpy wheel")
+    bad = tmp_path / "hero.fbx"
+    bad.write_bytes(b"this is not an FBX file")
+    r = talkrig(str(CLIP), "--engine", "procedural", "--character", str(bad), "--out", "hero_take.fbx", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr[-2000:]
+    [failed] = [ln for ln in r.stdout.splitlines() if "FAILED" in ln]
+    assert "hero.fbx" in failed and "import" in failed
+    assert not (tmp_path / "hero_take.fbx").exists()

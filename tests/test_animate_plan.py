@@ -74,3 +74,10 @@ def test_folders_expand_to_their_audio_files_sorted(tmp_path):
     assert "skipped 2" in notes[0]
     with pytest.raises(PlanError, match="no audio"):
         expand_inputs([_touch(tmp_path / "e" / "x.txt").parent])
+
+
+def test_gltf_buffer_next_to_it_counts_as_an_existing_output(tmp_path):
+    a = _touch(tmp_path / "a.wav")
+    _touch(tmp_path / "a.bin")
+    [it] = plan([a], tmp_path / "a.gltf", None, overwrite=False)
+    assert it.error and "a.bin" in it.error

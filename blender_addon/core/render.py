@@ -91,7 +91,7 @@ def frame_camera(
     objects: list[bpy.types.Object] | None = None,
     turn_degrees: float = 0.0,
     lens_mm: float = 85.0,
-    margin: float = 1.7,
+    margin: float = 1.5,
 ) -> bpy.types.Object:
     """Put a portrait camera in front of the face (the character looks along -Y, Blender's front view),
     turned ``turn_degrees`` about the face's vertical axis for a 3/4 view. ``margin`` > 1 leaves room

@@ -75,7 +75,7 @@ def make_generator(engine: str, model: str | None = None, server: str | None = N
     if model:
         if engine != "diffusion":
             raise ValueError(f"--model is a diffusion checkpoint; it does not apply to --engine {engine}")
-        kwargs["checkpoint"] = model
+        kwargs["model"] = model
     eng = create_engine(engine, **kwargs)
 
     def in_process(path, audio, options, progress, cancel):

@@ -94,6 +94,11 @@ def _target(spec: Path | None, stem: str, n_inputs: int, allowed: tuple[str, ...
     return p
 
 
+def _companion(out: Path | None) -> Path | None:
+    """The file the glTF exporter writes next to a .gltf (its binary buffer)."""
+    return out.with_suffix(".bin") if out is not None and out.suffix.lower() == ".gltf" else None
+
+
 def plan(
     inputs: list[Path],
     out: str | Path | None,
@@ -118,7 +123,7 @@ def plan(
             item.render = base.with_suffix(".mp4")
         elif render_spec is not None:
             item.render = _target(render_spec, item.stem, n, (".mp4",), ".mp4", "--render")
-        for p in (item.out, item.render):
+        for p in (item.out, _companion(item.out), item.render):
             if p is None or item.error:
                 continue
             key = p.resolve()

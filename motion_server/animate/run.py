@@ -93,8 +93,8 @@ def animate(s: Settings, log=print) -> int:
         if todo:
             try:
                 gen = make_generator(engine_name, s.model, s.server)
-            except (ValueError, ImportError, OSError) as exc:
-                log(f"talkrig animate: cannot start engine {engine_name!r}: {exc}", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001 - bad checkpoint, missing extra, unreachable server...
+                log(f"talkrig animate: cannot start engine {engine_name!r}: {_reason(exc)}", file=sys.stderr)
                 return 2
             try:
                 _generate_all(todo, gen, s, Path(tmp), jobs)
