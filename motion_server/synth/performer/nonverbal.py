@@ -129,9 +129,13 @@ def brow_curves(n_frames: int, fps: float, prosody: Prosody, activity: float,
 
 
 def _smooth_noise(n: int, fps: float, sigma_s: float, rng: np.random.Generator) -> np.ndarray:
-    x = gaussian_filter1d(rng.normal(0, 1, n + int(6 * sigma_s * fps)), sigma=max(sigma_s * fps, 0.5))
+    sig = max(sigma_s * fps, 0.5)
+    x = gaussian_filter1d(rng.normal(0, 1, n + int(6 * sigma_s * fps)), sigma=sig)
     x = x[-n:] if n else x[:0]
-    return x / (x.std() + 1e-9) if n > 3 else np.zeros(n)
+    # unit variance from the filter's known gain (white noise through a Gaussian of width sig), not the
+    # clip's own std: a clip shorter than the smoothing is nearly constant and dividing by its tiny std
+    # turned it into radians of head turn
+    return x * np.sqrt(2.0 * np.sqrt(np.pi) * sig) if n > 3 else np.zeros(n)
 
 
 def _damped(t: np.ndarray, t0: float, period: float, decay: float) -> np.ndarray:
