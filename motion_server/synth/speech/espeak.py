@@ -10,14 +10,16 @@ Prosody: all native. Rate in words per minute (175 * rate), pitch as eSpeak's 0-
 (measured: about 68 units per octave around the default 50), range 0-100 (50 * pitch_range), volume
 0-200 (100 * energy).
 
-The library keeps global state, so calls are serialised with a lock and the library is (re)initialised
-once per process (safe after fork).
+The library keeps state between utterances (so repeated calls are not bit-identical) and cannot be
+re-initialised in one process, so each synthesis runs in a forked child that initialises it afresh; the
+parent never loads it. Identical input then gives identical samples, which the corpus relies on.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import threading
 
@@ -121,10 +123,10 @@ class EspeakBackend:
         self._entry = backend_entry(self.name)
 
     def available(self) -> bool:
+        # loading the shared object is harmless; initialising it here would leave state in this process
         try:
-            with _Engine.lock:
-                _Engine.load()
-        except SpeechError:
+            ctypes.CDLL(ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1")
+        except OSError:
             return False
         return True
 
@@ -139,26 +141,77 @@ class EspeakBackend:
             names = ", ".join(v["name"] for v in self._entry["voices"])
             raise SpeechError(f"unknown eSpeak voice {voice!r}; known: {names}")
         raw = text.encode("utf-8")
+        params = (
+            _clip(175 * prosody.rate, 80, 450),
+            _clip(50 + _PITCH_UNITS_PER_OCTAVE * np.log2(prosody.pitch), 0, 99),
+            _clip(50 * prosody.pitch_range, 0, 100),
+            _clip(100 * prosody.energy, 0, 200),
+        )
         with _Engine.lock:
-            lib = _Engine.load()
-            if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise SpeechError(f"espeak-ng has no voice {voice!r}; list them with: espeak-ng --voices")
-            lib.espeak_SetParameter(_P_RATE, _clip(175 * prosody.rate, 80, 450), 0)
-            lib.espeak_SetParameter(_P_PITCH, _clip(50 + _PITCH_UNITS_PER_OCTAVE * np.log2(prosody.pitch), 0, 99), 0)
-            lib.espeak_SetParameter(_P_RANGE, _clip(50 * prosody.pitch_range, 0, 100), 0)
-            lib.espeak_SetParameter(_P_VOLUME, _clip(100 * prosody.energy, 0, 200), 0)
-            _Engine.chunks, _Engine.events, _Engine.total = [], [], 0
-            buf = ctypes.create_string_buffer(raw)
-            rc = lib.espeak_Synth(buf, len(raw) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
-            lib.espeak_Synchronize()
-            if rc != 0:
-                raise SpeechError(f"espeak_Synth failed with status {rc} for voice {voice!r}")
-            chunks, events, sr = _Engine.chunks, _Engine.events, _Engine.sr
-        if not chunks:
-            raise SpeechError(f"espeak-ng produced no audio for {text!r}")
-        audio = np.concatenate(chunks).astype(np.float32) / 32768.0
+            pcm, events, sr = _synth_isolated(voice, raw, params)
+        audio = pcm.astype(np.float32) / 32768.0
         phones = _events_to_phones(events, raw, len(audio), sr)
         return finish(audio, sr, phones, f"{self.name}:{voice}", text, prosody, VoiceInfo("", "", "", "").native_prosody)
+
+
+def _synth_here(voice: str, raw: bytes, params: tuple[int, int, int, int]) -> tuple[np.ndarray, list, int]:
+    lib = _Engine.load()
+    if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        raise SpeechError(f"espeak-ng has no voice {voice!r}; list them with: espeak-ng --voices")
+    for param, value in zip((_P_RATE, _P_PITCH, _P_RANGE, _P_VOLUME), params, strict=True):
+        lib.espeak_SetParameter(param, value, 0)
+    _Engine.chunks, _Engine.events, _Engine.total = [], [], 0
+    buf = ctypes.create_string_buffer(raw)
+    rc = lib.espeak_Synth(buf, len(raw) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
+    lib.espeak_Synchronize()
+    if rc != 0:
+        raise SpeechError(f"espeak_Synth failed with status {rc} for voice {voice!r}")
+    if not _Engine.chunks:
+        raise SpeechError(f"espeak-ng produced no audio for voice {voice!r}")
+    return np.concatenate(_Engine.chunks), list(_Engine.events), _Engine.sr
+
+
+def _synth_isolated(voice: str, raw: bytes, params: tuple[int, int, int, int]) -> tuple[np.ndarray, list, int]:
+    """Synthesize in a forked child that initialises the library afresh.
+
+    libespeak-ng carries state from one utterance to the next (glottal phase, clause context): the same
+    text came out a few samples to 10% longer on a second call, and the library hangs if re-initialised
+    in-process. A fresh child per utterance makes every synthesis identical for identical input.
+    """
+    if not hasattr(os, "fork"):  # non-POSIX: in-process, deterministic only for the first call
+        return _synth_here(voice, raw, params)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        code = 0
+        try:
+            os.close(r)
+            try:
+                pcm, events, sr = _synth_here(voice, raw, params)
+                head = {"sr": sr, "events": events, "n": int(pcm.size)}
+                payload = json.dumps(head).encode() + b"\n" + pcm.astype("<i2").tobytes()
+            except BaseException as exc:  # report any failure to the parent
+                payload = json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n"
+                code = 1
+            with os.fdopen(w, "wb") as f:
+                f.write(payload)
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    head_raw, _, body = data.partition(b"\n")
+    try:
+        head = json.loads(head_raw or b"{}")
+    except json.JSONDecodeError:
+        head = {}
+    if "error" in head:
+        raise SpeechError(head["error"])
+    if "sr" not in head or status != 0:
+        raise SpeechError(f"the espeak-ng synthesis process failed (wait status {status}) for voice {voice!r}")
+    pcm = np.frombuffer(body, dtype="<i2", count=head["n"]).copy()
+    return pcm, [tuple(e) for e in head["events"]], int(head["sr"])
 
 
 def _events_to_phones(events: list[tuple[int, str, int, int, int]], raw: bytes, n_samples: int,
