@@ -29,3 +29,11 @@ def server(module: str) -> ModuleType:
     if module not in ("client", "client_process", "protocol"):
         raise ValueError(f"only the torch-free client/protocol modules are available in Blender, not {module!r}")
     return importlib.import_module(f"{_SERVER}.{module}")
+
+
+def asset(name: str) -> Path:
+    """A bundled asset (e.g. ``ict_face_arkit.npz``): vendored in the extension, else the repository's."""
+    for p in (_HERE / "_vendor" / "assets" / name, _HERE.parent / "motion_server" / "assets" / name):
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"asset {name} not found in the extension (_vendor/assets) or motion_server/assets")

@@ -21,7 +21,7 @@ from typing import Any
 import bpy
 
 from . import server_link
-from ._deps import rig, server
+from ._deps import asset, rig, server
 from .core import export, mapping
 from .core.apply import apply_motion, scene_fps
 from .core.target import Target, TargetError, find_target
@@ -149,7 +149,7 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
 
         if not args.scene:
             bpy.ops.wm.read_factory_settings(use_empty=True)
-        build_demo_head()
+        build_demo_head(asset_path=asset("ict_face_arkit.npz"))
     scene = bpy.context.scene
     if args.fps:
         scene.render.fps, scene.render.fps_base = _fps_pair(args.fps)

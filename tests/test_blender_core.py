@@ -363,3 +363,19 @@ def test_headless_places_several_takes_one_after_another(character_blend, tmp_pa
     assert strips == [(1, "a"), (41, "b")]
     assert key.animation_data.action.name == "UserFace"  # several takes go to NLA; the user's Action stays
     assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) == (1, 85)
+
+
+def test_headless_demo_head_from_a_motion_file(tmp_path, capsys):
+    import json
+
+    from rig_mapping.formats import save_motion
+
+    from blender_addon import headless
+
+    m = save_motion(smooth_motion(30), tmp_path / "m.npz")
+    assert headless.main(["--demo-head", "--fps", "30", "--motion", str(m), "--json"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{"):])
+    assert summary["target"] == "TalkRigHead" and summary["takes"][0]["frame_end"] == 30
+    assert headless.main(["--demo-head"]) == 1
+    assert "nothing to animate" in capsys.readouterr().err
