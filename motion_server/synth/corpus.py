@@ -65,7 +65,11 @@ class CorpusOptions:
 
     def identity(self) -> dict:
         """Everything that changes utterance content (``hours`` only decides how many shards)."""
+        from .performer import PERFORMER_VERSION
+
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "hours"}
+        d["performer_version"] = PERFORMER_VERSION
+        d["format_version"] = FORMAT_VERSION
         return json.loads(json.dumps(d))
 
 
@@ -208,11 +212,25 @@ def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
     return resample_poly(np.asarray(audio, np.float64), target // g, sr // g).astype(np.float32)
 
 
-def make_utterance(index: int, opts: CorpusOptions, plan: Plan, babble: Sequence[np.ndarray] = ()) -> dict:
-    """Build utterance ``index`` (depends only on ``opts.seed``, ``index`` and the plan)."""
-    from .augment import random_augment
-    from .performer import emotion_preset, perform, sample_speaker_style
-    from .speech import Prosody, synthesize
+@dataclass(frozen=True)
+class Draw:
+    """The random choices for one utterance (everything but synthesis, augmentation and performance)."""
+
+    index: int
+    voice: str
+    sentence: object  # text.Sentence
+    style: object  # performer SpeakerStyle
+    emotion: str
+    intensity: int
+    prosody: dict[str, float]
+    aug_seed: int
+    perf_seed: int
+    split: str
+
+
+def draw_utterance(index: int, opts: CorpusOptions, plan: Plan) -> Draw:
+    """Choices for utterance ``index``: a function of ``(opts.seed, index)`` and the plan only."""
+    from .performer import emotion_preset, sample_speaker_style
 
     rng = np.random.default_rng([int(opts.seed), int(index)])
     voice = plan.voices[int(rng.choice(len(plan.voices), p=plan.voice_weights))]
@@ -225,12 +243,25 @@ def make_utterance(index: int, opts: CorpusOptions, plan: Plan, babble: Sequence
     else:
         emotion = others[int(rng.integers(0, len(others)))]
     intensity = int(rng.integers(1, 4))
+    # per-utterance speaker jitter on top of the emotion's prosody
     jitter = {"rate": float(rng.uniform(0.9, 1.1)), "pitch": float(rng.uniform(0.92, 1.08)),
               "pitch_range": float(rng.uniform(0.85, 1.15)), "energy": 1.0}
     preset = emotion_preset(emotion, intensity)
     pro = {k: float(np.clip(jitter[k] * preset.prosody.get(k, 1.0), 0.5, 2.0)) for k in jitter}
-    aug_rng = np.random.default_rng(rng.integers(0, 2**63))
-    perf_rng = np.random.default_rng(rng.integers(0, 2**63))
+    aug_seed, perf_seed = (int(x) for x in rng.integers(0, 2**63, 2))
+    return Draw(int(index), voice, sentence, style, emotion, intensity, pro, aug_seed, perf_seed,
+                plan.split_of(voice, sentence.id))
+
+
+def make_utterance(index: int, opts: CorpusOptions, plan: Plan, babble: Sequence[np.ndarray] = ()) -> dict:
+    """Build utterance ``index`` (depends only on ``opts.seed``, ``index``, the plan and ``babble``)."""
+    from .augment import random_augment
+    from .performer import perform
+    from .speech import Prosody, synthesize
+
+    d = draw_utterance(index, opts, plan)
+    voice, sentence, style, emotion, intensity, pro = d.voice, d.sentence, d.style, d.emotion, d.intensity, d.prosody
+    aug_rng, perf_rng = np.random.default_rng(d.aug_seed), np.random.default_rng(d.perf_seed)
 
     try:
         speech = synthesize(sentence.text, voice, Prosody.from_dict(pro))
@@ -248,7 +279,7 @@ def make_utterance(index: int, opts: CorpusOptions, plan: Plan, babble: Sequence
         "index": int(index), "audio": out_audio, "clean": timed_clean, "phones": phones, "motion": motion,
         "style": style.to_vector(), "emotion": emotion, "intensity": intensity, "voice": voice,
         "language": plan.voice_language[voice], "text": sentence.text, "sentence_id": sentence.id,
-        "split": plan.split_of(voice, sentence.id), "prosody": pro, "augment": aug_params,
+        "split": d.split, "prosody": pro, "augment": aug_params,
     }
 
 
@@ -416,8 +447,12 @@ def build_corpus(out_dir: str | Path, opts: CorpusOptions, workers: int = 1, pro
     n_total = max(1, math.ceil(target / per_shard))
     built = 0
     opts_d = json.loads(json.dumps(opts.__dict__))
-    bar = tqdm(total=round(target / 60.0, 1), unit="min", desc="synth corpus", disable=not progress)
-    bar.update(round(sum(s["seconds"] for s in done.values()) / 60.0, 1))
+    bar = tqdm(total=round(target), unit="s audio", desc="synth corpus", disable=not progress)
+
+    def advance(seconds: float) -> None:
+        bar.update(max(0, min(round(seconds), bar.total - bar.n)))
+
+    advance(sum(s["seconds"] for s in done.values()))
     pool = None
     try:
         while True:
@@ -442,7 +477,7 @@ def build_corpus(out_dir: str | Path, opts: CorpusOptions, workers: int = 1, pro
             for entry in results:
                 done[entry["shard"]] = entry
                 built += 1
-                bar.update(round(entry["seconds"] / 60.0, 1))
+                advance(entry["seconds"])
                 _write_json_atomic(out / MANIFEST, _manifest(opts, plan, done))
                 if sum(s["seconds"] for s in _trim(done, target).values()) >= target and _contiguous(done):
                     reached = True
@@ -534,7 +569,7 @@ class CorpusReader:
         emotions = self.manifest["emotions"]
         with np.load(path, allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
-        sr, fps = int(a["sr"]), float(a["fps"])
+        sr, fps = int(a["sr"].reshape(-1)[0]), float(a["fps"].reshape(-1)[0])
         ao, fo, po = a["audio_offsets"], a["frame_offsets"], a["phone_offsets"]
         for i in range(a["index"].size):
             split = str(a["split"][i])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 _SLOT = re.compile(r"\{(\w+)\}")
+_ARTICLE = re.compile(r"\b([Aa]) ([aeioAEIO]|umbrella|ugly)")
 
 
 def _fill(template: str, words: dict[str, list[str]], rng: random.Random) -> str:
@@ -24,6 +25,7 @@ def _fill(template: str, words: dict[str, list[str]], rng: random.Random) -> str
         return w
 
     text = _SLOT.sub(pick, template)
+    text = _ARTICLE.sub(lambda m: m.group(1) + "n " + m.group(2), text)  # "a awkward" -> "an awkward"
     return text[0].upper() + text[1:]
 
 
