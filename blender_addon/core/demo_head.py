@@ -19,7 +19,10 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-ASSET = Path(__file__).resolve().parents[2] / "motion_server" / "assets" / "ict_face_arkit.npz"
+_REPO_ASSET = Path(__file__).resolve().parents[2] / "motion_server" / "assets" / "ict_face_arkit.npz"
+_VENDORED_ASSET = Path(__file__).resolve().parents[1] / "_vendor" / "assets" / "ict_face_arkit.npz"
+# the repository copy, or the one the extension build vendors
+ASSET = _REPO_ASSET if _REPO_ASSET.is_file() or not _VENDORED_ASSET.is_file() else _VENDORED_ASSET
 DEFAULT_NAME = "TalkRigHead"
 
 # Joint positions in the asset's own frame (cm, +Y up, +Z forward), placed by eye on the ICT mesh.
@@ -242,3 +245,24 @@ def save_demo_head(path: str | Path, overwrite: bool = False) -> Path:
             export_animations=False,
         )
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m blender_addon.core.demo_head OUT.blend|OUT.glb|OUT.gltf [--overwrite]``"""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m blender_addon.core.demo_head",
+                                 description="Save the TalkRig demo head (ICT-FaceKit, MIT) as .blend/.glb/.gltf.")
+    ap.add_argument("out")
+    ap.add_argument("--overwrite", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        print(save_demo_head(args.out, overwrite=args.overwrite))
+    except (FileExistsError, ValueError) as exc:
+        print(f"error: {exc}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

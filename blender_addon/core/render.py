@@ -91,14 +91,14 @@ def frame_camera(
     objects: list[bpy.types.Object] | None = None,
     turn_degrees: float = 0.0,
     lens_mm: float = 85.0,
-    margin: float = 1.5,
+    margin: float = 1.6,
 ) -> bpy.types.Object:
     """Put a portrait camera in front of the face (the character looks along -Y, Blender's front view),
     turned ``turn_degrees`` about the face's vertical axis for a 3/4 view. ``margin`` > 1 leaves room
     around the moving part of the face (forehead, ears, chin)."""
     lo, hi = face_bounds(objects)
-    centre = (lo + hi) / 2
     size = max(hi.x - lo.x, hi.z - lo.z) * margin
+    centre = (lo + hi) / 2 + Vector((0.0, 0.0, 0.06 * size))  # a little headroom: the crown stays in frame
     cam_data = bpy.data.cameras.get(CAMERA_NAME) or bpy.data.cameras.new(CAMERA_NAME)
     cam_data.lens = lens_mm
     cam_data.sensor_fit = "AUTO"

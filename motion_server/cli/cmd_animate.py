@@ -57,7 +57,7 @@ def register(subparsers) -> None:
                      help="diffusion (model), procedural (phone-driven performer) or energy (baseline); "
                           "default: diffusion when a checkpoint is available, else procedural")
     gen.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder (implies --engine diffusion)")
-    gen.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5577")
+    gen.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5557 (see talkrig serve)")
     gen.add_argument("--style", help="style preset name, 'predicted', or a reference clip (.csv Live Link Face / .npz)")
     gen.add_argument("--guidance", type=_positive_float, default=1.0, help="style guidance scale (default 1.0)")
     gen.add_argument("--intensity", type=_positive_float, default=1.0, help="expression intensity (default 1.0)")
