@@ -209,6 +209,11 @@ def exported(character_blend, tmp_path_factory):
     frames = np.arange(1, 46)
     values = {fc.data_path: anim.sample(fc, frames) for fc in anim.fcurves_of(key)}
     d = tmp_path_factory.mktemp("export")
+    bpy.context.scene.frame_set(20)  # a frame where the face is far from neutral
+    target.meshes[0].active_shape_key_index = 7  # the user's UI state, which export must restore
+    basis = np.empty(len(key.reference_key.data) * 3, np.float32)
+    key.reference_key.data.foreach_get("co", basis)
+    basis = basis.reshape(-1, 3)[:, [0, 2, 1]] * np.array([1, 1, -1], np.float32)  # Blender Z-up -> glTF Y-up
     t0 = time.perf_counter()
     glb = export.export_gltf(d / "take.glb", target.objects)
     t1 = time.perf_counter()
@@ -216,8 +221,10 @@ def exported(character_blend, tmp_path_factory):
     t2 = time.perf_counter()
     print(f"export 45 frames: glb {t1 - t0:.2f} s, fbx {t2 - t1:.2f} s")
     shape_names = [kb.name for kb in key.key_blocks][1:]
+    mesh = target.meshes[0]
     return {"glb": glb, "fbx": fbx, "values": values, "frames": frames, "shape_names": shape_names,
-            "motion": motion}
+            "motion": motion, "basis": basis,
+            "pin_after": (mesh.show_only_shape_key, mesh.active_shape_key_index)}
 
 
 def test_gltf_passes_validator_and_carries_morph_animation(exported):
@@ -244,6 +251,12 @@ def test_gltf_passes_validator_and_carries_morph_animation(exported):
     j = names.index("jawOpen")
     np.testing.assert_allclose(weights[:, j], exported["values"]['key_blocks["jawOpen"].value'], atol=1e-5)
     np.testing.assert_allclose(times, (exported["frames"] - 1) / 30.0, atol=1e-4)
+    # The rest geometry is the Basis (not the expression at the current frame), and the export left
+    # the user's shape-key display settings as they were.
+    pos = js["accessors"][mesh["primitives"][0]["attributes"]["POSITION"]]
+    np.testing.assert_allclose(pos["min"], exported["basis"].min(axis=0), atol=1e-5)
+    np.testing.assert_allclose(pos["max"], exported["basis"].max(axis=0), atol=1e-5)
+    assert exported["pin_after"] == (False, 7)
     # The head bone turns in the same clip.
     head_node = next(i for i, n in enumerate(js["nodes"]) if n.get("name") == "head")
     assert any(c["target"] == {"node": head_node, "path": "rotation"} for c in anim_js["channels"])
@@ -346,9 +359,8 @@ def test_audio_from_a_sequencer_strip(character, tmp_path):
 
 
 def test_headless_places_several_takes_one_after_another(character_blend, tmp_path, capsys):
-    from rig_mapping.formats import save_motion
-
     from blender_addon import headless
+    from rig_mapping.formats import save_motion
 
     a = save_motion(smooth_motion(30, seed=1), tmp_path / "a.npz")
     b = save_motion(smooth_motion(45, seed=2), tmp_path / "b.csv")  # Live Link CSV works as input too
@@ -368,9 +380,8 @@ def test_headless_places_several_takes_one_after_another(character_blend, tmp_pa
 def test_headless_demo_head_from_a_motion_file(tmp_path, capsys):
     import json
 
-    from rig_mapping.formats import save_motion
-
     from blender_addon import headless
+    from rig_mapping.formats import save_motion
 
     m = save_motion(smooth_motion(30), tmp_path / "m.npz")
     assert headless.main(["--demo-head", "--fps", "30", "--motion", str(m), "--json"]) == 0
