@@ -37,7 +37,10 @@ def list_voices(installed_only: bool = True, language: str | None = None) -> lis
         backend = get_backend(name)
         if installed_only and not backend.available():
             continue
-        out.extend(v for v in backend.voices() if language is None or v.language.startswith(language))
+        installed = getattr(backend, "installed", None)
+        out.extend(v for v in backend.voices()
+                   if (language is None or v.language.startswith(language))
+                   and (not installed_only or installed is None or installed(v.name)))
     return sorted(out, key=lambda v: v.id)
 
 

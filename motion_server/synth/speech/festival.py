@@ -15,6 +15,7 @@ synthesis (Festival's HTS module ignores the half-tone option).
 from __future__ import annotations
 
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,21 @@ def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@lru_cache(maxsize=1)
+def _installed_voices() -> frozenset[str]:
+    """Voice names Festival reports with ``(voice.list)`` (voice packages are separate apt packages)."""
+    import shutil
+
+    exe = shutil.which("festival")
+    if exe is None:
+        return frozenset()
+    try:
+        out = run_program([exe, "--pipe"], input_text="(print (voice.list))\n", timeout=60)
+    except SpeechError:
+        return frozenset()
+    return frozenset(out.replace("(", " ").replace(")", " ").split())
+
+
 class FestivalBackend:
     name = "festival"
 
@@ -43,7 +59,10 @@ class FestivalBackend:
             require_program("festival", self._entry["apt"])
         except SpeechError:
             return False
-        return True
+        return bool(_installed_voices())
+
+    def installed(self, voice: str) -> bool:
+        return voice in _installed_voices()
 
     def voices(self) -> list[VoiceInfo]:
         return [VoiceInfo(f"{self.name}:{v['name']}", self.name, v["name"], v["language"], v["gender"],
@@ -86,6 +105,9 @@ class FestivalBackend:
         text = clean_text(text)
         exe = require_program("festival", self._entry["apt"])
         v = self._voice(voice)
+        if not self.installed(voice):
+            raise SpeechError(f"Festival voice {voice!r} is not installed; install it with: "
+                              f"sudo apt-get install {self._entry['apt']}")
         with tempfile.TemporaryDirectory(prefix="talkrig_fest_") as tmp:
             wav = Path(tmp) / "out.wav"
             out = run_program([exe, "--pipe"], input_text=self._script(text, v, prosody, wav))

@@ -14,6 +14,7 @@ Prosody: ``duration_stretch`` for rate, ``f0_shift`` (F0 multiplier) for pitch o
 from __future__ import annotations
 
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,21 @@ import numpy as np
 from ..phones import Phone, to_arpabet
 from .base import Prosody, Speech, SpeechError, VoiceInfo, clean_text, finish, require_program, run_program
 from .registry_data import backend_entry
+
+
+@lru_cache(maxsize=1)
+def _installed_voices() -> frozenset[str]:
+    """Voice names ``flite -lv`` lists (compiled-in voices)."""
+    import shutil
+
+    exe = shutil.which("flite")
+    if exe is None:
+        return frozenset()
+    try:
+        out = run_program([exe, "-lv"], timeout=30)
+    except SpeechError:
+        return frozenset()
+    return frozenset(out.split(":", 1)[-1].split())
 
 
 class FliteBackend:
@@ -34,7 +50,10 @@ class FliteBackend:
             require_program("flite", self._entry["apt"])
         except SpeechError:
             return False
-        return True
+        return bool(_installed_voices())
+
+    def installed(self, voice: str) -> bool:
+        return voice in _installed_voices()
 
     def voices(self) -> list[VoiceInfo]:
         return [VoiceInfo(f"{self.name}:{v['name']}", self.name, v["name"], v["language"], v["gender"],
@@ -54,6 +73,9 @@ class FliteBackend:
         text = clean_text(text).encode("ascii", "ignore").decode("ascii")
         exe = require_program("flite", self._entry["apt"])
         v = self._voice(voice)
+        if not self.installed(voice):
+            raise SpeechError(f"this flite has no voice {voice!r} (flite -lv lists {sorted(_installed_voices())}); "
+                              f"install the Debian build with: sudo apt-get install {self._entry['apt']}")
         native = tuple(v["native_prosody"])
         with tempfile.TemporaryDirectory(prefix="talkrig_flite_") as tmp:
             wav = Path(tmp) / "out.wav"
