@@ -179,3 +179,29 @@ def test_non_blocking_path_polls_to_completion(addon, audio_file):
     fc = next(fc for fc in anim.fcurves_of(key) if fc.data_path == 'key_blocks["jawOpen"].value')
     assert fc.keyframe_points[0].co.x == 5.0
     assert "Keyed 90 frames" in messages[0]
+
+
+def test_real_speech_opens_and_closes_the_mouth(addon, shared_dir):
+    """A real recording (LibriVox, 3 s): the jaw follows the speech loudness on the character."""
+    clip = shared_dir / "data" / "speech" / "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav"
+    if not clip.is_file():
+        pytest.skip(f"{clip.name} not in ../shared")
+    x, sr = sf.read(clip, dtype="float32")
+    x = x if x.ndim == 1 else x.mean(axis=1)
+    head = build_demo_head()
+    bpy.context.scene.render.fps = FPS
+    bpy.context.view_layer.objects.active = head.mesh
+    s = bpy.context.scene.talkrig
+    s.audio_source, s.audio_path = "FILE", str(clip)
+    assert bpy.ops.talkrig.generate(synchronous=True) == {"FINISHED"}
+    fc = next(fc for fc in anim.fcurves_of(head.mesh.data.shape_keys) if fc.data_path == 'key_blocks["jawOpen"].value')
+    n = len(fc.keyframe_points)
+    assert abs(n - len(x) / sr * FPS) <= 1
+    jaw = anim.sample(fc, np.arange(1, n + 1))
+    hop = sr / FPS
+    rms = np.array([np.sqrt(np.mean(x[int(i * hop):int((i + 1) * hop)] ** 2) + 1e-12) for i in range(n)])
+    assert jaw.max() - jaw.min() > 0.3
+    # many openings and closings, not one slow drift
+    crossings = np.sum(np.diff((jaw > np.median(jaw)).astype(int)) != 0)
+    assert crossings >= 6, crossings
+    assert float(np.corrcoef(jaw, np.log(rms))[0, 1]) > 0.5
