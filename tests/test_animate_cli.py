@@ -150,3 +150,25 @@ def test_unusable_character_fails_with_the_reason_from_blender(tmp_path):
     [failed] = [ln for ln in r.stdout.splitlines() if "FAILED" in ln]
     assert "hero.fbx" in failed and "import" in failed
     assert not (tmp_path / "hero_take.fbx").exists()
+
+
+def test_generation_through_a_running_motion_server(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "motion_server", "serve", "--engine", "procedural",
+                               "--bind", address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        r = talkrig(str(CLIP), "--server", address, "--out", "take.npz", cwd=tmp_path, timeout=180)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+    from rig_mapping.formats import load_motion
+
+    motion = load_motion(tmp_path / "take.npz")
+    assert motion.n_frames == round(audio_seconds(CLIP) * FPS)
+    assert motion.weights.max() > 0.1  # the server's engine animated it, not a neutral face

@@ -19,7 +19,7 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
-ENGINES = {"workbench": "BLENDER_WORKBENCH", "cycles": "CYCLES", "eevee": "BLENDER_EEVEE_NEXT"}
+ENGINES = {"workbench": "BLENDER_WORKBENCH", "cycles": "CYCLES", "eevee": "BLENDER_EEVEE"}
 CAMERA_NAME = "TalkRig_PreviewCamera"
 LIGHT_NAME = "TalkRig_PreviewLight"
 _BACKGROUND = (0.16, 0.17, 0.19, 1.0)
@@ -47,9 +47,14 @@ def _engine_id(engine: str) -> str:
     if engine in ENGINES.values():
         return engine
     try:
-        return ENGINES[engine.lower()]
+        ident = ENGINES[engine.lower()]
     except KeyError:
         raise RenderError(f"unknown render engine {engine!r}; choose one of {', '.join(ENGINES)}") from None
+    if ident == "BLENDER_EEVEE":  # Blender 4.2-4.4 call it BLENDER_EEVEE_NEXT
+        known = {e.identifier for e in bpy.types.RenderSettings.bl_rna.properties["engine"].enum_items}
+        if ident not in known and "BLENDER_EEVEE_NEXT" in known:
+            ident = "BLENDER_EEVEE_NEXT"
+    return ident
 
 
 def face_bounds(objects: list[bpy.types.Object] | None = None) -> tuple[Vector, Vector]:

@@ -51,7 +51,7 @@ def register(subparsers) -> None:
     rnd.add_argument("--resolution", default="480x480", metavar="WxH", help="preview size (default 480x480)")
     rnd.add_argument("--samples", type=int, help="Cycles samples (default 16) / Workbench anti-aliasing samples (default: FXAA)")
     rnd.add_argument("--render-engine", choices=("workbench", "cycles", "eevee"), default="workbench",
-                     help="workbench (fast, default), cycles (CPU path tracing) or eevee (needs a GPU)")
+                     help="workbench (fast, default), cycles (CPU path tracing) or eevee (needs a GPU: minutes per frame without one)")
     gen = p.add_argument_group("generation")
     gen.add_argument("--engine", choices=ENGINE_NAMES,
                      help="diffusion (model), procedural (phone-driven performer) or energy (baseline); "
