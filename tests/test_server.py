@@ -256,6 +256,8 @@ def test_shutdown_finish_mode_runs_queued_jobs(tmp_path) -> None:
             assert e.value.code == "shutting_down"
             assert all(j.wait(10).n_frames == 30 for j in jobs)
         assert s.proc.wait(15) == 0
+        # the log says which jobs were finished during the shutdown (FIFO order) and that none was cancelled
+        assert f"during shutdown: finished {[j.id for j in jobs]}, failed none, cancelled none" in s.log()
     finally:
         s.close()
 

@@ -70,6 +70,7 @@ class MotionServer:
         self.last_seen: dict[bytes, float] = {}
         self.counts = {DONE: 0, ERROR: 0, CANCELLED: 0}
         self.stopping: str | None = None  # None | "cancel" | "finish"
+        self.ended_while_stopping: dict[str, list[str]] = {DONE: [], ERROR: [], CANCELLED: []}
         self.stop_deadline: float | None = None
         self._events: deque[Event] = deque()
         self._stop_request: tuple[str, str] | None = None
@@ -225,6 +226,10 @@ class MotionServer:
                 s.close(0)
         if self._ctx is not None and (self._worker is None or not self._worker.is_alive()):
             self._ctx.term()
+        if self.stopping:
+            ended = self.ended_while_stopping
+            log.info("during shutdown: finished %s, failed %s, cancelled %s", ended[DONE] or "none",
+                     ended[ERROR] or "none", ended[CANCELLED] or "none")
         log.info("server stopped (done %d, failed %d, cancelled %d)", self.counts[DONE], self.counts[ERROR],
                  self.counts[CANCELLED])
 
@@ -459,6 +464,8 @@ class MotionServer:
         while len(self.replay) > _REPLAY_KEEP:
             self.replay.popitem(last=False)
         self.counts[state] = self.counts.get(state, 0) + 1
+        if self.stopping:
+            self.ended_while_stopping.setdefault(state, []).append(job.id)
         self._send_job(job, msg)
         total = job.finished - job.submitted
         run = job.finished - job.started if job.started else 0.0
