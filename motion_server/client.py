@@ -340,7 +340,8 @@ class MotionClient:
             self._sock = None
 
     def _unreachable(self) -> ServerUnavailable:
-        key = " and the server public key" if self.server_public_key is not None else ""
+        key = (" and the server public key" if self.server_public_key is not None
+               else " (a server started with --curve-secret also needs its public key, server.key)")
         return ServerUnavailable(
             f"no answer from the TalkRig motion server at {self.address} within {self.timeout_s:g} s "
             f"({self.retries} tries). Start it with `talkrig serve --bind {self.address}` (or the add-on's "

@@ -65,6 +65,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     p.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5577")
+    p.add_argument("--server-key", metavar="KEY", help="the server's CurveZMQ public key (server.key from "
+                   "`talkrig keygen`, or its 40 characters) for an encrypted remote server")
     p.add_argument("--timeout", type=_positive, default=60.0, metavar="S", help="server silence limit (default 60 s)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -159,23 +161,26 @@ def run(args: argparse.Namespace) -> int:
             return _err(f"cannot read --transcript-file {args.transcript_file}: {exc}")
     if not audio_path.is_file():
         return _err(f"audio file not found: {audio_path}")
+    if args.server_key and not args.server:
+        return _err("--server-key only applies with --server ADDR")
     options = _options(args, transcript)
 
     bar = _Bar(not args.quiet)
     try:
+        # a reference clip is read here and sent as data: the server may not see this machine's files
+        options = _style_reference(options, args.style)
         if args.server:
             if args.engine is not None or args.model:
                 print("talkrig generate: note: --engine/--model are chosen by the server (talkrig serve); "
                       "ignored with --server", file=sys.stderr)
             from motion_server.client import MotionClient
 
-            with MotionClient(args.server, timeout_s=args.timeout) as client:
-                motion = client.generate(audio_path, options.to_dict(), progress=bar)
+            with MotionClient(args.server, timeout_s=args.timeout, server_public_key=args.server_key) as client:
+                motion = client.generate(audio_path, options, progress=bar)
             engine_name = f"server {args.server}"
         else:
             engine_name = args.engine or DEFAULT_ENGINE
             audio = load_audio(audio_path, sr=SAMPLE_RATE)
-            options = _style_reference(options, args.style)
             engine = _make_engine(engine_name, args)
             motion = engine.generate(audio, SAMPLE_RATE, options, progress=bar)
     except (AudioError, FormatError, ValueError, RuntimeError) as exc:

@@ -41,16 +41,6 @@ def load_secret(path: str | Path) -> tuple[bytes, bytes]:
     return pub, sec
 
 
-def load_public(path_or_key: str | Path | bytes) -> bytes:
-    """A server public key: 40 z85 characters, or a path to a certificate file holding it."""
-    if isinstance(path_or_key, bytes) and len(path_or_key) == 40:
-        return path_or_key
-    if isinstance(path_or_key, str) and len(path_or_key) == 40 and not Path(path_or_key).exists():
-        return path_or_key.encode()
-    pub, _ = zmq.auth.load_certificate(str(path_or_key))
-    return pub
-
-
 def apply_server_keys(sock: zmq.Socket, public: bytes, secret: bytes) -> None:
     sock.curve_secretkey = secret
     sock.curve_publickey = public
