@@ -223,6 +223,11 @@ def test_every_error_code_is_documented(repo_dir) -> None:
         assert re.search(rf"`{code}`", doc), f"error code {code} missing from docs/protocol.md"
     for t in P.REQUEST_FIELDS:
         assert f"`{t}`" in doc, f"message type {t} missing from docs/protocol.md"
+    # the types only the server sends (job events and errors), and every generate option
+    for t in ("accepted", "progress", "result", "cancelled", "error"):
+        assert f"`{t}`" in doc, f"event type {t} missing from docs/protocol.md"
+    for field_name in [*P.REQUEST_FIELDS["generate"], *P.OPTION_TYPES]:
+        assert f"| `{field_name}` |" in doc, f"generate field/option {field_name} missing from docs/protocol.md"
 
 
 def test_client_and_protocol_import_without_torch_scipy_librosa(repo_dir) -> None:
