@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from .arkit import ARKIT_INDEX, ARKIT_NAMES, NUM_CHANNELS
+from .formats._io import check_writable, write_atomic
 from .motion import FaceMotion
 
 PROFILE_FORMAT = "talkrig-mapping-profile"
@@ -191,9 +192,9 @@ class Profile:
         p = Path(path)
         if p.suffix.lower() not in (".toml", ".json"):
             raise ProfileError(f"{p}: profiles are saved as .toml or .json, not {p.suffix or 'no extension'!r}")
-        if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} already exists; pass overwrite=True (CLI: --force) to replace it")
-        p.write_text(self.to_toml() if p.suffix.lower() == ".toml" else self.to_json() + "\n", encoding="utf-8")
+        check_writable(p, overwrite)
+        text = self.to_toml() if p.suffix.lower() == ".toml" else self.to_json() + "\n"
+        write_atomic(p, text.encode("utf-8"))
         return p
 
     def merged(self, other: Profile, name: str | None = None) -> Profile:

@@ -23,10 +23,10 @@ def test_bench_energy_writes_rtf_and_memory(tmp_path):
     assert row["rtf_median"] == 10 / row["wall_median_s"]
     assert row["peak_rss_mib"] > 10
     assert "RTF" in r.stdout
-    # Refuses to overwrite without --force.
+    # Refuses to replace the JSON unless --overwrite is given.
     r2 = subprocess.run([sys.executable, "-m", "motion_server", "bench", "--engine", "energy", "--durations", "10",
                          "--json", str(out)], capture_output=True, text=True, timeout=300)
-    assert r2.returncode == 2 and "--force" in r2.stderr
+    assert r2.returncode == 2 and "--overwrite" in r2.stderr
 
 
 def test_benchmarks_are_discovered_and_unknown_ones_named():

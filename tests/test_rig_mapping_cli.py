@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from motion_server.cli import main
+from rig_mapping import ARKIT_NAMES
 
 
 def talkrig(*args: str) -> subprocess.CompletedProcess:
@@ -54,11 +55,37 @@ def test_map_report_with_a_named_profile_bones_and_save(ict_file: Path, tmp_path
     assert out.is_file() and "Profile written" in s.stdout and "Bones (bones_head_jaw)" in s.stdout
     rc, stdout, _ = talkrig_inproc(capsys, "map-report", "--names", str(ict_file), "--profile", str(out), "--json")
     assert rc == 0 and json.loads(stdout)["matched"]["browInnerUp_R"] == ["browInnerUp"]
+    before = out.read_text()
     rc, _, err = talkrig_inproc(capsys, "map-report", "--names", str(ict_file), "--save-profile", str(out))
-    assert rc == 2 and "--force" in err
+    assert rc == 2 and "--overwrite" in err and out.read_text() == before  # never replaced unasked
+    for flag in ("--overwrite", "--force"):  # --force is kept as an alias
+        rc, _, err = talkrig_inproc(capsys, "map-report", "--names", str(ict_file), "--profile", "arkit",
+                                    "--save-profile", str(out), flag)
+        assert rc == 0, err
+        assert "suffix_lr" not in out.read_text()
+        out.write_text(before)
     rc, stdout, _ = talkrig_inproc(capsys, "map-report", "--names", str(ict_file), "--profile", "vrm", "--json")
     doc = json.loads(stdout)
     assert rc == 0 and doc["chosen"] == "vrm" and doc["matched"] == {} and len(doc["unmatched_shapes"]) == 53
+
+
+def test_map_report_maps_a_rocketbox_list_onto_all_52(tmp_path: Path, capsys):
+    """The issue's example: AK_01_BrowDownLeft ... AK_52_TongueOut (numbered in alphabetical ARKit order)."""
+    names = [f"AK_{i:02d}_{n[0].upper()}{n[1:]}" for i, n in enumerate(sorted(ARKIT_NAMES), 1)]
+    assert names[0] == "AK_01_BrowDownLeft" and names[24] == "AK_25_JawOpen" and names[-1] == "AK_52_TongueOut"
+    f = tmp_path / "rocketbox.txt"
+    f.write_text("\n".join(names) + "\n")
+    rc, stdout, err = talkrig_inproc(capsys, "map-report", "--names", str(f), "--json")
+    assert rc == 0, err
+    doc = json.loads(stdout)
+    assert doc["chosen"] == "rocketbox" and doc["unmatched_channels"] == [] and doc["unmatched_shapes"] == []
+    assert len(doc["matched"]) == 52
+    assert doc["matched"]["AK_01_BrowDownLeft"] == ["browDownLeft"]
+    assert doc["matched"]["AK_52_TongueOut"] == ["tongueOut"]
+    # Every name drives the ARKit channel it spells, so no channel is driven twice.
+    assert sorted(c for (c,) in doc["matched"].values()) == sorted(ARKIT_NAMES)
+    rc, stdout, _ = talkrig_inproc(capsys, "map-report", "--names", str(f))
+    assert rc == 0 and "52 of 52 ARKit channels used" in stdout
 
 
 def test_map_report_errors(tmp_path: Path, capsys):

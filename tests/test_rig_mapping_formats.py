@@ -68,7 +68,7 @@ def test_dispatch_table_unknown_suffix_and_overwrite_protection(tmp_path: Path):
         save_motion(m, tmp_path / "x.bvh")
     p = save_motion(m, tmp_path / "x.npz")
     before = p.read_bytes()
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(FileExistsError, match=r"overwrite=True \(CLI: --overwrite\)"):
         save_motion(sample_motion(10, seed=5), p)
     assert p.read_bytes() == before  # untouched
     save_motion(sample_motion(10, seed=5), p, overwrite=True)

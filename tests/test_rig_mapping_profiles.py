@@ -194,11 +194,14 @@ def test_save_and_reload_user_profile(tmp_path: Path):
     for suffix in (".toml", ".json"):
         p = odd.save(tmp_path / f"rig{suffix}")
         assert load_profile(p) == odd
-        with pytest.raises(FileExistsError):
+        with pytest.raises(FileExistsError, match="--overwrite"):
             odd.save(p)
         odd.save(p, overwrite=True)
     with pytest.raises(ProfileError, match="toml or .json"):
         odd.save(tmp_path / "rig.yaml")
+    with pytest.raises(FileNotFoundError, match="create it first"):
+        odd.save(tmp_path / "no_such_folder" / "rig.toml")
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no temp file left
     assert odd.shapes[0].clamp is None
 
 

@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="sampler settings for engines that take them: 'dpm:8,ddim:20' (sampler:steps)")
     p.add_argument("--what", default="engine", help="comma list of benchmarks: engine, server, blender")
     p.add_argument("--json", type=Path, dest="json_out", help="write results here")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                   help="replace an existing --json file")
     p.set_defaults(func=run)
 
 
@@ -91,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or args.warmup < 0:
         return _fail("--repeats must be >= 1 and --warmup >= 0")
-    if args.json_out and args.json_out.exists() and not args.force:
-        return _fail(f"{args.json_out} exists; pass --force to overwrite it or choose another --json path")
+    if args.json_out and args.json_out.exists() and not args.overwrite:
+        return _fail(f"{args.json_out} exists; pass --overwrite to replace it or choose another --json path")
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
     bad = [e for e in engines if e not in ENGINE_NAMES]
     if bad:

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", help="sampler name (diffusion)")
     p.add_argument("--device", help="engine device, e.g. cpu or cuda (engines that take one)")
     p.add_argument("--json", type=Path, dest="json_out", help="write the full results here")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                   help="replace an existing --json file")
     p.add_argument("--per-clip", action="store_true", help="also print a row per clip and system")
     p.set_defaults(func=run)
 
@@ -60,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         return _fail("--limit must be at least 1")
-    if args.json_out and args.json_out.exists() and not args.force:
-        return _fail(f"{args.json_out} exists; pass --force to overwrite it or choose another --json path")
+    if args.json_out and args.json_out.exists() and not args.overwrite:
+        return _fail(f"{args.json_out} exists; pass --overwrite to replace it or choose another --json path")
     baselines = [] if args.baselines.strip() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      "default: choose automatically")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     p.add_argument("--save-profile", type=Path, help="write the resulting profile (.toml or .json) to edit/reuse")
-    p.add_argument("--force", action="store_true", help="allow --save-profile to replace an existing file")
+    p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                   help="allow --save-profile to replace an existing file")
     p.set_defaults(func=run)
 
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         result = _report(names, bones, args.profile)
         if args.save_profile:
-            result.profile.save(args.save_profile, overwrite=args.force)
+            result.profile.save(args.save_profile, overwrite=args.overwrite)
     except (FileNotFoundError, FileExistsError, ProfileError) as e:
         print(f"talkrig map-report: {e}", file=sys.stderr)
         return 2

@@ -8,9 +8,10 @@ from pathlib import Path
 
 
 def check_writable(path: str | Path, overwrite: bool) -> Path:
+    """``path`` as a Path once it is safe to write: refuses an existing file unless ``overwrite``."""
     p = Path(path)
     if p.exists() and not overwrite:
-        raise FileExistsError(f"{p} already exists; pass overwrite=True (CLI: --force) to replace it")
+        raise FileExistsError(f"{p} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     if not p.parent.exists():
         raise FileNotFoundError(f"folder {p.parent} does not exist; create it first")
     return p
