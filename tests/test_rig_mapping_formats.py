@@ -194,6 +194,38 @@ def test_llf_without_head_columns_reads_a_still_head():
     assert m.n_frames == 1 and not m.head.any() and m.meta["angle_unit"] == "none"
 
 
+def iphone_style_csv(frames: int, subframe: list[str], first_frame: int = 52) -> str:
+    """What the app writes: 63 columns, BlendShapeCount 61, 7-digit values, a time-of-day start,
+    60 fps frame numbers with a sub-frame fraction, head/eye rotation columns all 0, CRLF line ends.
+    JawOpen rises linearly with time and EyeBlinkLeft falls, so a resampled file can be checked."""
+    lines = [",".join(LLF_HEADER)]
+    for k in range(frames):
+        f = first_frame + k
+        sec, ff = divmod(f, 60)
+        tc = f"14:07:{45 + sec:02d}:{ff:02d}.{subframe[k % len(subframe)]}"
+        vals = {"JawOpen": f"{0.5 * k / frames:.7f}", "EyeBlinkLeft": f"{1 - k / frames:.7f}",
+                "MouthSmileRight": "0.0331826"}
+        shapes = [vals.get(c, "0.0000000") for c in LLF_HEADER[2:54]]
+        lines.append(",".join([tc, "61", *shapes] + ["0"] * 9))  # HeadYaw ... RightEyeRoll
+    return "\r\n".join(lines) + "\r\n"
+
+
+def test_llf_iphone_style_file_with_sub_frame_timecodes_parses():
+    assert len(LLF_HEADER) == 63 and LLF_HEADER[1] == "BlendShapeCount"
+    # Constant sub-frame phase: one row per 60 fps frame, no resampling, values exact.
+    m = parse_livelink_csv(iphone_style_csv(90, ["517"]))
+    assert m.fps == 60 and m.meta["fps_detected"] is True and m.meta["resampled"] is False
+    assert m.n_frames == 90 and m.meta["start_seconds"] == pytest.approx(14 * 3600 + 7 * 60 + 45 + 52.517 / 60)
+    np.testing.assert_allclose(m.channel("jawOpen"), 0.5 * np.arange(90) / 90, atol=1e-6)
+    assert m.channel("mouthSmileRight")[0] == pytest.approx(0.0331826)
+    assert not m.head.any() and m.meta["angle_unit"] == "rad"
+    # Jittering sub-frames (the phone's frame clock against the timecode clock): put on a uniform grid.
+    j = parse_livelink_csv(iphone_style_csv(90, ["517", "602", "433", "498"]))
+    assert j.fps == 60 and j.meta["resampled"] is True and abs(j.n_frames - 90) <= 1
+    np.testing.assert_allclose(j.channel("jawOpen")[:80], 0.5 * np.arange(80) / 90, atol=0.5 / 90)
+    np.testing.assert_allclose(j.channel("eyeBlinkLeft")[:80], 1 - np.arange(80) / 90, atol=1 / 90)
+
+
 def good_rows(n: int = 6) -> list[dict[str, str]]:
     return [{"Timecode": f"00:00:00:{i:02d}.000", "JawOpen": "0.5"} for i in range(n)]
 
