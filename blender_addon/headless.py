@@ -225,8 +225,12 @@ def main(argv: list[str] | None = None, prog: str = "talkrig") -> int:
 
 
 def cli_main(argv: list[str]) -> int:
-    """``blender -b -c talkrig ...`` (registered by the extension's register())."""
-    return main(list(argv), prog="blender -b -c talkrig")
+    """``blender -b -c talkrig ...`` (registered by the extension's register()). Blender wants an exit
+    code back, so argparse's exits (``--help``, a usage error) become return values, not SystemExit."""
+    try:
+        return main(list(argv), prog="blender -b -c talkrig")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
 
 
 if __name__ == "__main__":

@@ -205,3 +205,43 @@ def test_real_speech_opens_and_closes_the_mouth(addon, shared_dir):
     crossings = np.sum(np.diff((jaw > np.median(jaw)).astype(int)) != 0)
     assert crossings >= 6, crossings
     assert float(np.corrcoef(jaw, np.log(rms))[0, 1]) > 0.5
+
+
+def test_registered_cli_command_runs_end_to_end(server_address, audio_file, tmp_path, capsys, monkeypatch):
+    """`blender -b -c talkrig ...`: the function the extension registers as the `talkrig` CLI command,
+    called with argv the way Blender calls it: demo head + a short clip through the server -> .glb."""
+    from blender_helpers import glb_json
+
+    registered: dict[str, object] = {}
+    real_register = bpy.utils.register_cli_command
+
+    def spy(name, fn):
+        registered[name] = fn
+        return real_register(name, fn)
+
+    monkeypatch.setattr(bpy.utils, "register_cli_command", spy)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
+    try:
+        command = registered["talkrig"]
+        glb = tmp_path / "line.glb"
+        rc = command(["--demo-head", "--fps", "30", "--audio", str(audio_file), "--server", server_address,
+                      "--gltf", str(glb), "--json"])
+        out = capsys.readouterr().out
+        assert rc == 0, out
+        summary = json.loads(out[out.index("\n{\n") + 1 if not out.startswith("{") else 0:])
+        (take,) = summary["takes"]
+        assert take["name"] == ["line_one"] and (take["frame_start"], take["frame_end"]) == (1, 90)
+        # the clip in the .glb animates the morph targets, and the jaw really moves
+        js = glb_json(glb)
+        assert any(ch["target"]["path"] == "weights" for a in js["animations"] for ch in a["channels"])
+        mesh = next(o for o in bpy.data.objects if o.type == "MESH" and o.data.shape_keys)
+        fc = next(fc for fc in anim.fcurves_of(mesh.data.shape_keys) if fc.data_path == 'key_blocks["jawOpen"].value')
+        jaw = anim.sample(fc, np.arange(1, 91))
+        assert jaw.max() - jaw.min() > 0.3
+        # argparse's exits come back as exit codes (Blender expects a return value, not SystemExit)
+        assert command(["--help"]) == 0
+        assert command(["--no-such-option"]) == 2
+        assert "unrecognized arguments" in capsys.readouterr().err
+    finally:
+        addon_utils.disable("blender_addon", default_set=True)
