@@ -32,8 +32,10 @@ def test_eval_real_scores_engine_and_both_baselines(shared_dir, tmp_path):
     assert len(real["rows"]) == 6  # 2 clips x 3 systems
     for system, m in real["means"].items():
         for key in ("bilabial_closure", "open_bilabial_ratio", "lag_frames", "jitter_mouth_jaw",
-                    "blink_rate_per_min", "head_std_deg"):
+                    "blink_rate_per_min", "blink_duration_s", "head_std_deg", "head_speed_deg_s"):
             assert key in m, (system, key)
+    # Diversity across seeds is on by default (2 seeds) for the evaluated engine.
+    assert real["means"]["procedural"]["diversity"] > 0
     # Phone-aware performer closes the lips for /p b m/; a loudness envelope cannot.
     assert real["means"]["procedural"]["bilabial_closure"] > real["means"]["energy"]["bilabial_closure"]
     assert "closure" in r.stdout
@@ -84,3 +86,34 @@ def test_eval_synthetic_split_has_ground_truth_metrics(tmp_path):
                 "bilabial_closure", "open_bilabial_ratio"):
         assert key in row
     assert row["lip_vertex_error_cm"] > 0.05  # a loudness envelope is not the performer's motion
+
+
+def test_eval_user_folder_with_a_broken_ground_truth_names_the_file(shared_dir, tmp_path, capsys):
+    from motion_server.cli import main
+
+    user = tmp_path / "clips"
+    user.mkdir()
+    shutil.copy(shared_dir / "data" / "speech" / "whisper__jfk.flac", user / "take1.flac")
+    (user / "take1.csv").write_text("Timecode,BlendShapeCount,JawOpen\n00:00:00:00.000,61,0.5\n")
+    out = tmp_path / "broken.json"
+    rc = main(["eval", "--engine", "energy", "--baselines", "none", "--suite", "all", "--shared-dir",
+               str(tmp_path / "none"), "--user-dir", str(user), "--json", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "take1.csv, line 1" in err and "EyeBlinkLeft" in err and "without ground truth" in err
+    assert "Traceback" not in err
+    assert "take1.csv" in json.loads(out.read_text())["suites"]["user"]["error"]  # the JSON says why
+    assert main(["eval", "--engine", "energy", "--suite", "all", "--user-dir", str(tmp_path / "nope")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_user_folder_notes_a_ground_truth_of_another_length(shared_dir, tmp_path):
+    from motion_server.evaluation.suites import user_clips
+    from rig_mapping import FaceMotion
+    from rig_mapping.formats import save_motion
+
+    shutil.copy(shared_dir / "data" / "speech" / "whisper__jfk.flac", tmp_path / "take.flac")
+    save_motion(FaceMotion.neutral(30), tmp_path / "take.npz")  # 1 s of truth for 11 s of audio
+    (clip,) = user_clips(tmp_path)
+    assert clip.gt is not None and clip.gt.n_frames == 30 and clip.phones is None
+    assert any("lasts 1.00 s" in n for n in clip.notes) and any("no transcript" in n for n in clip.notes)

@@ -33,11 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", default="energy,procedural_recognised",
                    help="comma list of baselines to score alongside, or 'none'")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--diversity-seeds", type=int, default=1,
-                   help="also run the engine with N seeds per clip and report their mean pairwise distance")
+    p.add_argument("--diversity-seeds", type=int, default=2,
+                   help="run the evaluated engine with N seeds per clip and report the mean pairwise distance "
+                        "of the results (default 2; 1 turns the diversity metric off)")
     p.add_argument("--steps", type=int, help="sampler steps (diffusion)")
     p.add_argument("--sampler", help="sampler name (diffusion)")
-    p.add_argument("--device", help="engine device, e.g. cpu or cuda (engines that take one)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                   help="where the evaluated engine runs (engines that take a device; default: the engine's)")
     p.add_argument("--json", type=Path, dest="json_out", help="write the full results here")
     p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
                    help="replace an existing --json file")
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         return _fail("--limit must be at least 1")
+    if args.diversity_seeds < 1:
+        return _fail("--diversity-seeds must be at least 1 (1 = no diversity metric)")
     if args.json_out and args.json_out.exists() and not args.overwrite:
         return _fail(f"{args.json_out} exists; pass --overwrite to replace it or choose another --json path")
     baselines = [] if args.baselines.strip() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
@@ -87,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             plan.append(("synthetic", lambda: suites.synthetic_clips(args.data, args.limit)))
     if args.user_dir is not None:
+        if not args.user_dir.is_dir():
+            return _fail(f"--user-dir {args.user_dir} is not a folder (audio files with same-stem .txt transcripts)")
         plan.append(("user", lambda: suites.user_clips(args.user_dir, args.limit)))
     if not plan:
         return _fail("nothing to evaluate")
@@ -111,23 +117,28 @@ def run(args: argparse.Namespace) -> int:
                        "blink": metrics.BLINK_THRESHOLD},
         "suites": {},
     }
-    interrupted = False
+    interrupted = failed = False
     try:
         for suite, clips in plan:
             rows: list[dict[str, Any]] = []
             result["suites"][suite] = {"rows": rows, "means": {}}
-            for clip in tqdm(clips(), desc=f"eval {suite}", unit="clip", file=sys.stderr, total=args.limit):
-                rows.extend(run_clip(clip, systems, base, diversity_seeds=args.diversity_seeds))
-                for note in clip.notes:
-                    print(f"  {clip.name}: {note}", file=sys.stderr)
+            try:
+                for clip in tqdm(clips(), desc=f"eval {suite}", unit="clip", file=sys.stderr, total=args.limit):
+                    rows.extend(run_clip(clip, systems, base, diversity_seeds=args.diversity_seeds))
+                    for note in clip.notes:
+                        print(f"  {clip.name}: {note}", file=sys.stderr)
+            except suites.SuiteError as exc:
+                # Bad input in one suite (an unreadable file the user supplied) stops that suite only;
+                # the other suites still run and the JSON records what stopped this one.
+                failed = True
+                result["suites"][suite]["error"] = str(exc)
+                print(f"talkrig eval: {suite} suite stopped: {exc}", file=sys.stderr)
             result["suites"][suite]["means"] = means(rows) if rows else {}
     except KeyboardInterrupt:
         interrupted = True
         for s in result["suites"].values():
             s["means"] = means(s["rows"]) if s["rows"] else {}
         result["interrupted"] = True
-    except suites.SuiteError as exc:
-        return _fail(str(exc))
 
     for suite, data in result["suites"].items():
         n = len({r["clip"] for r in data["rows"]})
@@ -141,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=1, default=_jsonable) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json_out}")
-    return 130 if interrupted else 0
+    return 130 if interrupted else 2 if failed else 0
 
 
 def _jsonable(o: Any) -> Any:

@@ -39,7 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rig_mapping import FaceMotion
 from rig_mapping.arkit import ARKIT_NAMES, NUM_CHANNELS
+
+# A FaceMotion, or ARKit weights [T, 52] (or one frame [52]).
+MotionLike = FaceMotion | np.ndarray
 
 FACE_PATH = Path(__file__).resolve().parents[1] / "assets" / "ict_face_arkit.npz"
 
@@ -123,8 +127,6 @@ def automap_matrix(ict_names: tuple[str, ...] | list[str]) -> np.ndarray | None:
         from rig_mapping.profile import apply_profile
     except ImportError:
         return None
-    from rig_mapping import FaceMotion
-
     profile = automap(list(ict_names)).profile
     one_hot = apply_profile(FaceMotion.from_arrays(np.eye(NUM_CHANNELS, dtype=np.float32)), profile).shapes
     rest = apply_profile(FaceMotion.neutral(1), profile).shapes
@@ -253,7 +255,7 @@ def landmarks() -> Landmarks:
 
 # -- measurements ----------------------------------------------------------------------------------
 
-def _weights(motion_or_weights) -> np.ndarray:
+def _weights(motion_or_weights: MotionLike) -> np.ndarray:
     w = getattr(motion_or_weights, "weights", motion_or_weights)
     w = np.asarray(w, np.float32)
     if w.ndim == 1:
@@ -261,7 +263,7 @@ def _weights(motion_or_weights) -> np.ndarray:
     return w
 
 
-def lip_gap(motion_or_weights) -> np.ndarray:
+def lip_gap(motion_or_weights: MotionLike) -> np.ndarray:
     """[T] signed lip opening at the midline, cm: lowest upper-lip point minus highest lower-lip point."""
     face = load_face()
     w = _weights(motion_or_weights)
@@ -270,24 +272,24 @@ def lip_gap(motion_or_weights) -> np.ndarray:
     return (up - lo).astype(np.float64)
 
 
-def mouth_width(motion_or_weights) -> np.ndarray:
+def mouth_width(motion_or_weights: MotionLike) -> np.ndarray:
     """[T] corner-to-corner distance, cm."""
     v = load_face().vertices(_weights(motion_or_weights), MOUTH_CORNERS)
     return np.linalg.norm(v[:, 0] - v[:, 1], axis=1).astype(np.float64)
 
 
-def jaw_drop(motion_or_weights) -> np.ndarray:
+def jaw_drop(motion_or_weights: MotionLike) -> np.ndarray:
     """[T] chin displacement from the neutral face, cm."""
     face = load_face()
     v = face.vertices(_weights(motion_or_weights), (CHIN,))[:, 0]
     return np.linalg.norm(v - face.neutral[CHIN], axis=1).astype(np.float64)
 
 
-def mouth_vertices(motion_or_weights) -> np.ndarray:
+def mouth_vertices(motion_or_weights: MotionLike) -> np.ndarray:
     """[T, M, 3] positions (cm) of the mouth-region vertices (for lip vertex error)."""
     return load_face().vertices(_weights(motion_or_weights), landmarks().mouth_region)
 
 
-def upper_face_vertices(motion_or_weights) -> np.ndarray:
+def upper_face_vertices(motion_or_weights: MotionLike) -> np.ndarray:
     """[T, U, 3] positions (cm) of moving upper-face vertices (for dynamics deviation)."""
     return load_face().vertices(_weights(motion_or_weights), landmarks().upper_face)

@@ -18,6 +18,7 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("head_error_deg", "head err", "{:.1f}"),
     ("jitter_mouth_jaw", "jitter", "{:.4f}"),
     ("blink_rate_per_min", "blinks/min", "{:.1f}"),
+    ("blink_duration_s", "blink s", "{:.2f}"),
     ("head_std_deg", "head std", "{:.1f}"),
     ("head_speed_deg_s", "head deg/s", "{:.1f}"),
     ("diversity", "diversity", "{:.3f}"),

@@ -10,6 +10,7 @@ from typing import Any
 
 from motion_server.engine.base import CancelToken, GenerateOptions
 from motion_server.engine.registry import create_engine
+from rig_mapping import FaceMotion
 
 from . import metrics
 from .baselines import BASELINES
@@ -38,7 +39,7 @@ def build_systems(engine_name: str, engine_kwargs: dict[str, Any] | None = None,
     return systems
 
 
-def score(clip: EvalClip, motion, gen_seconds: float) -> dict[str, Any]:
+def score(clip: EvalClip, motion: FaceMotion, gen_seconds: float) -> dict[str, Any]:
     row: dict[str, Any] = {"gen_seconds": round(gen_seconds, 4), "frames": motion.n_frames}
     if clip.phones:
         row.update(metrics.phone_metrics(motion, clip.phones, clip.audio, clip.sr))

@@ -6,7 +6,8 @@
 - synthetic: the held-out ``test`` split of a corpus built by ``talkrig synth``: exact phones and
   ground-truth motion.
 - user: a folder of audio files, each with a same-stem ``.txt`` transcript and optionally a Live Link
-  Face ``.csv`` (or ``.npz``) ground truth.
+  Face ``.csv`` (or ``.npz``) ground truth (taken to start with the audio) and phone timings
+  (``.TextGrid`` or pocketsphinx ``.phone.json``; otherwise the transcript is aligned).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def real_entries(shared_dir: Path) -> list[dict[str, Any]]:
 def real_clips(shared_dir: Path, limit: int | None = None) -> Iterator[EvalClip]:
     d = shared_speech_dir(shared_dir)
     for entry in real_entries(shared_dir)[:limit]:
-        clip = EvalClip(name=entry["file"], audio=load_audio(d / entry["file"], sr=SR), sr=SR,
+        clip = EvalClip(name=entry["file"], audio=_load_audio(d / entry["file"]), sr=SR,
                         text=entry["transcript"])
         if entry.get("alignment"):
             try:
@@ -117,10 +118,36 @@ def synthetic_clips(data_dir: Path, limit: int | None = None) -> Iterator[EvalCl
                        gt=utt.motion)
 
 
-def _load_ground_truth(path: Path) -> FaceMotion:
-    from rig_mapping.formats import load_motion
+# Ground truth and audio lengths may differ by a little (capture started late, trailing frames); beyond
+# this the two files are probably not the same take, which the clip's notes then say.
+GT_LENGTH_TOLERANCE_S = 0.5
 
-    return load_motion(path)
+
+def _load_audio(path: Path) -> np.ndarray:
+    from motion_server.audio.io import AudioError
+
+    try:
+        return load_audio(path, sr=SR)
+    except AudioError as exc:
+        raise SuiteError(f"{path}: {exc}; convert it to WAV/FLAC or remove it from the folder") from None
+
+
+def _load_ground_truth(path: Path) -> FaceMotion:
+    """A user's ground-truth take; an unreadable file stops the suite with the file and line at fault."""
+    from rig_mapping.formats import FormatError, load_motion
+
+    try:
+        return load_motion(path)
+    except (FormatError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"ground truth {exc}; fix the file or move it out of the folder to evaluate "
+                         f"{path.stem} without ground truth") from None
+
+
+def _read_transcript(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig").strip()
+    except UnicodeDecodeError:
+        raise SuiteError(f"transcript {path} is not UTF-8 text; save it as UTF-8") from None
 
 
 def user_clips(user_dir: Path, limit: int | None = None) -> Iterator[EvalClip]:
@@ -132,15 +159,21 @@ def user_clips(user_dir: Path, limit: int | None = None) -> Iterator[EvalClip]:
         raise SuiteError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {user_dir}")
     for path in audios[:limit]:
         txt = path.with_suffix(".txt")
-        clip = EvalClip(name=path.name, audio=load_audio(path, sr=SR), sr=SR,
-                        text=txt.read_text(encoding="utf-8").strip() if txt.is_file() else None)
+        clip = EvalClip(name=path.name, audio=_load_audio(path), sr=SR,
+                        text=_read_transcript(txt) if txt.is_file() else None)
         for gt_path in (path.with_suffix(".csv"), path.with_suffix(".npz")):
             if gt_path.is_file():
                 clip.gt = _load_ground_truth(gt_path)
+                if abs(clip.gt.duration - clip.duration) > GT_LENGTH_TOLERANCE_S:
+                    clip.notes.append(f"ground truth {gt_path.name} lasts {clip.gt.duration:.2f} s but the audio "
+                                      f"{clip.duration:.2f} s; compared over the shorter, from both starts")
                 break
         for ph in (path.with_suffix(".TextGrid"), path.with_name(path.stem + ".phone.json")):
             if ph.is_file():
-                clip.phones, clip.phones_source = load_phone_file(ph), "given"
+                try:
+                    clip.phones, clip.phones_source = load_phone_file(ph), "given"
+                except ValueError as exc:
+                    clip.notes.append(f"phone file unreadable ({exc}); aligning the transcript instead")
                 break
         if clip.phones is None:
             if clip.text:
