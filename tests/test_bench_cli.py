@@ -38,3 +38,34 @@ def test_benchmarks_are_discovered_and_unknown_ones_named():
         assert "motion_server/bench/no_such_bench.py" in str(exc)
     else:
         raise AssertionError("expected BenchmarkNotFound")
+
+
+def _bench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "motion_server", "bench", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_bench_server_measures_round_trip_overhead_through_a_real_server(tmp_path):
+    out = tmp_path / "server.json"
+    r = _bench("--what", "server", "--engine", "energy", "--durations", "3", "--repeats", "2", "--warmup", "1",
+               "--json", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["what"] == "server" and row["engine"] == "energy" and len(row["times_s"]) == 2
+    # The round trip holds the engine's time plus a positive transport/decode overhead.
+    assert row["round_trip_median_s"] > row["engine_median_s"] > 0
+    assert row["overhead_median_ms"] > 0 and row["ping_median_ms"] > 0
+    assert row["first_call_s"] > 0 and row["server_peak_rss_mib"] > 10
+    assert "overhead ms" in r.stdout
+
+
+def test_bench_blender_times_keying_and_both_exports(tmp_path):
+    out = tmp_path / "blender.json"
+    r = _bench("--what", "blender", "--durations", "1", "--repeats", "2", "--warmup", "0", "--json", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {row["name"]: row for row in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"apply_motion", "read_back", "export_gltf", "export_fbx"}
+    for row in rows.values():
+        assert row["what"] == "blender" and row["repeats"] == 2 and len(row["times_s"]) == 2
+        assert row["min_s"] <= row["median_s"] <= row["max_s"] and row["peak_rss_mib"] > 50
+    assert rows["apply_motion"]["frames"] == 30 and rows["export_gltf"]["file_mb"] > 0.1

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run(ctx: BenchContext) -> list[dict[str, Any]]:
     cmd = [sys.executable, "-m", "blender_addon.bench", "--durations", ",".join(f"{d:g}" for d in ctx.durations),
-           "--repeats", str(ctx.repeats), "--export-max-s", str(ctx.extra.get("blender_export_max_s", 60.0))]
+           "--repeats", str(ctx.repeats), "--warmup", str(ctx.warmup), "--export-max-s", str(ctx.extra.get("blender_export_max_s", 60.0))]
     ctx.say("blender: " + " ".join(cmd[1:]))
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     for line in r.stderr.splitlines():

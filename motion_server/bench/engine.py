@@ -17,16 +17,11 @@ DESCRIPTION = "engine.generate real-time factor, first-call latency, time to fir
 
 
 def _make_engine(name: str, ctx: BenchContext) -> Any:
-    """Engines that take a device / model get them; others (energy, procedural) are built plainly."""
+    """Every engine constructor takes ``device=`` / ``model=`` (CPU-only engines accept and ignore them)."""
     kw: dict[str, Any] = {"device": ctx.resolved_device()}
     if ctx.model:
         kw["model"] = ctx.model
-    try:
-        return create_engine(name, **kw)
-    except TypeError:
-        if ctx.model:
-            raise
-        return create_engine(name)
+    return create_engine(name, **kw)
 
 
 def _timed_call(engine: Any, audio: Any, sr: int, opts: GenerateOptions) -> tuple[float, float | None]:
@@ -57,6 +52,8 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         engine = _make_engine(name, ctx)
         load_s = time.perf_counter() - t0
+        # Where it really ran: a CPU-only engine stays on the CPU even when --device picked CUDA.
+        device = str(engine.info().get("device") or ctx.resolved_device())
         for setting in _settings_for(engine, ctx):
             opts = replace(GenerateOptions(), **setting)
             for dur in ctx.durations:
@@ -69,7 +66,7 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
                 m = measure(lambda e=engine, a=audio, o=opts: _timed_call(e, a, ctx.sr, o), ctx.repeats, ctx.warmup)
                 results.append({
                     "what": "engine", "engine": name, "setting": setting or "default",
-                    "device": ctx.resolved_device(), "duration_s": dur, "audio": source,
+                    "device": device, "duration_s": dur, "audio": source,
                     "rtf_median": dur / m["median"], "rtf_min": dur / m["max"], "rtf_max": dur / m["min"],
                     "wall_median_s": m["median"], "wall_min_s": m["min"], "wall_max_s": m["max"],
                     "wall_iqr_s": m["iqr"], "times_s": m["times_s"], "repeats": ctx.repeats,

@@ -1,11 +1,12 @@
 """Motion server round trip: what the ZeroMQ protocol adds on top of the engine.
 
-For each engine and clip length a real ``talkrig serve`` process is started on a free loopback port and
+For each engine a real ``talkrig serve`` process is started on a free loopback port and
 a MotionClient sends the clip as WAV bytes. The server reports how long the engine and the audio decode
 took, so ``overhead = round trip - engine time`` is everything a user pays for running the model in a
 server instead of in-process: transport both ways, msgpack, result encoding, queue hand-off and audio
-decode (``protocol_ms`` leaves the decode out). ``ctx.extra["server"] = ADDR`` measures a server that
-is already running instead.
+decode (``protocol_ms`` leaves the decode out). The first (cold) request per length is timed on its own
+(``first_call_s``); ``server_peak_rss_mib`` is the server process's high-water RSS. ``ctx.extra["server"]
+= ADDR`` measures a server that is already running instead.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import numpy as np
 
 from .audio import speech_of_length
 from .context import BenchContext
-from .timing import spread
+from .timing import peak_rss_mib, spread
 
-DESCRIPTION = "server round trip vs engine time (protocol overhead), ping latency, per clip length"
+DESCRIPTION = "server round trip vs engine time (protocol overhead), first request, ping, server peak RSS"
 
 
 def _free_port() -> int:
@@ -39,20 +40,28 @@ def _wav_bytes(x: np.ndarray, sr: int) -> bytes:
     return b.getvalue()
 
 
+def _round_trip(client: Any, wav: bytes) -> tuple[float, dict[str, float]]:
+    """(wall seconds from submit to result, the server's own timing of that job)."""
+    t0 = time.perf_counter()
+    job = client.submit(wav, progress=False)
+    job.wait()
+    return time.perf_counter() - t0, job.timing
+
+
 def _measure(client: Any, wav: bytes, repeats: int, warmup: int) -> dict[str, Any]:
+    # The first request for this length is timed on its own: it is what a user waits for once.
+    first, _ = _round_trip(client, wav)
     for _ in range(warmup):
-        client.generate(wav)
+        _round_trip(client, wav)
     walls, engine, decode = [], [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        job = client.submit(wav, progress=False)
-        job.wait()
-        walls.append(time.perf_counter() - t0)
-        engine.append(job.timing["engine_s"])
-        decode.append(job.timing["decode_s"])
+        wall, timing = _round_trip(client, wav)
+        walls.append(wall)
+        engine.append(timing["engine_s"])
+        decode.append(timing["decode_s"])
     over = [w - e for w, e in zip(walls, engine, strict=True)]
     proto = [o - d for o, d in zip(over, decode, strict=True)]
-    return {"walls": walls, "engine": engine, "decode": decode, "overhead": over, "protocol": proto}
+    return {"first": first, "walls": walls, "engine": engine, "decode": decode, "overhead": over, "protocol": proto}
 
 
 def _ms(xs: list[float]) -> float:
@@ -98,7 +107,8 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
                         "round_trip_median_s": wall["median"], "engine_median_s": float(np.median(m["engine"])),
                         "overhead_median_ms": _ms(m["overhead"]), "overhead_max_ms": round(max(m["overhead"]) * 1000, 3),
                         "protocol_median_ms": _ms(m["protocol"]), "decode_median_ms": _ms(m["decode"]),
-                        "ping_median_ms": _ms(pings),
+                        "ping_median_ms": _ms(pings), "first_call_s": round(m["first"], 4),
+                        "server_peak_rss_mib": None if proc is None else peak_rss_mib(proc.pid),
                         "rtf_median": dur / wall["median"], "rtf_min": dur / wall["max"], "rtf_max": dur / wall["min"],
                         "times_s": [round(t, 5) for t in m["walls"]], "repeats": ctx.repeats, "warmup": ctx.warmup,
                     })  # fmt: skip

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 
-def _status_kib(field: str) -> int | None:
+def _status_kib(field: str, pid: int | None = None) -> int | None:
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
@@ -26,9 +26,9 @@ def rss_mib() -> float | None:
     return None if k is None else round(k / 1024, 1)
 
 
-def peak_rss_mib() -> float | None:
-    """High-water RSS of this process since start or the last ``reset_peak_rss``."""
-    k = _status_kib("VmHWM")
+def peak_rss_mib(pid: int | None = None) -> float | None:
+    """High-water RSS of this process (or of process ``pid``) since start or the last ``reset_peak_rss``."""
+    k = _status_kib("VmHWM", pid)
     return None if k is None else round(k / 1024, 1)
 
 

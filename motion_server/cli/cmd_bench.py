@@ -64,8 +64,17 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _rss(r: dict[str, Any]) -> float | None:
+    """Peak RSS of whichever process did the work (this one, the server, the bpy child)."""
+    for key in ("peak_rss_mib", "server_peak_rss_mib"):
+        if r.get(key) is not None:
+            return float(r[key])
+    return None
+
+
 def _table(results: list[dict[str, Any]]) -> str:
-    head = ["what", "engine", "setting", "audio s", "RTF median", "RTF min-max", "first call s", "peak RSS MiB", "GPU MiB"]
+    head = ["what", "engine", "setting", "audio s", "RTF median", "RTF min-max", "first call s", "peak RSS MiB",
+            "GPU MiB", "overhead ms"]
     rows = []
     for r in results:
         setting = r.get("setting", "")
@@ -76,8 +85,10 @@ def _table(results: list[dict[str, Any]]) -> str:
             "-" if rtf is None else f"{rtf:.1f}",
             "-" if rtf is None else f"{r['rtf_min']:.1f}-{r['rtf_max']:.1f}",
             "-" if r.get("first_call_s") is None else f"{r['first_call_s']:.3f}",
-            "-" if r.get("peak_rss_mib") is None else f"{r['peak_rss_mib']:.0f}",
+            "-" if _rss(r) is None else f"{_rss(r):.0f}",
             "-" if r.get("gpu_peak_mib") is None else f"{r['gpu_peak_mib']:.0f}",
+            # server rows: what the ZeroMQ round trip adds to the engine's own time
+            "-" if r.get("overhead_median_ms") is None else f"{r['overhead_median_ms']:.1f}",
         ])
     widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
     lines = ["  ".join(x.rjust(w) for x, w in zip(line, widths, strict=True)) for line in [head] + rows]
@@ -132,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         out["interrupted"] = True
         rc = 130
+    for r in out["results"]:
+        if r.get("error"):  # a configuration that could not run (e.g. an engine whose server did not start)
+            print(f"talkrig bench: {r.get('what')} {r.get('engine', '')}: {r['error']}", file=sys.stderr)
+            rc = rc or 1
     print(_table(out["results"]))
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
