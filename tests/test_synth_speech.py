@@ -24,6 +24,8 @@ VOICES = [
     "festival:cmu_us_slt_arctic_hts",
     "flite:slt",
     "flite:kal",
+    "flite:awb",
+    "flite:rms",
     "espeak:en-us",
     "espeak:de",
 ]

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from ..phones import Phone, pad_to, validate_phones
+from .registry_data import backend_entry
 
 
 class SpeechError(RuntimeError):
@@ -81,6 +82,44 @@ class Backend(Protocol):
     def voices(self) -> list[VoiceInfo]: ...
 
     def synthesize(self, text: str, voice: str, prosody: Prosody | None = None) -> Speech: ...
+
+
+class ProgramBackend:
+    """A backend run as an external program (Festival, Flite) whose voices are listed in ``voices.json``.
+
+    Subclasses set ``name`` (the voices.json key), ``program``, ``label`` (for messages) and implement
+    :meth:`installed_voices` (what the installed program reports; voices are separate apt packages)."""
+
+    name: str
+    program: str
+    label: str
+
+    def __init__(self) -> None:
+        self._entry = backend_entry(self.name)
+
+    def installed_voices(self) -> frozenset[str]:
+        raise NotImplementedError
+
+    def available(self) -> bool:
+        try:
+            require_program(self.program, self._entry["apt"])
+        except SpeechError:
+            return False
+        return bool(self.installed_voices())
+
+    def installed(self, voice: str) -> bool:
+        return voice in self.installed_voices()
+
+    def voices(self) -> list[VoiceInfo]:
+        return [VoiceInfo(f"{self.name}:{v['name']}", self.name, v["name"], v["language"], v["gender"],
+                          tuple(v["native_prosody"])) for v in self._entry["voices"]]
+
+    def _voice(self, voice: str) -> dict:
+        for v in self._entry["voices"]:
+            if v["name"] == voice:
+                return v
+        names = ", ".join(v["name"] for v in self._entry["voices"])
+        raise SpeechError(f"unknown {self.label} voice {voice!r}; known: {names}")
 
 
 def require_program(program: str, apt_package: str) -> str:

@@ -21,8 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from ..phones import Phone, to_arpabet
-from .base import Prosody, Speech, SpeechError, VoiceInfo, clean_text, finish, require_program, run_program
-from .registry_data import backend_entry
+from .base import (
+    ProgramBackend,
+    Prosody,
+    Speech,
+    SpeechError,
+    clean_text,
+    finish,
+    require_program,
+    run_program,
+)
 
 _MARK = "@@SEG"
 
@@ -48,32 +56,13 @@ def _installed_voices() -> frozenset[str]:
     return frozenset(out.replace("(", " ").replace(")", " ").split())
 
 
-class FestivalBackend:
+class FestivalBackend(ProgramBackend):
     name = "festival"
+    program = "festival"
+    label = "Festival"
 
-    def __init__(self) -> None:
-        self._entry = backend_entry(self.name)
-
-    def available(self) -> bool:
-        try:
-            require_program("festival", self._entry["apt"])
-        except SpeechError:
-            return False
-        return bool(_installed_voices())
-
-    def installed(self, voice: str) -> bool:
-        return voice in _installed_voices()
-
-    def voices(self) -> list[VoiceInfo]:
-        return [VoiceInfo(f"{self.name}:{v['name']}", self.name, v["name"], v["language"], v["gender"],
-                          tuple(v["native_prosody"])) for v in self._entry["voices"]]
-
-    def _voice(self, voice: str) -> dict:
-        for v in self._entry["voices"]:
-            if v["name"] == voice:
-                return v
-        names = ", ".join(v["name"] for v in self._entry["voices"])
-        raise SpeechError(f"unknown Festival voice {voice!r}; known: {names}")
+    def installed_voices(self) -> frozenset[str]:
+        return _installed_voices()
 
     def _script(self, text: str, v: dict, prosody: Prosody, wav: Path) -> str:
         name = v["name"]

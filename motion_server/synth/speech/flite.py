@@ -20,8 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from ..phones import Phone, to_arpabet
-from .base import Prosody, Speech, SpeechError, VoiceInfo, clean_text, finish, require_program, run_program
-from .registry_data import backend_entry
+from .base import (
+    ProgramBackend,
+    Prosody,
+    Speech,
+    SpeechError,
+    clean_text,
+    finish,
+    require_program,
+    run_program,
+)
 
 
 @lru_cache(maxsize=1)
@@ -39,32 +47,13 @@ def _installed_voices() -> frozenset[str]:
     return frozenset(out.split(":", 1)[-1].split())
 
 
-class FliteBackend:
+class FliteBackend(ProgramBackend):
     name = "flite"
+    program = "flite"
+    label = "Flite"
 
-    def __init__(self) -> None:
-        self._entry = backend_entry(self.name)
-
-    def available(self) -> bool:
-        try:
-            require_program("flite", self._entry["apt"])
-        except SpeechError:
-            return False
-        return bool(_installed_voices())
-
-    def installed(self, voice: str) -> bool:
-        return voice in _installed_voices()
-
-    def voices(self) -> list[VoiceInfo]:
-        return [VoiceInfo(f"{self.name}:{v['name']}", self.name, v["name"], v["language"], v["gender"],
-                          tuple(v["native_prosody"])) for v in self._entry["voices"]]
-
-    def _voice(self, voice: str) -> dict:
-        for v in self._entry["voices"]:
-            if v["name"] == voice:
-                return v
-        names = ", ".join(v["name"] for v in self._entry["voices"])
-        raise SpeechError(f"unknown Flite voice {voice!r}; known: {names}")
+    def installed_voices(self) -> frozenset[str]:
+        return _installed_voices()
 
     def synthesize(self, text: str, voice: str, prosody: Prosody | None = None) -> Speech:
         import soundfile as sf
