@@ -105,6 +105,11 @@ def test_eval_user_folder_with_a_broken_ground_truth_names_the_file(shared_dir, 
     assert "take1.csv" in json.loads(out.read_text())["suites"]["user"]["error"]  # the JSON says why
     assert main(["eval", "--engine", "energy", "--suite", "all", "--user-dir", str(tmp_path / "nope")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+    # An engine that cannot start is named with the fix, not a traceback.
+    assert main(["eval", "--engine", "diffusion", "--model", str(tmp_path / "no_ckpt"), "--suite", "all",
+                 "--user-dir", str(user)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot start engine 'diffusion'" in err and "--model CHECKPOINT_DIR" in err and "Traceback" not in err
 
 
 def test_user_folder_notes_a_ground_truth_of_another_length(shared_dir, tmp_path):

@@ -107,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
         base.steps = args.steps
     if args.sampler:
         base.sampler = args.sampler
-    systems = build_systems(args.engine, kwargs, baselines)
+    try:
+        systems = build_systems(args.engine, kwargs, baselines)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
+        return _fail(f"cannot start engine {args.engine!r}: {exc}\n(fix: --model CHECKPOINT_DIR for the diffusion "
+                     "engine, or --engine procedural / energy, which need no checkpoint)")
 
     result: dict[str, Any] = {
         "format": "talkrig-eval", "version": 1, "engine": args.engine, "model": args.model,
