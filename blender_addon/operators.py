@@ -44,6 +44,15 @@ def _profile(settings: Any) -> Any | None:
     return mapping.load_profile(bpy.path.abspath(s) if s.startswith("//") or "/" in s or "\\" in s else s)
 
 
+def _show_mapping(settings: Any, target: Target) -> Any:
+    """Put the mapping report (what matches, what does not) into the panel; returns the report.
+    Called by Check mapping and before every operator that keys, so the panel always shows what a take
+    is about to be written onto (while a generate job runs, before anything is written)."""
+    rep = mapping.report(target.shape_names, target.bones, _profile(settings))
+    settings.report = "\n".join([target.describe(), *rep.lines()])
+    return rep
+
+
 def _tag_redraw(context: bpy.types.Context) -> None:
     for window in context.window_manager.windows:
         for area in window.screen.areas:
@@ -201,13 +210,11 @@ class TALKRIG_OT_mapping_report(bpy.types.Operator):
     def execute(self, context):
         settings = context.scene.talkrig
         try:
-            target = _target(context)
-            report = mapping.report(target.shape_names, target.bones, _profile(settings))
+            report = _show_mapping(settings, _target(context))
         except (TargetError, ValueError, FileNotFoundError) as e:
             settings.report = str(e)
             self.report({"ERROR"}, str(e))
             return _CANCELLED
-        settings.report = "\n".join([target.describe(), *report.lines()])
         self.report({"INFO"}, report.summary())
         return _OK
 
@@ -237,8 +244,9 @@ class TALKRIG_OT_save_profile(bpy.types.Operator):
         except (TargetError, ValueError, OSError) as e:
             self.report({"ERROR"}, str(e))
             return _CANCELLED
+        settings.profile_preset = "FILE"
         settings.profile = str(path)
-        self.report({"INFO"}, f"Profile saved to {path}; it is now the active profile")
+        self.report({"INFO"}, f"Profile saved to {path}; it is now the active profile (edit it, then Check mapping)")
         return _OK
 
 
@@ -269,6 +277,7 @@ class TALKRIG_OT_generate(bpy.types.Operator):
     def _prepare(self, context):
         settings = context.scene.talkrig
         target = _target(context)
+        _show_mapping(settings, target)
         audio, start = jobs.resolve_audio(settings, context.scene)
         opts = jobs.options_from_settings(settings, context.scene, target)
         return target, audio, start, opts
@@ -408,6 +417,7 @@ class TALKRIG_OT_apply(bpy.types.Operator):
             return _CANCELLED
         try:
             target = _target(context)
+            _show_mapping(settings, target)
             motion = rig("formats").load_motion(path)
             start = self.start_frame if self.start_frame >= 0 else settings.start_frame + settings.offset_frames
             audio = bpy.path.abspath(self.audio_path) if self.audio_path else None
@@ -445,8 +455,10 @@ class TALKRIG_OT_import_livelink(bpy.types.Operator):
     def execute(self, context):
         settings = context.scene.talkrig
         try:
+            target = _target(context)
+            _show_mapping(settings, target)
             created = livelink.import_livelink_csv(
-                bpy.path.abspath(self.filepath), _target(context), profile=_profile(settings),
+                bpy.path.abspath(self.filepath), target, profile=_profile(settings),
                 start_frame=settings.start_frame + settings.offset_frames, as_nla=settings.as_nla,
                 mirror=self.mirror, scene=context.scene)
         except (TargetError, ValueError, OSError) as e:
@@ -477,6 +489,18 @@ class _ExportBase:
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
+    def _write(self, path: str, objects: list) -> Path:
+        raise NotImplementedError
+
+    def execute(self, context):
+        try:
+            path = self._write(self._path(context), _target(context).objects)
+        except (TargetError, export.ExportError) as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        self.report({"INFO"}, f"Wrote {path}")
+        return _OK
+
 
 class TALKRIG_OT_export_livelink(_ExportBase, bpy.types.Operator):
     """Write the selected character's animation (scene range) as a Live Link Face CSV"""
@@ -504,14 +528,8 @@ class TALKRIG_OT_export_fbx(_ExportBase, bpy.types.Operator):
     bl_label = "Export FBX"
     suffix = ".fbx"
 
-    def execute(self, context):
-        try:
-            path = export.export_fbx(self._path(context), _target(context).objects, overwrite=self.overwrite)
-        except (TargetError, export.ExportError) as e:
-            self.report({"ERROR"}, str(e))
-            return _CANCELLED
-        self.report({"INFO"}, f"Wrote {path}")
-        return _OK
+    def _write(self, path: str, objects: list) -> Path:
+        return export.export_fbx(path, objects, overwrite=self.overwrite)
 
 
 class TALKRIG_OT_export_gltf(_ExportBase, bpy.types.Operator):
@@ -521,14 +539,8 @@ class TALKRIG_OT_export_gltf(_ExportBase, bpy.types.Operator):
     bl_label = "Export glTF"
     suffix = ".glb"
 
-    def execute(self, context):
-        try:
-            path = export.export_gltf(self._path(context), _target(context).objects, overwrite=self.overwrite)
-        except (TargetError, export.ExportError) as e:
-            self.report({"ERROR"}, str(e))
-            return _CANCELLED
-        self.report({"INFO"}, f"Wrote {path}")
-        return _OK
+    def _write(self, path: str, objects: list) -> Path:
+        return export.export_gltf(path, objects, overwrite=self.overwrite)
 
 
 classes = (

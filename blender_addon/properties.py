@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from ._deps import rig
 from .core import scene_setup
 
 
@@ -13,6 +14,26 @@ def _strip_search(self, context, edit_text):
 
 def _is_our_action(self, action):
     return bool(action.get("talkrig", False))
+
+
+_PRESET_ITEMS: list[tuple[str, str, str]] = []  # kept alive: Blender does not copy dynamic enum strings
+
+
+def _profile_presets(self, context):
+    if not _PRESET_ITEMS:
+        _PRESET_ITEMS.append(("AUTO", "Automatic", "Match the rig's shape keys and bones by name"))
+        for name in rig("profile").list_presets():
+            _PRESET_ITEMS.append((name, name, f"The shipped '{name}' mapping profile"))
+        _PRESET_ITEMS.append(("FILE", "File...", "A .toml/.json profile file (e.g. one saved with Save profile)"))
+    return _PRESET_ITEMS
+
+
+def _set_profile_from_preset(self, context):
+    # Picking a preset fills the one field the operators read; "File..." leaves the path to the user.
+    if self.profile_preset == "AUTO":
+        self.profile = ""
+    elif self.profile_preset != "FILE":
+        self.profile = self.profile_preset
 
 
 class TALKRIG_SceneSettings(bpy.types.PropertyGroup):
@@ -31,6 +52,10 @@ class TALKRIG_SceneSettings(bpy.types.PropertyGroup):
     profile: bpy.props.StringProperty(
         name="Profile", default="", subtype="FILE_PATH",
         description="Mapping profile: empty = automatic, a preset name (arkit, suffix_lr, ...) or a .toml/.json file",
+    )
+    profile_preset: bpy.props.EnumProperty(
+        name="Mapping", items=_profile_presets, update=_set_profile_from_preset,
+        description="Automatic mapping, a shipped profile, or a profile file you saved and edited",
     )
     report: bpy.props.StringProperty(name="Mapping report", default="")
     # -- style

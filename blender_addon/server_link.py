@@ -11,6 +11,10 @@ from urllib.parse import urlparse
 from ._deps import server
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
+# How often the add-on promises to ping while a job runs. The server cancels a job whose client is
+# silent for ~3 x this + 1 s; Blender's timers stall while the UI is busy (a render, a long operator),
+# so allow ~16 s of stall instead of the client default's ~4 s.
+HEARTBEAT_S = 5.0
 
 _state: dict[str, Any] = {"client": None, "key": None, "proc": None, "job": None}
 
@@ -38,7 +42,8 @@ def client(address: str = DEFAULT_ADDRESS, timeout_s: float = 30.0, public_key: 
     if _state["client"] is None or _state["key"] != key:
         close_client()
         mc = server("client")
-        _state["client"] = mc.MotionClient(address, timeout_s=timeout_s, server_public_key=public_key or None)
+        _state["client"] = mc.MotionClient(address, timeout_s=timeout_s, server_public_key=public_key or None,
+                                           heartbeat_s=HEARTBEAT_S)
         _state["key"] = key
     return _state["client"]
 

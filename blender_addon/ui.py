@@ -56,11 +56,14 @@ class TALKRIG_PT_target(_Panel, bpy.types.Panel):
         col = self.layout.column()
         ob = context.active_object
         col.label(text=ob.name if ob else "Select the character", icon="OUTLINER_OB_ARMATURE" if ob else "ERROR")
+        col.prop(s, "profile_preset")
         col.prop(s, "profile")
         row = col.row(align=True)
         row.operator("talkrig.mapping_report", icon="VIEWZOOM")
         row.operator("talkrig.save_profile", icon="FILE_TICK")
-        if s.report:
+        if not s.report:
+            col.label(text="Check mapping shows what will be keyed", icon="INFO")
+        else:
             box = col.box()
             for line in s.report.splitlines():
                 for chunk in _wrap(line, 48):

@@ -1,4 +1,4 @@
-"""Generate through a real local motion server (ZeroMQ on loopback, energy engine) from the add-on's
+"""Generate through a real local motion server (ZeroMQ on loopback, paced energy engine) from the add-on's
 operators and from the headless runner, on the demo head."""
 
 from __future__ import annotations
@@ -55,7 +55,11 @@ def server_address():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    proc = start_local_server(sys.executable, bind=address, engine="energy", wait_s=180)
+    # The energy engine, paced over `steps` x 0.1 s: results are the energy engine's, and a job lasts long
+    # enough that a non-blocking poll provably returns before it ends, even on a loaded machine.
+    from motion_server_helpers import PACED, server_env
+
+    proc = start_local_server(sys.executable, bind=address, engine=PACED, wait_s=180, env=server_env())
     yield address
     proc.terminate()
     proc.wait(30)
@@ -163,7 +167,7 @@ def test_non_blocking_path_polls_to_completion(addon, audio_file):
     bpy.context.scene.render.fps = FPS
     s = bpy.context.scene.talkrig
     client = server_link.client(addon.server_address, 60.0)
-    job = client.submit(str(audio_file), {"fps": FPS, "seed": 4})
+    job = client.submit(str(audio_file), {"fps": FPS, "seed": 4, "steps": 5})
     pending = PendingGenerate(job, head.mesh.name, audio_file, 5)
     seen, t0 = [], time.monotonic()
     while not pending.tick(s):

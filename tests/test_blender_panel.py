@@ -1,0 +1,78 @@
+"""The panel's mapping controls, driven through the operators and scene settings the way the sidebar does
+(bpy wheel, background): profiles are selectable (automatic / shipped preset / file) and editable (save the
+automatic profile to a file, edit it, use it), and the mapping report is in the panel before a take is
+keyed."""
+
+from __future__ import annotations
+
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import addon_utils  # noqa: E402
+from blender_helpers import smooth_motion  # noqa: E402
+
+from blender_addon.core import anim  # noqa: E402
+from blender_addon.core.demo_head import build_demo_head  # noqa: E402
+from rig_mapping.formats import save_motion  # noqa: E402
+
+pytestmark = pytest.mark.blender
+
+
+@pytest.fixture
+def head():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
+    h = build_demo_head()
+    bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = 30, 1.0
+    bpy.context.view_layer.objects.active = h.mesh
+    yield h
+    addon_utils.disable("blender_addon", default_set=True)
+
+
+def test_profile_is_selectable_from_the_shipped_presets(head):
+    s = bpy.context.scene.talkrig
+    from blender_addon.properties import _profile_presets
+
+    items = [i[0] for i in _profile_presets(s, bpy.context)]
+    assert items[0] == "AUTO" and items[-1] == "FILE" and {"arkit", "suffix_lr", "vrm"} <= set(items)
+    assert s.profile_preset == "AUTO" and s.profile == ""
+    assert bpy.ops.talkrig.mapping_report() == {"FINISHED"}
+    auto_report = s.report
+    assert "51/52 ARKit channels matched" in auto_report
+    s.profile_preset = "arkit"  # camelCase names only: the demo head's _L/_R keys mostly do not match
+    assert s.profile == "arkit"
+    assert bpy.ops.talkrig.mapping_report() == {"FINISHED"}
+    assert s.report != auto_report and "unmatched:" in s.report
+    s.profile_preset = "AUTO"
+    assert s.profile == ""
+
+
+def test_saved_profile_is_editable_and_used(head, tmp_path):
+    s = bpy.context.scene.talkrig
+    path = tmp_path / "my_rig.toml"
+    assert bpy.ops.talkrig.save_profile(filepath=str(path)) == {"FINISHED"}
+    assert path.is_file() and s.profile == str(path) and s.profile_preset == "FILE"
+    # the user edits the file: drop the jawOpen line, then re-checks the mapping
+    text = path.read_text()
+    assert '\njawOpen = "jawOpen"\n' in text
+    path.write_text(text.replace('\njawOpen = "jawOpen"\n', "\n"))
+    assert bpy.ops.talkrig.mapping_report() == {"FINISHED"}
+    assert "jawOpen" in s.report.split("unmatched:")[1].split("\n")[0]
+    # and keying with it leaves jawOpen alone
+    take = save_motion(smooth_motion(30), tmp_path / "take.npz")
+    assert bpy.ops.talkrig.apply(filepath=str(take), start_frame=1) == {"FINISHED"}
+    keyed = {fc.data_path for fc in anim.fcurves_of(head.mesh.data.shape_keys)}
+    assert 'key_blocks["jawOpen"].value' not in keyed and 'key_blocks["mouthClose"].value' in keyed
+    # saving never replaces the edited file unless asked
+    with pytest.raises(RuntimeError, match="exists"):
+        bpy.ops.talkrig.save_profile(filepath=str(path))
+    assert '\njawOpen = "jawOpen"\n' not in path.read_text()
+
+
+def test_mapping_report_is_in_the_panel_before_a_take_is_keyed(head, tmp_path):
+    s = bpy.context.scene.talkrig
+    assert s.report == ""
+    take = save_motion(smooth_motion(30), tmp_path / "take.npz")
+    assert bpy.ops.talkrig.apply(filepath=str(take), start_frame=1) == {"FINISHED"}
+    assert "51/52 ARKit channels matched" in s.report and "TalkRigHead" in s.report
