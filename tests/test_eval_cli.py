@@ -122,3 +122,18 @@ def test_user_folder_notes_a_ground_truth_of_another_length(shared_dir, tmp_path
     (clip,) = user_clips(tmp_path)
     assert clip.gt is not None and clip.gt.n_frames == 30 and clip.phones is None
     assert any("lasts 1.00 s" in n for n in clip.notes) and any("no transcript" in n for n in clip.notes)
+
+
+def test_a_clip_an_engine_fails_on_is_recorded_and_the_rest_still_scored():
+    from motion_server.evaluation.runner import build_systems, means, run_clip
+    from motion_server.evaluation.suites import EvalClip
+
+    systems = build_systems("energy", baselines=())
+    t = np.arange(16000) / 16000
+    good = EvalClip("tone", (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 16000)
+    empty = EvalClip("empty", np.zeros(0, np.float32), 16000, notes=["zero-length file"])
+    rows = [*run_clip(empty, systems, GenerateOptions()), *run_clip(good, systems, GenerateOptions())]
+    assert "audio is empty" in rows[0]["error"] and rows[0]["notes"] == ["zero-length file"]
+    assert "error" not in rows[1] and rows[1]["frames"] == 30
+    m = means(rows)["energy"]
+    assert m["clips"] == 2 and m["failed"] == 1 and m["frames"] == 30  # means over the clip that ran

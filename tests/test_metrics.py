@@ -111,3 +111,18 @@ def test_energy_engine_opens_mouth_on_loud_audio_only():
     assert jaw[:20].max() < 0.05 and jaw[40:].min() > 0.4
     gap = geometry.lip_gap(m)
     assert metrics.lag_frames(gap, metrics.audio_envelope(audio, sr, FPS, 60)) == 0
+
+
+@pytest.mark.parametrize("shift", [-2, 0, 3])
+def test_a_shifted_copy_of_the_mouth_gives_the_shift_as_lag(shift):
+    """The energy motion follows the loudness frame by frame; the same motion moved by k frames on the
+    mesh (lip gap through the ICT face) is reported k frames late (positive) or early (negative)."""
+    sr = 16000
+    t = np.arange(sr * 6) / sr
+    rng = np.random.default_rng(3)
+    syllables = np.clip(np.sin(2 * np.pi * 3.3 * t + 4 * np.sin(2 * np.pi * 0.4 * t)), 0, None)
+    audio = (syllables * (0.2 * np.sin(2 * np.pi * 150 * t) + 0.02 * rng.standard_normal(len(t)))).astype(np.float32)
+    truth = EnergyEngine().generate(audio, sr, GenerateOptions())
+    w = np.roll(truth.weights, shift, axis=0)
+    env = metrics.audio_envelope(audio, sr, FPS, truth.n_frames)
+    assert metrics.lag_frames(geometry.lip_gap(FaceMotion.from_arrays(w, fps=FPS)), env) == shift

@@ -121,16 +121,21 @@ def run(args: argparse.Namespace) -> int:
                        "blink": metrics.BLINK_THRESHOLD},
         "suites": {},
     }
-    interrupted = failed = False
+    interrupted = failed = clip_errors = False
     try:
         for suite, clips in plan:
             rows: list[dict[str, Any]] = []
             result["suites"][suite] = {"rows": rows, "means": {}}
             try:
                 for clip in tqdm(clips(), desc=f"eval {suite}", unit="clip", file=sys.stderr, total=args.limit):
-                    rows.extend(run_clip(clip, systems, base, diversity_seeds=args.diversity_seeds))
+                    new_rows = run_clip(clip, systems, base, diversity_seeds=args.diversity_seeds)
+                    rows.extend(new_rows)
                     for note in clip.notes:
                         print(f"  {clip.name}: {note}", file=sys.stderr)
+                    for r in new_rows:
+                        if "error" in r:
+                            clip_errors = True
+                            print(f"  {clip.name} [{r['system']}] failed: {r['error']}", file=sys.stderr)
             except suites.SuiteError as exc:
                 # Bad input in one suite (an unreadable file the user supplied) stops that suite only;
                 # the other suites still run and the JSON records what stopped this one.
@@ -156,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=1, default=_jsonable) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json_out}")
-    return 130 if interrupted else 2 if failed else 0
+    # 2: a suite stopped on bad input; 1: an engine failed on some clips (their rows hold the error).
+    return 130 if interrupted else 2 if failed else 1 if clip_errors else 0
 
 
 def _jsonable(o: Any) -> Any:

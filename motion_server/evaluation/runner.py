@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from motion_server.engine.base import CancelToken, GenerateOptions
+from motion_server.engine.base import Cancelled, CancelToken, GenerateOptions
 from motion_server.engine.registry import create_engine
 from rig_mapping import FaceMotion
 
@@ -66,31 +66,43 @@ def run_clip(clip: EvalClip, systems: list[System], base: GenerateOptions,
     for k, s in enumerate(systems):
         opts = replace(base, transcript=clip.text, **s.overrides) if s.uses_transcript else replace(
             base, **s.overrides)
+        row: dict[str, Any] = {"clip": clip.name, "system": s.label, "duration_s": round(clip.duration, 3),
+                               "phones_source": clip.phones_source, "n_phones": len(clip.phones or [])}
+        if clip.notes:
+            row["notes"] = list(clip.notes)
         t0 = time.perf_counter()
-        motion = s.engine.generate(clip.audio, clip.sr, opts, None, cancel)
+        try:
+            motion = s.engine.generate(clip.audio, clip.sr, opts, None, cancel)
+        except (Cancelled, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # one clip an engine fails on is recorded; the evaluation goes on
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+            continue
         dt = time.perf_counter() - t0
-        row = {"clip": clip.name, "system": s.label, "duration_s": round(clip.duration, 3),
-               "phones_source": clip.phones_source, "n_phones": len(clip.phones or [])}
         row.update(score(clip, motion, dt))
         if k == 0 and diversity_seeds > 1:
             others = [s.engine.generate(clip.audio, clip.sr, replace(opts, seed=opts.seed + i), None, cancel)
                       for i in range(1, diversity_seeds)]
             row["diversity"] = metrics.diversity([motion, *others])
-        if clip.notes:
-            row["notes"] = list(clip.notes)
         rows.append(row)
     return rows
 
 
+# Row fields that are labels, not metrics.
+_NOT_METRICS = frozenset({"clip", "system", "phones_source", "notes", "error"})
+
+
 def means(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per system: mean of every numeric metric over the clips where it is defined, and the count."""
+    """Per system: mean of every numeric metric over the clips where it is defined, the clip count and
+    how many clips the system failed on."""
     out: dict[str, dict[str, Any]] = {}
     for system in dict.fromkeys(r["system"] for r in rows):
         sub = [r for r in rows if r["system"] == system]
-        keys = [k for k in sub[0] if k not in ("clip", "system", "phones_source", "notes")]
-        for r in sub[1:]:
-            keys += [k for k in r if k not in keys and k not in ("clip", "system", "phones_source", "notes")]
-        agg: dict[str, Any] = {"clips": len(sub)}
+        keys: list[str] = []
+        for r in sub:
+            keys += [k for k in r if k not in keys and k not in _NOT_METRICS]
+        agg: dict[str, Any] = {"clips": len(sub), "failed": sum("error" in r for r in sub)}
         for k in keys:
             vals = [float(r[k]) for r in sub if isinstance(r.get(k), int | float) and math.isfinite(float(r[k]))]
             agg[k] = round(sum(vals) / len(vals), 5) if vals else None
