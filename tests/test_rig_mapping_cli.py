@@ -99,3 +99,10 @@ def test_map_report_errors(tmp_path: Path, capsys):
     names.write_text("jawOpen\n")
     rc, _, err = talkrig_inproc(capsys, "map-report", "--names", str(names), "--profile", "nosuch")
     assert rc == 2 and "no preset named 'nosuch'" in err
+    rc, _, err = talkrig_inproc(capsys, "map-report", "--names", str(names), "--profile", "vrm",
+                                "--save-profile", str(tmp_path / "empty.toml"))
+    assert rc == 2 and "no shape or bone matched" in err and not (tmp_path / "empty.toml").exists()
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("mâchoire\n".encode("latin-1"))
+    rc, _, err = talkrig_inproc(capsys, "map-report", "--names", str(latin1))
+    assert rc == 2 and "not UTF-8" in err

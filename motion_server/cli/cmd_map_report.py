@@ -40,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def read_names(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"names file {path} not found")
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise ProfileError(f"names file {path} is not UTF-8 text; save it as UTF-8, one name per line") from None
     return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
 
 
@@ -64,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
         result = _report(names, bones, args.profile)
         if args.save_profile:
+            if not result.profile.shapes and not result.profile.bones:
+                # An empty profile could be written but never loaded again ("maps nothing").
+                raise ProfileError(f"no shape or bone matched, so there is no profile to write to "
+                                   f"{args.save_profile}; check the names or choose another --profile")
             result.profile.save(args.save_profile, overwrite=args.overwrite)
     except (FileNotFoundError, FileExistsError, ProfileError) as e:
         print(f"talkrig map-report: {e}", file=sys.stderr)
