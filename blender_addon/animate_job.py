@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 import traceback
@@ -25,7 +24,7 @@ from ._deps import rig
 from .core.apply import apply_motion
 from .core.demo_head import build_demo_head
 from .core.export import ExportError, export_fbx, export_gltf
-from .core.render import RenderError, render_preview
+from .core.render import RenderError, fps_pair, render_preview
 from .core.target import Target, TargetError, find_target
 
 PROGRESS_PREFIX = "@talkrig "
@@ -40,15 +39,6 @@ class JobError(RuntimeError):
 def emit(event: dict[str, Any]) -> None:
     sys.stdout.write(PROGRESS_PREFIX + json.dumps(event) + "\n")
     sys.stdout.flush()
-
-
-def _set_fps(scene: bpy.types.Scene, fps: float) -> None:
-    whole = round(fps)
-    if abs(whole - fps) < 1e-6:
-        scene.render.fps, scene.render.fps_base = int(whole), 1.0
-    else:
-        scene.render.fps = int(math.ceil(fps))
-        scene.render.fps_base = math.ceil(fps) / fps
 
 
 def find_character(scene: bpy.types.Scene, source: str) -> Target:
@@ -110,7 +100,7 @@ def run_job(index: int, job: dict[str, Any]) -> dict[str, Any]:
     scene, target, users_scene = load_character(job.get("character"))
     motion = rig("formats").load_motion(job["motion"])
     if not users_scene:  # a new scene plays at the motion's rate; a user's .blend keeps its own
-        _set_fps(scene, motion.fps)
+        scene.render.fps, scene.render.fps_base = fps_pair(motion.fps)
     start = scene.frame_start if users_scene else 1
 
     stage("keys")

@@ -158,7 +158,7 @@ def setup_lighting(scene: bpy.types.Scene, engine_id: str, camera: bpy.types.Obj
 def _mux(frames_dir: Path, first: int, n_frames: int, fps: float, audio_path: str | None, out: Path) -> None:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise RenderError("rendering a preview needs ffmpeg (apt-get install ffmpeg)")
+        raise RenderError("rendering a preview needs ffmpeg (sudo apt-get install ffmpeg)")
     duration = n_frames / fps
     cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-framerate", f"{fps:g}", "-start_number", str(first),
            "-i", str(frames_dir / "frame_%06d.png")]
@@ -203,13 +203,15 @@ def render_preview(
         raise RenderError(f"resolution {w}x{h} is not usable for H.264: both sides must be even and >= 16")
     if frame_end < frame_start:
         raise RenderError(f"empty frame range {frame_start}..{frame_end}")
+    if shutil.which("ffmpeg") is None:  # before minutes of rendering, not after
+        raise RenderError("rendering a preview needs ffmpeg (sudo apt-get install ffmpeg)")
     scene = scene or bpy.context.scene
     engine_id = _engine_id(engine)
 
     render = scene.render
     render.engine = engine_id
     render.resolution_x, render.resolution_y, render.resolution_percentage = w, h, 100
-    render.fps, render.fps_base = _fps_pair(fps)
+    render.fps, render.fps_base = fps_pair(fps)
     render.image_settings.file_format = "PNG"
     render.image_settings.color_mode = "RGB"
     render.film_transparent = False
@@ -263,7 +265,7 @@ def _workbench_aa(samples: int | None) -> str:
     return "16"
 
 
-def _fps_pair(fps: float) -> tuple[int, float]:
+def fps_pair(fps: float) -> tuple[int, float]:
     """Blender stores fps as int / base; 29.97 -> (30, 1.001)."""
     whole = round(fps)
     if abs(whole - fps) < 1e-6:

@@ -4,6 +4,7 @@ summary. An input that fails is reported with its reason; the others still compl
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -73,6 +74,9 @@ def animate(s: Settings, log=print) -> int:
         inputs, notes = expand_inputs(s.inputs)
         _check_character(s.character)
         items = plan(inputs, s.out, s.render, s.overwrite)
+        if any(it.render is not None for it in items) and shutil.which("ffmpeg") is None:
+            raise PlanError("--render needs ffmpeg to write the video (sudo apt-get install ffmpeg); "
+                            "leave out --render to write only the animation")
     except PlanError as exc:
         log(f"talkrig animate: {exc}", file=sys.stderr)
         return 2
