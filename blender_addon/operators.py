@@ -60,12 +60,18 @@ def _tag_redraw(context: bpy.types.Context) -> None:
                 area.tag_redraw()
 
 
-def _connect(context: bpy.types.Context, op: bpy.types.Operator) -> Any | None:
-    """A client whose server answers (starting a local one if the preferences say so), else None + report."""
-    pv = _prefs_values(context)
+def _network_allowed(pv: dict[str, Any], op: bpy.types.Operator) -> bool:
     if not server_link.is_loopback(pv["address"]) and not bpy.app.online_access:
         op.report({"ERROR"}, "Online access is off and the server is not on this computer: allow it in "
                   "Preferences > System > Network, or use a local server (tcp://127.0.0.1:5557)")
+        return False
+    return True
+
+
+def _connect(context: bpy.types.Context, op: bpy.types.Operator) -> Any | None:
+    """A client whose server answers (starting a local one if the preferences say so), else None + report."""
+    pv = _prefs_values(context)
+    if not _network_allowed(pv, op):
         return None
     try:
         server_link.check(pv["address"], pv["key"])
@@ -167,6 +173,56 @@ class TALKRIG_OT_server_start(bpy.types.Operator):
     bl_idname = "talkrig.server_start"
     bl_label = "Start local server"
 
+    _timer = None
+    _starting: server_link.LocalStart | None = None
+
+    def invoke(self, context, event):
+        """From the UI: launch, then wait for the engine to load in a modal timer (the UI stays live)."""
+        if bpy.app.background:
+            return self.execute(context)
+        if server_link.local_server_running():
+            self.report({"INFO"}, "The local motion server is already running")
+            return _OK
+        pv = _prefs_values(context)
+        try:
+            self._starting = server_link.LocalStart(pv["address"], pv["python"], pv["engine"])
+        except server_link.ServerLinkError as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        context.scene.talkrig.status = "starting the local server"
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.2, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        settings = context.scene.talkrig
+        try:
+            ready = self._starting.tick()
+        except server_link.ServerLinkError as e:
+            self._end(context)
+            settings.server_ok, settings.status = False, "the local server did not start"
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        if not ready:
+            return {"PASS_THROUGH"}
+        self._end(context)
+        settings.server_ok, settings.status = True, "local server running"
+        self.report({"INFO"}, f"Local motion server running (pid {self._starting.server.proc.pid}, "
+                    f"log {self._starting.server.log_path})")
+        return _OK
+
+    def _end(self, context):
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        _tag_redraw(context)
+
+    def cancel(self, context):
+        self._end(context)
+
     def execute(self, context):
         pv = _prefs_values(context)
         try:
@@ -266,6 +322,7 @@ class TALKRIG_OT_generate(bpy.types.Operator):
 
     _timer = None
     _pending: PendingGenerate | None = None
+    _starting: server_link.LocalStart | None = None
 
     @classmethod
     def poll(cls, context):
@@ -316,28 +373,83 @@ class TALKRIG_OT_generate(bpy.types.Operator):
         except (TargetError, jobs.JobError, ValueError, FileNotFoundError) as e:
             self.report({"ERROR"}, str(e))
             return _CANCELLED
-        client = _connect(context, self)
-        if client is None:
+        self._request = (target.root.name, audio, start, opts)
+        self._pending, self._starting = None, None
+        pv = _prefs_values(context)
+        if not _network_allowed(pv, self):
             return _CANCELLED
         try:
-            job = client.submit(str(audio), opts)
-        except server("protocol").ClientError as e:
-            self.report({"ERROR"}, str(e))
-            return _CANCELLED
-        server_link.set_job(job)
-        self._pending = PendingGenerate(job, target.root.name, audio, start)
-        settings.running, settings.progress, settings.status = True, 0.0, "submitted"
+            server_link.check(pv["address"], pv["key"])
+        except server_link.ServerLinkError as e:
+            settings.server_ok = False
+            if not pv["auto_start"]:
+                self.report({"ERROR"}, str(e))
+                return _CANCELLED
+            try:  # the engine may take a while to load: wait for it in the modal, not here
+                self._starting = server_link.LocalStart(pv["address"], pv["python"], pv["engine"])
+            except server_link.ServerLinkError as e2:
+                self.report({"ERROR"}, str(e2))
+                return _CANCELLED
+            settings.status = "starting the local server"
+        else:
+            settings.server_ok = True
+            if not self._submit(context):
+                return _CANCELLED
+        settings.running, settings.progress = True, 0.0
         wm = context.window_manager
         wm.progress_begin(0, 100)
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
+    def _submit(self, context) -> bool:
+        pv = _prefs_values(context)
+        root, audio, start, opts = self._request
+        client = server_link.client(pv["address"], pv["timeout"], pv["key"])
+        try:
+            job = client.submit(str(audio), opts)
+        except server("protocol").ClientError as e:
+            self.report({"ERROR"}, str(e))
+            return False
+        server_link.set_job(job)
+        self._pending = PendingGenerate(job, root, audio, start)
+        context.scene.talkrig.status = "submitted"
+        return True
+
+    def _tick_start(self, context) -> set[str]:
+        """While the local server loads: poll it (<= 50 ms a tick), then submit the job."""
+        settings = context.scene.talkrig
+        if not settings.running:  # the panel's Cancel button
+            self._finish(context)
+            self.report({"WARNING"}, "Cancelled; the local server goes on starting (Stop local server ends it)")
+            return _CANCELLED
+        try:
+            ready = self._starting.tick()
+        except server_link.ServerLinkError as e:
+            self._finish(context)
+            settings.status = "the local server did not start"
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        if not ready:
+            _tag_redraw(context)
+            return {"PASS_THROUGH"}
+        self._starting = None
+        settings.server_ok = True
+        if not self._submit(context):
+            self._finish(context)
+            return _CANCELLED
+        return {"PASS_THROUGH"}
+
     def modal(self, context, event):
         if event.type == "ESC":
-            self._pending.job.cancel()
+            if self._pending is not None:
+                self._pending.job.cancel()
+            else:
+                context.scene.talkrig.running = False
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
+        if self._starting is not None:
+            return self._tick_start(context)
         done = self._pending.tick(context.scene.talkrig)
         context.window_manager.progress_update(int(context.scene.talkrig.progress * 100))
         _tag_redraw(context)

@@ -4,6 +4,7 @@ job in flight. Never touches bpy data (operators do), so it is safe to use from 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -16,7 +17,7 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
 # so allow ~16 s of stall instead of the client default's ~4 s.
 HEARTBEAT_S = 5.0
 
-_state: dict[str, Any] = {"client": None, "key": None, "proc": None, "job": None}
+_state: dict[str, Any] = {"client": None, "key": None, "proc": None, "launch": None, "job": None}
 
 
 class ServerLinkError(RuntimeError):
@@ -76,6 +77,46 @@ def local_server_running() -> bool:
     return proc is not None and proc.poll() is None
 
 
+_START_FIX = ("Fix: set 'Server Python' in the TalkRig preferences to a Python that has TalkRig installed "
+              "(`python -m motion_server serve` must work with it)")
+
+
+class LocalStart:
+    """A local server being started without blocking: ``tick()`` from a timer or modal operator until it
+    returns True (each call waits at most ``probe_s``). Raises ServerLinkError with the fix on failure."""
+
+    def __init__(self, address: str, python: str = "", engine: str = "", wait_s: float = 120.0) -> None:
+        if not is_loopback(address):
+            raise ServerLinkError(f"{address} is not a local address; a local server binds 127.0.0.1 (change the "
+                                  "server address in the add-on preferences)")
+        launched = _state.get("launch")
+        if launched is not None and launched.proc is _state.get("proc") and launched.proc.poll() is None:
+            self.server = launched  # already starting (Start button, then Generate): wait for that one
+        else:
+            try:
+                self.server = server("client_process").LocalServer(python or _guess_python(), bind=address,
+                                                                   engine=engine or None)
+            except server("protocol").ClientError as e:
+                raise ServerLinkError(f"{e}\n{_START_FIX}") from None
+        _state["proc"] = self.server.proc  # Stop / unregister can end it while it is still loading
+        _state["launch"] = self.server
+        self.wait_s = wait_s
+        self.deadline = time.monotonic() + wait_s
+
+    def tick(self, probe_s: float = 0.05) -> bool:
+        try:
+            if self.server.ready(probe_s=probe_s):
+                return True
+        except server("protocol").ClientError as e:
+            _state["proc"] = None
+            raise ServerLinkError(f"{e}\n{_START_FIX}") from None
+        if time.monotonic() > self.deadline:
+            self.server.stop()
+            _state["proc"] = None
+            raise ServerLinkError(f"{self.server.failed_to_answer(self.wait_s)}\n{_START_FIX}")
+        return False
+
+
 def start_local(address: str, python: str = "", engine: str = "", wait_s: float = 120.0) -> Any:
     """Start ``python -m motion_server serve`` bound to ``address`` and wait until it answers."""
     if not is_loopback(address):
@@ -87,8 +128,7 @@ def start_local(address: str, python: str = "", engine: str = "", wait_s: float 
     try:
         proc = server("client_process").start_local_server(py, bind=address, engine=engine or None, wait_s=wait_s)
     except server("protocol").ClientError as e:
-        raise ServerLinkError(f"{e}\nFix: set 'Server Python' in the TalkRig preferences to a Python that has "
-                              "TalkRig installed (`python -m motion_server serve` must work with it)") from None
+        raise ServerLinkError(f"{e}\n{_START_FIX}") from None
     _state["proc"] = proc
     return proc
 
@@ -96,7 +136,7 @@ def start_local(address: str, python: str = "", engine: str = "", wait_s: float 
 def stop_local() -> bool:
     """Stop the server this session started; True if one was running."""
     proc = _state.get("proc")
-    _state["proc"] = None
+    _state["proc"] = _state["launch"] = None
     if proc is None or proc.poll() is not None:
         return False
     proc.terminate()

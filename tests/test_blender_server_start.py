@@ -1,0 +1,62 @@
+"""The add-on's non-blocking local server start (Generate with auto-start, the Start button): a real
+`python -m motion_server serve` child is launched and polled from the UI's timer, each poll returning at
+once, until it answers; a server that cannot start ends with its log and the fix."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from motion_server_helpers import free_port
+
+from blender_addon import server_link
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_we_started():
+    yield
+    server_link.stop_local()
+
+
+def _drive(start: server_link.LocalStart, limit_s: float = 120.0) -> tuple[int, float]:
+    """Tick like the modal timer does; returns (ticks, longest tick in seconds)."""
+    ticks, longest, t0 = 0, 0.0, time.monotonic()
+    while True:
+        t = time.monotonic()
+        ready = start.tick()
+        longest = max(longest, time.monotonic() - t)
+        ticks += 1
+        if ready:
+            return ticks, longest
+        assert time.monotonic() - t0 < limit_s, "the server never answered"
+        time.sleep(0.1)
+
+
+def test_local_start_polls_without_blocking_until_the_server_answers():
+    address = f"tcp://127.0.0.1:{free_port()}"
+    start = server_link.LocalStart(address, python=sys.executable, engine="energy")
+    assert server_link.local_server_running()
+    ticks, longest = _drive(start)
+    assert ticks > 1, "a freshly launched server cannot answer at once: the first tick must not wait for it"
+    assert longest < 1.0, f"a tick blocked the UI for {longest:.2f} s"
+    assert server_link.check(address)["engine"]
+    # a second start while ours runs (Generate after Start) waits for the same process
+    again = server_link.LocalStart(address, python=sys.executable, engine="energy")
+    assert again.server is start.server and again.tick()
+    assert server_link.stop_local() and not server_link.local_server_running()
+
+
+def test_a_server_that_cannot_start_reports_its_log_and_the_fix():
+    start = server_link.LocalStart(f"tcp://127.0.0.1:{free_port()}", python=sys.executable,
+                                   engine="no-such-engine")
+    with pytest.raises(server_link.ServerLinkError) as e:
+        _drive(start, limit_s=60)
+    msg = str(e.value)
+    assert "unknown engine" in msg and "Server Python" in msg
+    assert not server_link.local_server_running()
+
+
+def test_a_remote_address_is_not_started_locally():
+    with pytest.raises(server_link.ServerLinkError, match="not a local address"):
+        server_link.LocalStart("tcp://192.0.2.7:5557")
