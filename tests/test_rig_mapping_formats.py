@@ -267,6 +267,23 @@ def _drop_field(text: str, row: int) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.parametrize("fps", [24, 25, 30, 60])
+@pytest.mark.parametrize("n", [2, 12, 24, 30, 61])
+def test_llf_short_clips_read_back_at_their_own_rate(tmp_path: Path, fps: int, n: int):
+    """A clip of a second or less never crosses a second boundary from frame 0, so readers would take the
+    app default of 60 fps (half the duration of a 30 fps take); the writer starts it so they do not."""
+    m = sample_motion(n, fps=fps)
+    back = load_motion(save_motion(m, tmp_path / "short.csv"))
+    assert back.fps == fps and back.n_frames == n and back.meta["resampled"] is False
+    np.testing.assert_array_equal(back.weights, m.weights)
+
+
+def test_llf_writer_warns_about_a_rate_readers_cannot_detect(tmp_path: Path):
+    with pytest.warns(UserWarning, match="fps=16"):
+        p = save_motion(sample_motion(40, fps=16), tmp_path / "odd.csv")
+    assert load_motion(p, fps=16).n_frames == 40
+
+
 def test_llf_writer_needs_a_whole_frame_rate(tmp_path: Path):
     with pytest.raises(FormatError, match="resample"):
         save_motion(sample_motion(5, fps=29.97), tmp_path / "a.csv")

@@ -6,6 +6,9 @@ number (with a sub-frame fraction) at the recording rate, 60 fps by default in t
 
 Frame rate: ``fps=None`` detects it from the largest frame field once the file spans a second boundary
 (smallest standard rate above it), else assumes the app default of 60. Pass ``fps`` when known.
+So that TalkRig's own files read back at their rate, the writer starts a clip shorter than a second at
+a rate other than 60 just before a second boundary (its first timecode is then not 0), and warns when
+the rate is not one a reader can detect.
 
 Head pose: ``HeadYaw/HeadPitch/HeadRoll`` are taken as rotations about the ARKit face-anchor axes
 (+X to the face's left, +Y up, +Z out of the face), which are the axes of ``HEAD_CHANNELS``, so by
@@ -25,6 +28,7 @@ import csv
 import io
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +66,9 @@ ARKIT_TO_LLF: dict[str, str] = {n: n[0].upper() + n[1:] for n in ARKIT_NAMES}
 assert sorted(ARKIT_TO_LLF.values()) == sorted(LLF_SHAPE_NAMES) and len(LLF_SHAPE_NAMES) == NUM_CHANNELS
 
 DEFAULT_FPS = 60.0
-STANDARD_RATES = (24.0, 25.0, 30.0, 48.0, 50.0, 60.0, 120.0)
+# Rates detection can report (the smallest one above the largest frame field). Lower rates are safe to
+# list: a file spanning a second boundary holds that second's last frame, so a 24 fps file shows 23.
+STANDARD_RATES = (12.0, 15.0, 20.0, 24.0, 25.0, 30.0, 48.0, 50.0, 60.0, 120.0)
 _TIMECODE = re.compile(r"^(\d{1,3}):(\d{2}):(\d{2})[:;](\d+(?:\.\d*)?)$")
 
 
@@ -266,17 +272,23 @@ def format_livelink_csv(motion: FaceMotion, head_signs: tuple[float, float, floa
                           "fps; resample first (motion.resample(30))", field="fps")
     if mirror:
         motion = motion.mirrored()
+    if float(rate) not in STANDARD_RATES:
+        warnings.warn(f"{rate} fps is not a rate Live Link Face readers detect from timecodes; read the file "
+                      f"back with fps={rate}", stacklevel=2)
     llf_cols = [ARKIT_NAMES.index(n[0].lower() + n[1:]) for n in LLF_SHAPE_NAMES]
     signs = np.asarray(head_signs, np.float64)
     pyr = motion.head[:, :3].astype(np.float64) / signs  # undo the read mapping
     out = io.StringIO()
     out.write(",".join(LLF_HEADER) + "\n")
     w = motion.weights[:, llf_cols]
+    # A clip of at most one second starting at frame 0 never crosses a second boundary, so a reader
+    # would take the app default of 60 fps: start it so that its last frame is frame 0 of second 1.
+    first = rate - motion.n_frames + 1 if 1 < motion.n_frames <= rate and rate != DEFAULT_FPS else 0
     for i in range(motion.n_frames):
         # float32 values need 9 significant digits to survive the text round trip exactly.
         shapes = ",".join(format(float(v), ".9g") for v in w[i])
         p, y, r = (format(float(v), ".9g") for v in pyr[i])
-        out.write(f"{format_timecode(i, rate)},{BLEND_SHAPE_COUNT},{shapes},{y},{p},{r},0,0,0,0,0,0\n")
+        out.write(f"{format_timecode(first + i, rate)},{BLEND_SHAPE_COUNT},{shapes},{y},{p},{r},0,0,0,0,0,0\n")
     return out.getvalue()
 
 
