@@ -126,8 +126,10 @@ class PendingGenerate:
         if st.state != "done":
             err = self.job.error
             mc = server("client")
-            msg = (server_link.unreachable_message(self.job._client.address)
-                   if isinstance(err, mc.ServerUnavailable) else str(err or st.state))
+            msg = str(err or st.state)
+            if isinstance(err, mc.ServerUnavailable):
+                pv = _prefs_values(context)
+                msg = server_link.unreachable_message(pv["address"], pv["key"], detail=msg)
             report({"WARNING"} if st.state == "cancelled" else {"ERROR"}, msg)
             settings.status = st.state
             return _CANCELLED
@@ -357,7 +359,8 @@ class TALKRIG_OT_generate(bpy.types.Operator):
         try:
             motion = client.generate(str(audio), opts, progress=progress)
         except (mc.ClientError, mc.ServerError, mc.ServerUnavailable, mc.JobCancelled) as e:
-            msg = server_link.unreachable_message(client.address) if isinstance(e, mc.ServerUnavailable) else str(e)
+            msg = (server_link.unreachable_message(client.address, _prefs_values(context)["key"], detail=str(e))
+                   if isinstance(e, mc.ServerUnavailable) else str(e))
             self.report({"ERROR"}, msg)
             settings.status = "failed"
             return _CANCELLED

@@ -29,12 +29,21 @@ def is_loopback(address: str) -> bool:
     return address.startswith("ipc://") or host in ("127.0.0.1", "localhost", "::1")
 
 
-def unreachable_message(address: str) -> str:
-    return (
-        f"No TalkRig motion server answers at {address}. Fix: press 'Start local server' in the TalkRig "
-        "panel (set 'Server Python' in the add-on preferences to a Python with TalkRig installed, e.g. "
-        f".venv/bin/python), or run `talkrig serve --bind {address}` in a terminal."
-    )
+def unreachable_message(address: str, public_key: str = "", detail: str | None = None) -> str:
+    """What went wrong talking to the server and how to fix it. ``detail``: the client's own account
+    (e.g. "... restarted while job ... was running"), which replaces the generic first sentence."""
+    head = detail.rstrip(".") + "." if detail else f"No TalkRig motion server answers at {address}."
+    if not is_loopback(address):
+        fix = (f"Fix: check that the server runs at {address} and that the add-on preference 'Server public "
+               "key' holds its server.key (from `talkrig keygen`)" + ("" if public_key else "; it is empty now") + ".")
+    else:
+        fix = ("Fix: press 'Start local server' in the TalkRig panel (set 'Server Python' in the add-on "
+               f"preferences to a Python with TalkRig installed, e.g. .venv/bin/python), or run `talkrig serve "
+               f"--bind {address}` in a terminal.")
+        if not public_key:
+            fix += (" A server started with --curve-secret also needs its server.key in the add-on preference "
+                    "'Server public key'.")
+    return f"{head} {fix}"
 
 
 def client(address: str = DEFAULT_ADDRESS, timeout_s: float = 30.0, public_key: str = "") -> Any:
@@ -67,7 +76,7 @@ def check(address: str, public_key: str = "", timeout_s: float = 2.0) -> dict[st
         with mc.MotionClient(address, timeout_s=timeout_s, retries=1, server_public_key=public_key or None) as c:
             return c.hello()
     except mc.ServerUnavailable:
-        raise ServerLinkError(unreachable_message(address)) from None
+        raise ServerLinkError(unreachable_message(address, public_key)) from None
     except mc.ClientError as e:
         raise ServerLinkError(f"motion server at {address}: {e}") from None
 
