@@ -76,3 +76,50 @@ def test_mapping_report_is_in_the_panel_before_a_take_is_keyed(head, tmp_path):
     take = save_motion(smooth_motion(30), tmp_path / "take.npz")
     assert bpy.ops.talkrig.apply(filepath=str(take), start_frame=1) == {"FINISHED"}
     assert "51/52 ARKit channels matched" in s.report and "TalkRigHead" in s.report
+
+
+def test_exports_land_next_to_the_blend_by_default(head, tmp_path):
+    """Export buttons run synchronously (background mode has no file browser): with no path they write next
+    to the saved .blend, named after it and the take; never over an existing file; the preferences' export
+    folder wins when set."""
+    blend = tmp_path / "scene" / "char.blend"
+    blend.parent.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    take = save_motion(smooth_motion(30), tmp_path / "hello.npz")
+    assert bpy.ops.talkrig.apply(filepath=str(take), start_frame=1) == {"FINISHED"}
+    for op, suffix in (("export_gltf", ".glb"), ("export_fbx", ".fbx"), ("export_livelink", ".csv")):
+        assert getattr(bpy.ops.talkrig, op)() == {"FINISHED"}
+        out = blend.parent / f"char_hello{suffix}"
+        assert out.is_file() and out.stat().st_size > 0, op
+        before = out.stat().st_mtime_ns
+        with pytest.raises(RuntimeError, match="exists"):
+            getattr(bpy.ops.talkrig, op)()
+        assert out.stat().st_mtime_ns == before
+    prefs = bpy.context.preferences.addons["blender_addon"].preferences
+    prefs.export_dir = str(tmp_path / "exports")
+    (tmp_path / "exports").mkdir()
+    assert bpy.ops.talkrig.export_gltf() == {"FINISHED"}
+    assert (tmp_path / "exports" / "char_hello.glb").is_file()
+
+
+def test_server_buttons_run_synchronously_in_background(head):
+    """Start / Connect / Stop / Cancel from a script or `blender -b`: no modal, no timer, same result."""
+    import sys
+
+    from motion_server_helpers import free_port
+
+    from blender_addon import server_link
+
+    prefs = bpy.context.preferences.addons["blender_addon"].preferences
+    prefs.server_address = f"tcp://127.0.0.1:{free_port()}"
+    prefs.python_path, prefs.engine = sys.executable, "energy"
+    s = bpy.context.scene.talkrig
+    try:
+        assert bpy.ops.talkrig.server_start() == {"FINISHED"} and s.server_ok
+        assert server_link.local_server_running()
+        assert bpy.ops.talkrig.server_check() == {"FINISHED"} and "energy" in s.status
+        assert bpy.ops.talkrig.cancel() == {"CANCELLED"}  # nothing in flight: nothing to do
+        assert bpy.ops.talkrig.server_stop() == {"FINISHED"} and not s.server_ok
+        assert not server_link.local_server_running()
+    finally:
+        server_link.stop_local()
