@@ -72,11 +72,13 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         return _fail(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)} or 'none'")
 
-    plan: list[tuple[str, Any]] = []
+    # (suite, clip generator, number of clips when known: for the progress bar)
+    plan: list[tuple[str, Any, int | None]] = []
     if args.suite in ("real", "all"):
         try:
             suites.shared_speech_dir(args.shared_dir)
-            plan.append(("real", lambda: suites.real_clips(args.shared_dir, args.limit)))
+            plan.append(("real", lambda: suites.real_clips(args.shared_dir, args.limit),
+                         len(suites.real_entries(args.shared_dir)[:args.limit])))
         except suites.SuiteError as exc:
             if args.suite == "real":
                 return _fail(str(exc))
@@ -89,11 +91,13 @@ def run(args: argparse.Namespace) -> int:
         elif not args.data.is_dir():
             return _fail(f"--data {args.data} is not a folder; build a corpus with `talkrig synth`")
         else:
-            plan.append(("synthetic", lambda: suites.synthetic_clips(args.data, args.limit)))
+            plan.append(("synthetic", lambda: suites.synthetic_clips(args.data, args.limit), args.limit))
     if args.user_dir is not None:
         if not args.user_dir.is_dir():
             return _fail(f"--user-dir {args.user_dir} is not a folder (audio files with same-stem .txt transcripts)")
-        plan.append(("user", lambda: suites.user_clips(args.user_dir, args.limit)))
+        n_audio = sum(1 for f in args.user_dir.iterdir() if f.suffix.lower() in suites.AUDIO_SUFFIXES)
+        plan.append(("user", lambda: suites.user_clips(args.user_dir, args.limit),
+                     min(n_audio, args.limit or n_audio)))
     if not plan:
         return _fail("nothing to evaluate")
 
@@ -123,11 +127,11 @@ def run(args: argparse.Namespace) -> int:
     }
     interrupted = failed = clip_errors = False
     try:
-        for suite, clips in plan:
+        for suite, clips, total in plan:
             rows: list[dict[str, Any]] = []
             result["suites"][suite] = {"rows": rows, "means": {}}
             try:
-                for clip in tqdm(clips(), desc=f"eval {suite}", unit="clip", file=sys.stderr, total=args.limit):
+                for clip in tqdm(clips(), desc=f"eval {suite}", unit="clip", file=sys.stderr, total=total):
                     new_rows = run_clip(clip, systems, base, diversity_seeds=args.diversity_seeds)
                     rows.extend(new_rows)
                     for note in clip.notes:
