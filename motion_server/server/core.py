@@ -311,7 +311,8 @@ class MotionServer:
         from ..engine.registry import ENGINE_NAMES
 
         info = self.info
-        styles = info.get("styles", info.get("style_presets", []))
+        # engines name their presets "style_presets" when "styles" describes the accepted forms (diffusion)
+        styles = info.get("style_presets", info.get("styles", []))
         defaults = {k: v for k, v in asdict(GenerateOptions()).items() if k in P.OPTION_TYPES}
         self._reply(identity, delimiter, req, engine=self.engine_name, engines=list(ENGINE_NAMES), info=info,
                     styles=_plain(styles), options=_plain(defaults))
