@@ -157,3 +157,21 @@ def test_phones_json_roundtrip(tmp_path) -> None:
         load_phones(tmp_path / "bad.json")
     with pytest.raises(PhoneError, match="before previous end"):
         validate_phones([Phone("AA", 0.0, 0.5), Phone("B", 0.3, 0.6)])
+
+
+def test_setup_and_docs_name_every_synthesizer_package() -> None:
+    """The corpus's Debian packages (voices.json) are installed by scripts/setup.sh and listed in the
+    README, so a fresh machine set up as documented can build the corpus."""
+    import re
+    from pathlib import Path
+
+    from motion_server.synth.speech.registry_data import voices_data
+
+    repo = Path(__file__).resolve().parents[1]
+    needed = {pkg for entry in voices_data().values() if isinstance(entry, dict) for pkg in entry["apt"].split()}
+    assert {"festival", "festvox-kallpc16k", "festvox-us-slt-hts", "flite", "espeak-ng"} <= needed
+    m = re.search(r"^APT_PKGS=\(([^)]*)\)", (repo / "scripts" / "setup.sh").read_text(), re.M)
+    assert m, "scripts/setup.sh has no APT_PKGS=(...) list"
+    assert needed <= set(m.group(1).split()), f"setup.sh does not install {needed - set(m.group(1).split())}"
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    assert [p for p in sorted(needed) if p not in readme] == [], "README.md must name every package the corpus needs"
