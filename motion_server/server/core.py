@@ -481,8 +481,8 @@ class MotionServer:
     def _reap_orphans(self, now: float) -> None:
         """Cancel jobs whose client stopped sending heartbeats (closed Blender, killed script)."""
         for job in list(self.jobs.values()):
-            if not job.heartbeat_s:
-                continue
+            if not job.heartbeat_s or job.cancel.cancelled:
+                continue  # no heartbeat promised, or already being cancelled (do not log it every turn)
             silent = now - self.last_seen.get(job.identity, job.submitted)
             if silent > self.config.orphan_grace * job.heartbeat_s + 1.0 and job.state in (QUEUED, RUNNING):
                 reason = f"the client stopped sending heartbeats ({silent:.1f} s silent)"
