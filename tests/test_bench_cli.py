@@ -19,6 +19,7 @@ def test_bench_energy_writes_rtf_and_memory(tmp_path):
     assert data["format"] == "talkrig-bench" and data["machine"]["cpu_count"] >= 1
     (row,) = data["results"]
     assert row["engine"] == "energy" and row["duration_s"] == 10
+    assert row["audio"] == "jfk.flac"  # real speech shipped in the repository, even without ../shared
     assert row["rtf_median"] > 1  # a loudness envelope is far faster than real time
     assert row["rtf_median"] == 10 / row["wall_median_s"]
     assert row["peak_rss_mib"] > 10

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-# Real speech preferred (engines' cost can depend on content: phones, silences). Searched in order.
+# Real speech preferred (engines' cost can depend on content: phones, silences). Searched in order: the
+# JFK clip shipped in the repository (so a clean clone measures real speech), then the shared copy.
 CANDIDATES = (
-    REPO / "examples" / "speech.wav",
+    REPO / "examples" / "jfk.flac",
     REPO.parent / "shared" / "data" / "speech" / "whisper__jfk.flac",
 )
 
