@@ -194,12 +194,25 @@ def test_generation_through_a_running_motion_server(tmp_path):
     address = f"tcp://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "motion_server", "serve", "--engine", "procedural",
                                "--bind", address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    w = np.zeros((45, 52), np.float32)
+    w[:, 17] = np.linspace(0.0, 0.6, 45)
+    from rig_mapping import FaceMotion
+    from rig_mapping.formats import save_motion
+
+    ref = save_motion(FaceMotion.from_arrays(w, fps=30), tmp_path / "ref.csv")
     try:
         r = talkrig(str(CLIP), "--server", address, "--out", "take.npz", cwd=tmp_path, timeout=180)
+        # --style FILE goes to the server as a clip (it may not see this machine's files): the procedural
+        # engine then refuses reference clips, instead of looking for a preset named like the path
+        r_ref = talkrig(str(CLIP), "--server", address, "--style", str(ref), "--out", "ref_take.npz",
+                        cwd=tmp_path, timeout=180)
     finally:
         server.terminate()
         server.wait(timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+    assert r_ref.returncode == 1, r_ref.stdout + r_ref.stderr[-2000:]
+    [failed] = [ln for ln in r_ref.stdout.splitlines() if "FAILED" in ln]
+    assert "cannot follow a reference clip" in failed, failed
     from rig_mapping.formats import load_motion
 
     motion = load_motion(tmp_path / "take.npz")

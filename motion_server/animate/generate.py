@@ -65,7 +65,8 @@ def make_generator(engine: str, model: str | None = None, server: str | None = N
         client = MotionClient(server, timeout_s=60.0)
 
         def via_server(path, audio, options, progress, cancel):
-            return client.generate(path, options.to_dict(), progress=progress, cancel_event=_Event(cancel))
+            # the options object, not its dict: a style reference clip travels with it as data
+            return client.generate(path, options, progress=progress, cancel_event=_Event(cancel))
 
         return Generator(f"server {server}", via_server, client.close)
 
@@ -82,6 +83,18 @@ def make_generator(engine: str, model: str | None = None, server: str | None = N
         return eng.generate(audio, SAMPLE_RATE, options, progress, cancel)
 
     return Generator(engine, in_process)
+
+
+def load_style_reference(options: GenerateOptions) -> GenerateOptions:
+    """A ``style`` naming an existing motion file (.csv Live Link Face, .npz, .json) becomes
+    ``style_reference`` data, so it also works through a server that cannot see this machine's files."""
+    from rig_mapping.formats import FORMATS, load_motion
+
+    style = options.style
+    if style and Path(style).suffix.lower() in FORMATS and Path(style).is_file():
+        options.style_reference = load_motion(style)
+        options.style = None
+    return options
 
 
 class _Event:

@@ -73,6 +73,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from motion_server.animate.generate import load_style_reference
     from motion_server.animate.plan import PlanError
     from motion_server.animate.run import Settings, animate, parse_resolution
     from motion_server.engine.base import GenerateOptions
@@ -94,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
         style=args.style, guidance=args.guidance, intensity=args.intensity, head_motion=args.head_motion,
         blink_rate=args.blink_rate, seed=args.seed, steps=args.steps, fps=args.fps, transcript=args.transcript,
     )
+    try:
+        options = load_style_reference(options)  # read once here, used for every input
+    except (ValueError, OSError) as exc:
+        print(f"talkrig animate: --style {args.style}: {exc}", file=sys.stderr)
+        return 2
     settings = Settings(
         inputs=args.inputs, out=args.out, render=args.render, character=args.character, resolution=resolution,
         samples=args.samples, render_engine=args.render_engine,

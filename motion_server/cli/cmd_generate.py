@@ -111,16 +111,6 @@ def _options(args: argparse.Namespace, transcript: str | None):
     )
 
 
-def _style_reference(options, style: str | None):
-    """A --style naming an existing motion file becomes a style reference clip."""
-    from rig_mapping.formats import FORMATS, load_motion
-
-    if style and Path(style).suffix.lower() in FORMATS and Path(style).is_file():
-        options.style_reference = load_motion(style)
-        options.style = None
-    return options
-
-
 def _make_engine(name: str, args: argparse.Namespace) -> Any:
     from motion_server.engine.registry import create_engine
 
@@ -168,7 +158,9 @@ def run(args: argparse.Namespace) -> int:
     bar = _Bar(not args.quiet)
     try:
         # a reference clip is read here and sent as data: the server may not see this machine's files
-        options = _style_reference(options, args.style)
+        from motion_server.animate.generate import load_style_reference
+
+        options = load_style_reference(options)
         if args.server:
             if args.engine is not None or args.model:
                 print("talkrig generate: note: --engine/--model are chosen by the server (talkrig serve); "
