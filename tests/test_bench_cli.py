@@ -9,15 +9,19 @@ import sys
 from motion_server import bench
 
 
-def test_bench_energy_writes_rtf_and_memory(tmp_path):
+def test_bench_procedural_and_energy_write_rtf_and_memory(tmp_path):
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "motion_server", "bench", "--engine", "energy", "--durations", "10",
-                        "--repeats", "1", "--warmup", "0", "--json", str(out)],
+    r = subprocess.run([sys.executable, "-m", "motion_server", "bench", "--engine", "procedural,energy",
+                        "--durations", "10", "--repeats", "1", "--warmup", "0", "--json", str(out)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     assert data["format"] == "talkrig-bench" and data["machine"]["cpu_count"] >= 1
-    (row,) = data["results"]
+    proc, row = data["results"]
+    # The procedural engine (phone recognition + performer): a real-time factor and its memory.
+    assert proc["engine"] == "procedural" and proc["device"] == "cpu" and proc["duration_s"] == 10
+    assert proc["rtf_median"] == 10 / proc["wall_median_s"] and proc["rtf_median"] > 0.2
+    assert proc["peak_rss_mib"] > 10 and proc["rss_before_mib"] > 10 and proc["first_call_s"] > 0
     assert row["engine"] == "energy" and row["duration_s"] == 10
     assert row["audio"] == "jfk.flac"  # real speech shipped in the repository, even without ../shared
     assert row["rtf_median"] > 1  # a loudness envelope is far faster than real time
