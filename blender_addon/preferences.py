@@ -53,7 +53,7 @@ class TALKRIG_AddonPreferences(bpy.types.AddonPreferences):
         col.prop(self, "export_dir")
 
 
-def get_prefs(context: bpy.types.Context | None = None):
+def get_prefs(context: bpy.types.Context | None = None) -> TALKRIG_AddonPreferences | None:
     """This add-on's preferences, or None when it is used as a plain module (tests, headless wheel)."""
     context = context or bpy.context
     addon = context.preferences.addons.get(__package__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import bpy
 
@@ -22,7 +23,7 @@ def _strips(scene: bpy.types.Scene):
     )
 
 
-def find_sound_strip(scene: bpy.types.Scene, name: str):
+def find_sound_strip(scene: bpy.types.Scene, name: str) -> Any | None:
     if scene.sequence_editor is None:
         return None
     _, all_strips = _strips(scene)
@@ -36,7 +37,7 @@ def sound_strips(scene: bpy.types.Scene) -> list:
     return [s for s in all_strips if s.type == "SOUND"]
 
 
-def add_sound_strip(scene: bpy.types.Scene, audio_path: str | Path, frame_start: int):
+def add_sound_strip(scene: bpy.types.Scene, audio_path: str | Path, frame_start: int) -> Any:
     """Add the audio to the sequencer at ``frame_start`` (reusing an identical strip) and sync playback."""
     path = Path(bpy.path.abspath(str(audio_path)))
     if not path.is_file():
@@ -60,5 +61,5 @@ def _same_file(a: str, b: Path) -> bool:
         return False
 
 
-def sound_strip_file(strip) -> str:
+def sound_strip_file(strip: Any) -> str:
     return bpy.path.abspath(strip.sound.filepath)

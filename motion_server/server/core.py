@@ -21,7 +21,7 @@ from rig_mapping import FaceMotion
 
 from .. import __version__
 from .. import protocol as P
-from ..engine.base import GenerateOptions
+from ..engine.base import Engine, GenerateOptions
 from ..protocol import ErrorCode, Message, ProtocolError
 from .config import ServerConfig, check_binds, is_local_address, is_local_peer
 from .jobs import CANCELLED, DONE, ERROR, QUEUED, RUNNING, Event, Job, JobQueue, QueueFull
@@ -54,7 +54,7 @@ def _plain(obj: Any, depth: int = 0) -> Any:
 
 
 class MotionServer:
-    def __init__(self, engine, config: ServerConfig | None = None) -> None:
+    def __init__(self, engine: Engine, config: ServerConfig | None = None) -> None:
         self.engine = engine
         self.config = config or ServerConfig()
         self.instance = uuid.uuid4().hex[:12]

@@ -16,7 +16,7 @@ import numpy as np
 from rig_mapping import FaceMotion, MotionError
 
 from ..audio import AudioError, load_audio
-from ..engine.base import Cancelled
+from ..engine.base import Cancelled, Engine
 from ..protocol import ErrorCode
 from .jobs import Event, Job, JobQueue
 
@@ -26,7 +26,7 @@ log = logging.getLogger("talkrig.server")
 class EngineWorker(threading.Thread):
     def __init__(
         self,
-        engine,
+        engine: Engine,
         queue: JobQueue,
         post: Callable[[Event], None],
         sample_rate: int,
