@@ -182,7 +182,7 @@ def _build_armature(name: str, scene: bpy.types.Scene) -> bpy.types.Object:
         bpy.ops.object.mode_set(mode="EDIT")
         eb = arm.edit_bones
 
-        def bone(bname: str, head: tuple, tail: tuple, parent=None):
+        def bone(bname: str, head: tuple, tail: tuple, parent: bpy.types.EditBone | None = None) -> bpy.types.EditBone:
             b = eb.new(bname)
             b.head, b.tail, b.roll = head, tail, 0.0
             b.parent = parent

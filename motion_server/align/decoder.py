@@ -8,8 +8,12 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pocketsphinx import Decoder
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 100  # pocketsphinx feature frames per second (10 ms)
@@ -42,7 +46,7 @@ def model_paths() -> dict[str, str]:
     return paths
 
 
-def align_decoder(wide: bool = False):
+def align_decoder(wide: bool = False) -> Decoder:
     """A decoder for forced alignment (dictionary, no language model). ``wide``: much wider beams, ~4x
     slower; the retry when the default search loses the path (long pauses, hoarse or noisy voices)."""
     key = "align_wide" if wide else "align"
@@ -58,7 +62,7 @@ def align_decoder(wide: bool = False):
     return dec
 
 
-def phone_decoder():
+def phone_decoder() -> Decoder:
     """A phone-loop recogniser (allphone search with the phonetic language model when shipped)."""
     dec = getattr(_local, "phone", None)
     if dec is None:
@@ -73,7 +77,7 @@ def phone_decoder():
     return dec
 
 
-def decode(dec, pcm: np.ndarray) -> None:
+def decode(dec: Decoder, pcm: np.ndarray) -> None:
     """One whole utterance, starting from the model's initial cepstral mean (history-free, so the same
     audio always gives the same phones)."""
     dec.reinit_feat()  # also resets the noise tracker, which set_cmn alone does not

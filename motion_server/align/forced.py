@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from ._convert import frames_to_s, phone_symbol, word_label
 from .decoder import FRAME_RATE, SAMPLE_RATE, AlignError, align_decoder, decode, to_pcm16
 from .text import guess_pronunciation, normalise_transcript
 
+if TYPE_CHECKING:
+    from pocketsphinx import Decoder
+
 log = logging.getLogger(__name__)
 
 # Phone-level alignment of one utterance costs time and memory in (frames x states); longer audio is
@@ -21,7 +25,7 @@ MAX_CHUNK_S = 40.0
 _VOWELS = vowel_symbols()
 
 
-def _prepare_words(dec, text: str) -> list[str]:
+def _prepare_words(dec: Decoder, text: str) -> list[str]:
     words = normalise_transcript(text)
     if not words:
         raise AlignError("the transcript has no words to align (give the spoken text, e.g. --transcript 'hello')")
@@ -46,7 +50,7 @@ def _prepare_words(dec, text: str) -> list[str]:
     return kept
 
 
-def _word_pass(dec, pcm: np.ndarray, words: list[str]) -> list[tuple[str, int, int]]:
+def _word_pass(dec: Decoder, pcm: np.ndarray, words: list[str]) -> list[tuple[str, int, int]]:
     dec.set_align_text(" ".join(words))
     decode(dec, pcm)
     segs = [(s.word, int(s.start_frame), int(s.end_frame)) for s in (dec.seg() or ())]
@@ -58,7 +62,7 @@ def _word_pass(dec, pcm: np.ndarray, words: list[str]) -> list[tuple[str, int, i
     return segs
 
 
-def _phone_pass(dec, pcm: np.ndarray, words: list[str], offset_s: float) -> list[Phone]:
+def _phone_pass(dec: Decoder, pcm: np.ndarray, words: list[str], offset_s: float) -> list[Phone]:
     segs = _word_pass(dec, pcm, words)
     try:
         dec.set_alignment()
@@ -81,7 +85,7 @@ def _phone_pass(dec, pcm: np.ndarray, words: list[str], offset_s: float) -> list
     return out
 
 
-def _split_words(dec, segs: list[tuple[str, int, int]], offset_s: float) -> list[Phone]:
+def _split_words(dec: Decoder, segs: list[tuple[str, int, int]], offset_s: float) -> list[Phone]:
     out: list[Phone] = []
     for word, a, b in segs:
         t0, t1 = offset_s + frames_to_s(a), offset_s + frames_to_s(b + 1)
@@ -137,7 +141,7 @@ def align_transcript(
         return _align(align_decoder(wide=True), pcm, text, cancel_check, progress)
 
 
-def _align(dec, pcm: np.ndarray, text: str, cancel_check: Callable[[], None] | None,
+def _align(dec: Decoder, pcm: np.ndarray, text: str, cancel_check: Callable[[], None] | None,
            progress: Callable[[float], None] | None) -> list[Phone]:
     duration = pcm.size / SAMPLE_RATE
     words = _prepare_words(dec, text)

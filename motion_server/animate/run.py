@@ -8,6 +8,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from motion_server.engine.base import GenerateOptions
 from rig_mapping.formats import save_motion
 
 from .blender_bridge import BlenderJob, run_blender_jobs
-from .generate import animate_file, make_generator, resolve_engine_name
+from .generate import Generator, animate_file, make_generator, resolve_engine_name
 from .plan import CHARACTER_SUFFIXES, MOTION_SUFFIXES, Item, PlanError, expand_inputs, plan
 
 
@@ -68,7 +69,7 @@ def _check_character(path: str | None) -> None:
         raise PlanError(f"--character {p}: file not found")
 
 
-def animate(s: Settings, log=print) -> int:
+def animate(s: Settings, log: Callable[..., None] = print) -> int:
     """Returns 0 when every input succeeded, 1 when some failed, 2 for unusable arguments."""
     try:
         inputs, notes = expand_inputs(s.inputs)
@@ -110,7 +111,8 @@ def animate(s: Settings, log=print) -> int:
     return 0 if all(o.error is None for o in outcomes) else 1
 
 
-def _generate_all(todo: list[Outcome], gen, s: Settings, tmp: Path, jobs: list) -> None:
+def _generate_all(todo: list[Outcome], gen: Generator, s: Settings, tmp: Path,
+                  jobs: list[tuple[Outcome, BlenderJob]]) -> None:
     bar = tqdm(todo, desc=f"motion ({gen.label})", unit="file", dynamic_ncols=True)
     for o in bar:
         it = o.item
@@ -184,7 +186,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def _summary(outcomes: list[Outcome], seconds: float, log) -> None:
+def _summary(outcomes: list[Outcome], seconds: float, log: Callable[..., None]) -> None:
     rows = []
     for o in outcomes:
         if o.error:

@@ -32,7 +32,7 @@ def _positive_float(text: str) -> float:
     return v
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "animate",
         help="audio file(s) -> animated character (.glb/.fbx/.blend), curves (.npz/.csv) and preview video",

@@ -36,7 +36,7 @@ def _positive(text: str) -> float:
     return v
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "generate",
         help="audio file -> ARKit motion curves (.npz/.csv/.json)",
