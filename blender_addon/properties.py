@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import bpy
 
+from . import server_link
 from ._deps import rig
 from .core import scene_setup
 
 
 def _strip_search(self, context, edit_text):
     return [s.name for s in scene_setup.sound_strips(context.scene) if edit_text.lower() in s.name.lower()]
+
+
+def _style_search(self, context, edit_text):
+    # presets of the engine the panel last connected to; any other name can still be typed
+    return [n for n in server_link.known_styles() if edit_text.lower() in n.lower()]
 
 
 def _is_our_action(self, action):
@@ -66,7 +72,9 @@ class TALKRIG_SceneSettings(bpy.types.PropertyGroup):
                ("ACTION", "TalkRig take", "An existing TalkRig Action as the style reference"),
                ("PREDICTED", "Predicted", "Predict the style from the audio")],
     )
-    style_preset: bpy.props.StringProperty(name="Preset", default="neutral")
+    style_preset: bpy.props.StringProperty(
+        name="Preset", default="neutral", search=_style_search, search_options={"SUGGESTION", "SORT"},
+        description="A style preset of the server's engine (suggestions appear after Connect)")
     style_csv: bpy.props.StringProperty(name="Reference CSV", subtype="FILE_PATH", default="")
     style_action: bpy.props.PointerProperty(name="Reference take", type=bpy.types.Action, poll=_is_our_action)
     guidance: bpy.props.FloatProperty(name="Style strength", default=1.0, min=0.0, soft_max=5.0)

@@ -17,7 +17,7 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
 # so allow ~16 s of stall instead of the client default's ~4 s.
 HEARTBEAT_S = 5.0
 
-_state: dict[str, Any] = {"client": None, "key": None, "proc": None, "launch": None, "job": None}
+_state: dict[str, Any] = {"client": None, "key": None, "proc": None, "launch": None, "job": None, "styles": []}
 
 
 class ServerLinkError(RuntimeError):
@@ -70,15 +70,23 @@ def close_client() -> None:
 
 
 def check(address: str, public_key: str = "", timeout_s: float = 2.0) -> dict[str, Any]:
-    """Server hello (name, engine...) or raise ServerLinkError with the fix."""
+    """Server hello (name, engine...) or raise ServerLinkError with the fix. Also remembers the engine's
+    style presets (``known_styles()``) for the panel's Preset field."""
     mc = server("client")
     try:
         with mc.MotionClient(address, timeout_s=timeout_s, retries=1, server_public_key=public_key or None) as c:
-            return c.hello()
+            hello = c.hello()
+            _state["styles"] = [str(n) for n in c.list().get("styles") or [] if isinstance(n, str)]
+            return hello
     except mc.ServerUnavailable:
         raise ServerLinkError(unreachable_message(address, public_key)) from None
     except mc.ClientError as e:
         raise ServerLinkError(f"motion server at {address}: {e}") from None
+
+
+def known_styles() -> list[str]:
+    """Style presets of the engine last seen by ``check()`` (empty before any server answered)."""
+    return list(_state["styles"])
 
 
 def local_server_running() -> bool:

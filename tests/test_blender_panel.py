@@ -123,3 +123,19 @@ def test_server_buttons_run_synchronously_in_background(head):
         assert not server_link.local_server_running()
     finally:
         server_link.stop_local()
+
+
+def test_style_preset_field_suggests_the_servers_presets(head, tmp_path):
+    from motion_server_helpers import ServerProcess
+
+    from blender_addon.properties import _style_search
+
+    server = ServerProcess(tmp_path, engine="test_server_list:PresetsEngine")
+    try:
+        bpy.context.preferences.addons["blender_addon"].preferences.server_address = server.address
+        assert bpy.ops.talkrig.server_check() == {"FINISHED"}
+    finally:
+        server.close()
+    s = bpy.context.scene.talkrig
+    assert _style_search(s, bpy.context, "") == ["calm", "lively"]
+    assert _style_search(s, bpy.context, "LIV") == ["lively"]
