@@ -28,6 +28,7 @@ VOICES = [
     "flite:rms",
     "espeak:en-us",
     "espeak:de",
+    *(f"espeak:{lang}" for lang in ("fr", "es", "it", "pt-br", "nl", "pl", "sv")),
 ]
 HOP = 0.005
 WIN = 0.02
@@ -54,7 +55,15 @@ def _energy_in(env: np.ndarray, a: float, b: float) -> float:
 @pytest.mark.parametrize("voice", VOICES)
 def test_phone_timings_match_audio(voice: str) -> None:
     _need(voice)
-    text = "Guten Tag. Wir gehen heute ins Kino, sagte sie." if voice.endswith(":de") else TEXT
+    if voice.endswith(":de"):
+        text = "Guten Tag. Wir gehen heute ins Kino, sagte sie."
+    elif voice.startswith("espeak:") and not voice.startswith("espeak:en"):
+        from motion_server.synth.speech import voice_info
+        from motion_server.synth.text import load_sentences
+
+        text = " ".join(s.text for s in load_sentences(voice_info(voice).language)[1:3])  # two sentences
+    else:
+        text = TEXT
     s = synthesize(text, voice)
     assert s.audio.dtype == np.float32 and s.audio.ndim == 1 and s.sr >= 8000
     validate_phones(s.phones)
@@ -68,7 +77,10 @@ def test_phone_timings_match_audio(voice: str) -> None:
     thr = 0.1 * env.max()
     onset = np.argmax(env > thr) * HOP + WIN / 2
     first, last = speech_span(s.phones)
-    assert abs(onset - first) < 0.04, f"energy starts at {onset:.3f}s, first phone at {first:.3f}s"
+    # a weak first consonant (/v/, /f/) may stay under the threshold: then energy starts with the next phone
+    first_end = next(p.end for p in s.phones if not p.is_silence)
+    assert first - 0.04 < onset < max(first + 0.04, first_end + 0.01), \
+        f"energy starts at {onset:.3f}s, first phone spans {first:.3f}-{first_end:.3f}s"
     # the audio after the last speech phone is quiet, the last speech phone itself is not
     assert _energy_in(env, last + 0.03, s.duration) < 0.1 * env.max()
     # interior pauses are quiet; vowels are loud
