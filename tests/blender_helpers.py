@@ -6,6 +6,8 @@ import json
 import shutil
 import struct
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +66,23 @@ def run_gltf_validator(path: Path) -> dict | None:
     if r.returncode == 2:
         raise RuntimeError(f"glTF-Validator could not run: {r.stderr}")
     return json.loads(r.stdout)
+
+
+@contextmanager
+def addon_with_demo_head(fps: int = 30) -> Iterator:
+    """An empty scene at ``fps`` with the add-on enabled and the demo head built and active; the add-on
+    is disabled again afterwards."""
+    import addon_utils
+    import bpy
+
+    from blender_addon.core.demo_head import build_demo_head
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
+    try:
+        head = build_demo_head()
+        bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = fps, 1.0
+        bpy.context.view_layer.objects.active = head.mesh
+        yield head
+    finally:
+        addon_utils.disable("blender_addon", default_set=True)

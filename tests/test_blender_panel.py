@@ -9,11 +9,9 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import addon_utils  # noqa: E402
-from blender_helpers import smooth_motion  # noqa: E402
+from blender_helpers import addon_with_demo_head, smooth_motion  # noqa: E402
 
 from blender_addon.core import anim  # noqa: E402
-from blender_addon.core.demo_head import build_demo_head  # noqa: E402
 from rig_mapping.formats import save_motion  # noqa: E402
 
 pytestmark = pytest.mark.blender
@@ -21,13 +19,8 @@ pytestmark = pytest.mark.blender
 
 @pytest.fixture
 def head():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    h = build_demo_head()
-    bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = 30, 1.0
-    bpy.context.view_layer.objects.active = h.mesh
-    yield h
-    addon_utils.disable("blender_addon", default_set=True)
+    with addon_with_demo_head() as h:
+        yield h
 
 
 def test_profile_is_selectable_from_the_shipped_presets(head):

@@ -12,10 +12,8 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import addon_utils  # noqa: E402
-from blender_helpers import smooth_motion  # noqa: E402
+from blender_helpers import addon_with_demo_head, smooth_motion  # noqa: E402
 
-from blender_addon.core.demo_head import build_demo_head  # noqa: E402
 from rig_mapping.formats import save_motion  # noqa: E402
 
 pytestmark = pytest.mark.blender
@@ -23,17 +21,12 @@ pytestmark = pytest.mark.blender
 
 @pytest.fixture
 def head_with_user_action():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    head = build_demo_head()
-    bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = 30, 1.0
-    bpy.context.view_layer.objects.active = head.mesh
-    kb = head.mesh.data.shape_keys.key_blocks["mouthSmile_L"]
-    kb.value = 0.7
-    kb.keyframe_insert("value", frame=1)
-    head.mesh.data.shape_keys.animation_data.action.name = "UserSmile"
-    yield head.mesh.name
-    addon_utils.disable("blender_addon", default_set=True)
+    with addon_with_demo_head() as head:
+        kb = head.mesh.data.shape_keys.key_blocks["mouthSmile_L"]
+        kb.value = 0.7
+        kb.keyframe_insert("value", frame=1)
+        head.mesh.data.shape_keys.animation_data.action.name = "UserSmile"
+        yield head.mesh.name
 
 
 def _state(mesh_name: str) -> tuple[str | None, list[str], int]:
