@@ -420,7 +420,7 @@ class TALKRIG_OT_generate(bpy.types.Operator):
         return True
 
     def _tick_start(self, context) -> set[str]:
-        """While the local server loads: poll it (<= 50 ms a tick), then submit the job."""
+        """While the local server loads: poll it (<= 20 ms a tick), then submit the job."""
         settings = context.scene.talkrig
         if not settings.running:  # the panel's Cancel button
             self._finish(context)

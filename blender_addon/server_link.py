@@ -120,7 +120,7 @@ class LocalStart:
         self.wait_s = wait_s
         self.deadline = time.monotonic() + wait_s
 
-    def tick(self, probe_s: float = 0.05) -> bool:
+    def tick(self, probe_s: float = 0.02) -> bool:
         try:
             if self.server.ready(probe_s=probe_s):
                 return True
