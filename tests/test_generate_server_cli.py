@@ -12,6 +12,13 @@ from rig_mapping import FaceMotion
 from rig_mapping.formats import load_motion, save_motion
 
 
+@pytest.fixture(scope="module")
+def procedural_server(tmp_path_factory):
+    server = ServerProcess(tmp_path_factory.mktemp("server"), engine="procedural")
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def clip(tmp_path):
     p = tmp_path / "line.wav"
@@ -19,7 +26,20 @@ def clip(tmp_path):
     return p
 
 
-def test_style_reference_file_is_sent_as_a_clip(tmp_path, clip, capsys):
+def test_procedural_server_gives_the_in_process_result(procedural_server, tmp_path, clip, capsys):
+    """`talkrig generate --server` against `talkrig serve --engine procedural`: same file as in-process."""
+    common = ["--style", "happy", "--transcript", "hello there", "--seed", "3", "-q"]
+    local, remote = tmp_path / "local.npz", tmp_path / "remote.npz"
+    assert main(["generate", str(clip), "--engine", "procedural", "--out", str(local), *common]) == 0
+    rc = main(["generate", str(clip), "--server", procedural_server.address, "--out", str(remote), *common])
+    assert rc == 0, capsys.readouterr().err + procedural_server.log()
+    assert f"server {procedural_server.address}" in capsys.readouterr().out
+    a, b = load_motion(local), load_motion(remote)
+    assert a.n_frames == b.n_frames == 45
+    assert np.array_equal(a.weights, b.weights) and np.array_equal(a.head, b.head)
+
+
+def test_style_reference_file_is_sent_as_a_clip(procedural_server, tmp_path, clip, capsys):
     """--style FILE.csv means "take the style from this recording" with and without --server: the server
     must receive the clip itself (it may not see this machine's files), not a preset named by the path."""
     w = np.zeros((45, 52), np.float32)
@@ -28,11 +48,8 @@ def test_style_reference_file_is_sent_as_a_clip(tmp_path, clip, capsys):
     args = ["--style", str(ref), "--transcript", "hello there", "-q"]
     assert main(["generate", str(clip), "--engine", "procedural", "--out", str(tmp_path / "l.npz"), *args]) == 2
     local_err = capsys.readouterr().err
-    server = ServerProcess(tmp_path, engine="procedural")
-    try:
-        assert main(["generate", str(clip), "--server", server.address, "--out", str(tmp_path / "r.npz"), *args]) == 2
-    finally:
-        server.close()
+    server = procedural_server
+    assert main(["generate", str(clip), "--server", server.address, "--out", str(tmp_path / "r.npz"), *args]) == 2
     remote_err = capsys.readouterr().err
     # the procedural engine refuses reference clips; both paths must hit that refusal, not "unknown style"
     assert "cannot follow a reference clip" in local_err
