@@ -1,4 +1,5 @@
-"""`list` answers with the engine's style presets, whichever key its info() uses for them."""
+"""`list` answers with the engine's style presets, whichever key its info() uses for them; the log names
+engine, model, device and address."""
 
 from __future__ import annotations
 
@@ -24,5 +25,9 @@ def test_list_reports_the_style_presets(tmp_path) -> None:
             lst = c.list()
         assert lst["styles"] == ["calm", "lively"]
         assert lst["info"]["styles"] == ["<preset>", "predicted"]
+        # the log says what serves here: engine, model, device, address
+        log = s.log()
+        assert "engine paced-energy (model loudness envelope) on device cpu" in log
+        assert f"listening on {s.bind}" in log
     finally:
         s.close()
