@@ -22,7 +22,7 @@ import bpy
 
 from ._deps import rig
 from .core.apply import apply_motion
-from .core.demo_head import build_demo_head
+from .core.demo_head import CREDIT, build_demo_head
 from .core.export import ExportError, export_fbx, export_gltf
 from .core.render import RenderError, fps_pair, render_preview
 from .core.target import Target, TargetError, find_target
@@ -115,7 +115,8 @@ def run_job(index: int, job: dict[str, Any]) -> dict[str, Any]:
         suffix = p.suffix.lower()
         if suffix in (".glb", ".gltf"):
             # frame `start` is audio time 0, so the clip starts at t=0 like the sound in a game engine
-            export_gltf(p, overwrite=overwrite, clip_name=job["name"], export_anim_slide_to_zero=True)
+            extra = {} if job.get("character") else {"export_copyright": CREDIT}
+            export_gltf(p, overwrite=overwrite, clip_name=job["name"], export_anim_slide_to_zero=True, **extra)
         elif suffix == ".fbx":
             export_fbx(p, overwrite=overwrite)
         elif suffix == ".blend":

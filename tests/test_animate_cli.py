@@ -71,6 +71,7 @@ def test_main_job_writes_a_valid_glb_and_an_mp4_as_long_as_the_audio(tmp_path):
         assert report["issues"]["numErrors"] == 0, report["issues"]["messages"][:5]
         assert report["info"]["animationCount"] == 1 and report["info"]["hasMorphTargets"]
     js = glb_json(glb)
+    assert "ICT-FaceKit" in js["asset"].get("copyright", "") and "MIT" in js["asset"]["copyright"]  # attribution
     [anim] = js["animations"]
     weights = [c for c in anim["channels"] if c["target"]["path"] == "weights"]
     assert len(weights) == 1

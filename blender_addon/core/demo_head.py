@@ -24,6 +24,9 @@ _VENDORED_ASSET = Path(__file__).resolve().parents[1] / "_vendor" / "assets" / "
 # the repository copy, or the one the extension build vendors
 ASSET = _REPO_ASSET if _REPO_ASSET.is_file() or not _VENDORED_ASSET.is_file() else _VENDORED_ASSET
 DEFAULT_NAME = "TalkRigHead"
+# MIT asks for the notice in copies: glTF files carrying the head say where it comes from (asset.copyright)
+CREDIT = ("Demo head: ICT-FaceKit face model, Copyright (c) 2020 USC Institute for Creative Technologies, "
+          "MIT License (github.com/ICT-VGL/ICT-FaceKit)")
 
 # Joint positions in the asset's own frame (cm, +Y up, +Z forward), placed by eye on the ICT mesh.
 _JOINTS_CM = {
@@ -158,6 +161,7 @@ def _build_mesh(name: str, asset: dict[str, np.ndarray]) -> bpy.types.Object:
     me.polygons.foreach_set("material_index", mat_index)
     me.shade_smooth()
     obj = bpy.data.objects.new(name, me)
+    obj["credit"] = CREDIT  # travels with .blend files
 
     # Shape keys: Basis + one per asset shape, names kept as in the file (ICT's _L/_R convention).
     obj.shape_key_add(name="Basis", from_mix=False)
@@ -243,6 +247,7 @@ def save_demo_head(path: str | Path, overwrite: bool = False) -> Path:
             export_morph=True,
             export_skins=True,
             export_animations=False,
+            export_copyright=CREDIT,
         )
     return path
 
@@ -250,6 +255,7 @@ def save_demo_head(path: str | Path, overwrite: bool = False) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """``python -m blender_addon.core.demo_head OUT.blend|OUT.glb|OUT.gltf [--overwrite]``"""
     import argparse
+    import sys
 
     ap = argparse.ArgumentParser(prog="python -m blender_addon.core.demo_head",
                                  description="Save the TalkRig demo head (ICT-FaceKit, MIT) as .blend/.glb/.gltf.")
@@ -259,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(save_demo_head(args.out, overwrite=args.overwrite))
     except (FileExistsError, ValueError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 
