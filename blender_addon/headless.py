@@ -52,6 +52,8 @@ def build_parser(prog: str = "talkrig") -> argparse.ArgumentParser:
     gen.add_argument("--server-key", default="", help="server public key (remote servers)")
     gen.add_argument("--start-server", action="store_true", help="start a local server if none answers")
     gen.add_argument("--python", default="", help="Python with TalkRig installed, for --start-server")
+    gen.add_argument("--keep-server", action="store_true",
+                     help="leave a server started by --start-server running when the job ends (default: stop it)")
     gen.add_argument("--engine", default="", help="engine for --start-server (diffusion, procedural, energy)")
     gen.add_argument("--timeout", type=float, default=120.0)
     gen.add_argument("--style", help="style preset, 'predicted', or a reference clip (.csv/.npz)")
@@ -209,11 +211,16 @@ def _fps_pair(fps: float) -> tuple[int, float]:
 
 def main(argv: list[str] | None = None, prog: str = "talkrig") -> int:
     args = build_parser(prog).parse_args(argv)
+    had_server = server_link.local_server_running()
     try:
         summary = run_job(args)
     except (RuntimeError, TargetError, ValueError, OSError) as e:  # HeadlessError, ExportError, RenderError
         print(f"talkrig: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        # a server this job started (--start-server) runs detached: stop it unless asked to keep it
+        if not had_server and not args.keep_server and server_link.local_server_running():
+            server_link.stop_local()
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

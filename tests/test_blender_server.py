@@ -249,3 +249,22 @@ def test_registered_cli_command_runs_end_to_end(server_address, audio_file, tmp_
         assert "unrecognized arguments" in capsys.readouterr().err
     finally:
         addon_utils.disable("blender_addon", default_set=True)
+
+
+def test_headless_stops_the_server_it_started(audio_file, tmp_path, capsys):
+    """--start-server launches a detached local server; it must not outlive the batch job."""
+    from motion_server_helpers import free_port
+
+    from blender_addon import headless, server_link
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    argv = ["--demo-head", "--audio", str(audio_file), "--server", address, "--start-server",
+            "--python", sys.executable, "--engine", "energy", "--save", str(tmp_path / "a.blend")]
+    try:
+        assert headless.main(argv) == 0, capsys.readouterr().err
+        assert (tmp_path / "a.blend").is_file()
+        assert not server_link.local_server_running()
+        with pytest.raises(server_link.ServerLinkError):
+            server_link.check(address, timeout_s=0.5)
+    finally:
+        server_link.stop_local()
