@@ -75,8 +75,9 @@ def corpus_utterances(root: Path, split: str) -> Iterator[Utterance]:
         style = _field(u, "style", "style_vector", "speaker_style", default=None)
         if speaker is None and style is not None:
             speaker = hashlib.sha1(np.asarray(style, np.float32).tobytes()).hexdigest()[:8]
-        name = str(_field(u, "id", "name", "utt_id", default=f"{split}_{i}"))
-        yield Utterance(name, audio, sr, motion, str(emo), f"{voice}|{speaker}|{emo}")
+        name = f"{split}_{_field(u, 'index', 'id', 'name', default=i)}"
+        # the motion depends on the speaker's style and the emotion, not on the synthetic voice
+        yield Utterance(name, audio, sr, motion, str(emo), f"{speaker or voice}|{emo}")
 
 
 def capture_utterances(root: Path) -> Iterator[Utterance]:
@@ -131,7 +132,8 @@ def save_clips(clips: list[Clip], path: Path) -> None:
 
 
 def load_clips(path: Path) -> list[Clip]:
-    z = np.load(path, allow_pickle=False)
+    with np.load(path, allow_pickle=False) as npz:
+        z = {k: npz[k] for k in npz.files}  # read each array once (every npz[k] access re-reads the file)
     offs = np.concatenate([[0], np.cumsum(z["lens"])])
     return [Clip(str(z["names"][i]), z["feats"][offs[i]:offs[i + 1]], z["motion"][offs[i]:offs[i + 1]],
                  z["stats"][i], str(z["emotions"][i]), str(z["groups"][i])) for i in range(len(z["lens"]))]
@@ -191,7 +193,7 @@ class Batches:
         return {"feats": torch.from_numpy(np.stack(feats)), "motion": torch.from_numpy(np.stack(motion)),
                 "idx": torch.from_numpy(idx), "start": torch.tensor(starts)}
 
-    def references(self, idx: torch.Tensor, max_frames: int) -> list[torch.Tensor]:
+    def references(self, idx: torch.Tensor, max_frames: int, chunk: int = 15) -> list[torch.Tensor]:
         refs = []
         for i in idx.tolist():
             group = self.by_group[self.clips[i].group]
@@ -200,7 +202,13 @@ class Batches:
             m = self.clips[j].motion
             L = min(len(m), max_frames)
             s = int(self.gen.integers(0, len(m) - L + 1))
-            refs.append(torch.from_numpy(m[s: s + L]))
+            r = m[s: s + L]
+            if j == i:
+                # the clip is its own reference: shuffle half-second chunks so the style code keeps the
+                # clip's statistics but cannot carry the lip timing of the training target
+                parts = [r[k: k + chunk] for k in range(0, L, chunk)]
+                r = np.concatenate([parts[k] for k in self.gen.permutation(len(parts))])
+            refs.append(torch.from_numpy(np.ascontiguousarray(r)))
         return refs
 
     def emotion_ids(self, idx: torch.Tensor) -> torch.Tensor:

@@ -24,11 +24,12 @@ from .checkpoint import load_checkpoint
 from .features import make_features, n_motion_frames
 from .guidance import guided
 from .long import WindowedTimeline, sample_timeline
-from .postprocess import apply_controls
+from .postprocess import apply_controls, blinks_per_minute
 from .samplers import SAMPLERS, make_sampler
 from .train import resolve_device
 
 MAX_STEPS = 50
+DEFAULT_BLINK_RATE = 17.0  # blinks per minute of a relaxed speaker, when the model lists no rates
 MOTION_FILE_SUFFIXES = (".csv", ".npz", ".json")
 
 
@@ -112,6 +113,20 @@ class DiffusionEngine:
             label = f"{label}*{1 - t:.2f}+{label2}*{t:.2f}"
         return code, label
 
+    def _blink_prior(self, weights: np.ndarray, o: GenerateOptions, style_label: str) -> float | None:
+        """Blinks are not predictable from audio, and a few-step sampler tends to average them away.
+        When the sampled motion blinks far less (or more) often than the style does — the reference
+        clip's own rate, or the preset's rate in the training data — place blinks at that rate."""
+        rates = self.cfg.get("preset_blink_rates", {})
+        if o.style_reference is not None:
+            target = blinks_per_minute(o.style_reference.weights, o.style_reference.fps)
+        elif o.style in rates:
+            target = rates[o.style]
+        else:
+            target = float(np.mean(list(rates.values()))) if rates else DEFAULT_BLINK_RATE
+        have = blinks_per_minute(weights, self.fps)
+        return None if 0.5 * target <= have <= 1.5 * target else target
+
     # -- generate -----------------------------------------------------------------------------------
     def _check(self, audio: np.ndarray, sr: int, o: GenerateOptions) -> np.ndarray:
         a = np.asarray(audio, dtype=np.float32)
@@ -178,7 +193,8 @@ class DiffusionEngine:
         weights = np.clip(out[:, :52], 0.0, 1.0)
         head = out[:, 52:].copy()
         head[:, :3] = np.clip(head[:, :3], -1.0, 1.0)
-        weights, head = apply_controls(weights, head, self.fps, o.intensity, o.head_motion, o.blink_rate, o.seed)
+        blink_rate = o.blink_rate if o.blink_rate is not None else self._blink_prior(weights, o, style_label)
+        weights, head = apply_controls(weights, head, self.fps, o.intensity, o.head_motion, blink_rate, o.seed)
         meta = {"engine": self.name, "model": self.cfg.get("name"), "seed": int(o.seed), "style": style_label,
                 "sampler": o.sampler, "steps": int(o.steps), "guidance": float(o.guidance),
                 "sample_rate": self.features.sr, "seconds": round(time.perf_counter() - t0, 3),

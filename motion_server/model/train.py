@@ -49,10 +49,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _lr(step: int, total: int, base: float, warmup: int) -> float:
+def _lr(step: int, total: int, base: float, warmup: int, time_frac: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 5 %. With a time budget the decay follows whichever of
+    steps or wall time is further along, so a budget-limited run still ends at a low learning rate."""
     if step < warmup:
         return base * (step + 1) / warmup
-    p = (step - warmup) / max(1, total - warmup)
+    p = max((step - warmup) / max(1, total - warmup), time_frac)
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
@@ -110,7 +112,8 @@ class Trainer:
         for step in bar:
             torch.manual_seed(int(self.tc["seed"]) * 100003 + step)
             for g in opt.param_groups:
-                g["lr"] = _lr(step, steps, self.tc["lr"], self.tc["warmup"])
+                g["lr"] = _lr(step, steps, self.tc["lr"], self.tc["warmup"],
+                              (time.time() - t0) / time_budget if time_budget else 0.0)
             self.model.train()
             losses = step_fn(step)
             opt.zero_grad(set_to_none=True)
@@ -275,13 +278,18 @@ class Trainer:
         return torch.stack(codes), torch.stack(toks), torch.stack(stats)
 
     def compute_presets(self) -> None:
+        """Preset codes = mean style code of the training clips of each emotion; also each preset's
+        blink rate in the data (the engine's blink prior)."""
         codes, _, _ = self.clip_codes(self.train)
         names = self.model.preset_names()
+        rates: dict[str, float] = {}
         for i, name in enumerate(names):
             sel = [j for j, c in enumerate(self.train) if c.emotion == name] if self.emotions else list(range(len(codes)))
             if sel:
                 self.model.presets[i] = codes[sel].mean(0)
-        self.log(f"presets: {names}")
+                rates[name] = round(preset_blink_rate([self.train[j] for j in sel], self.cfg["fps"]), 2)
+        self.model.cfg["preset_blink_rates"] = rates
+        self.log(f"presets: {names}; blinks/min {rates}")
 
     def train_style_predictor(self, steps: int, start: int = 0, opt_state: dict | None = None,
                               time_budget: float | None = None) -> None:
@@ -341,6 +349,15 @@ class Trainer:
         return res
 
 
+def preset_blink_rate(clips: list[Clip], fps: float) -> float:
+    """Blinks per minute over a set of clips (their motion's eyeBlink channels)."""
+    from .postprocess import blink_events
+
+    n = sum(len(blink_events(c.motion[:, :52])) for c in clips)
+    minutes = sum(len(c.motion) for c in clips) / fps / 60.0
+    return n / minutes if minutes > 0 else 0.0
+
+
 # -- entry point ------------------------------------------------------------------------------------
 
 
@@ -356,9 +373,23 @@ def split_val(clips: list[Clip], frac: float, seed: int) -> tuple[list[Clip], li
     return train, val
 
 
+def _fingerprint(folder: Path) -> str:
+    """Changes when files are added, removed or rewritten (so a grown corpus is re-read)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not p.name.startswith("cache_"):
+            st = p.stat()
+            h.update(f"{p.relative_to(folder)}|{st.st_size}|{int(st.st_mtime)}".encode())
+    return h.hexdigest()
+
+
 def load_training_clips(cfg: dict[str, Any], out: Path, data: Path | None, captures: Path | None,
                         log: Log) -> tuple[list[Clip], list[Clip], dict[str, Any]]:
-    key = {"features": cfg["features"], "fps": cfg["fps"]}
+    key: dict[str, Any] = {"features": cfg["features"], "fps": cfg["fps"]}
+    if data is not None and Path(data).is_dir():
+        key["data_fingerprint"] = _fingerprint(Path(data))
     train: list[Clip] = []
     val: list[Clip] = []
     sources: list[str] = []
@@ -380,7 +411,9 @@ def load_training_clips(cfg: dict[str, Any], out: Path, data: Path | None, captu
                                  lambda: build_clips(capture_utterances(data), cfg, "features"))
         sources.append(str(data))
     if captures is not None:
-        cap = cached_clips({**key, "src": str(Path(captures).resolve()), "split": "captures"}, out, "captures",
+        cap_key = {**key, "src": str(Path(captures).resolve()), "split": "captures",
+                   "captures_fingerprint": _fingerprint(Path(captures))}
+        cap = cached_clips(cap_key, out, "captures",
                            lambda: build_clips(capture_utterances(Path(captures)), cfg, "capture features"))
         train = train + cap
         sources.append(str(captures))
