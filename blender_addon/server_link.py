@@ -3,6 +3,7 @@ job in flight. Never touches bpy data (operators do), so it is safe to use from 
 
 from __future__ import annotations
 
+import atexit
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,15 @@ def check(address: str, public_key: str = "", timeout_s: float = 2.0) -> dict[st
         raise ServerLinkError(f"motion server at {address}: {e}") from None
 
 
+def _adopt(proc: Any) -> None:
+    """Remember the server process this session started; it is stopped when Blender exits (it runs
+    detached, in its own session, so nothing else would end it)."""
+    _state["proc"] = proc
+    if not _state.get("atexit"):
+        atexit.register(stop_local)
+        _state["atexit"] = True
+
+
 def known_styles() -> list[str]:
     """Style presets of the engine last seen by ``check()`` (empty before any server answered)."""
     return list(_state["styles"])
@@ -115,7 +125,7 @@ class LocalStart:
                                                                    engine=engine or None)
             except server("protocol").ClientError as e:
                 raise ServerLinkError(f"{e}\n{_START_FIX}") from None
-        _state["proc"] = self.server.proc  # Stop / unregister can end it while it is still loading
+        _adopt(self.server.proc)  # Stop / unregister / exit can end it while it is still loading
         _state["launch"] = self.server
         self.wait_s = wait_s
         self.deadline = time.monotonic() + wait_s
@@ -146,7 +156,7 @@ def start_local(address: str, python: str = "", engine: str = "", wait_s: float 
         proc = server("client_process").start_local_server(py, bind=address, engine=engine or None, wait_s=wait_s)
     except server("protocol").ClientError as e:
         raise ServerLinkError(f"{e}\n{_START_FIX}") from None
-    _state["proc"] = proc
+    _adopt(proc)
     return proc
 
 

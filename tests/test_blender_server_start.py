@@ -60,3 +60,39 @@ def test_a_server_that_cannot_start_reports_its_log_and_the_fix():
 def test_a_remote_address_is_not_started_locally():
     with pytest.raises(server_link.ServerLinkError, match="not a local address"):
         server_link.LocalStart("tcp://192.0.2.7:5557")
+
+
+def test_a_started_server_does_not_outlive_the_process_that_started_it():
+    """The server runs in its own session (a Ctrl+C in Blender's terminal must not kill it mid-job), so
+    the add-on stops it itself when Blender's Python exits."""
+    import os
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from blender_addon import server_link\n"
+        f"proc = server_link.start_local('tcp://127.0.0.1:{free_port()}', python=sys.executable, engine='energy')\n"
+        "print(proc.pid, flush=True)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    pid = int(r.stdout.split()[-1])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if _is_zombie(pid):
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    pytest.fail("the local server kept running after the process that started it exited")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
