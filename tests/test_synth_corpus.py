@@ -55,6 +55,13 @@ def test_same_seed_gives_identical_bytes(corpus: Path, tmp_path: Path) -> None:
     assert (other / "shard-00000.npz").read_bytes() != a["shard-00000.npz"]
 
 
+
+def test_two_workers_build_the_same_bytes(corpus: Path, tmp_path: Path) -> None:
+    """The parallel path (a process pool, shards finishing in any order) writes the same corpus."""
+    par = tmp_path / "par"
+    build_corpus(par, OPTS, workers=2, progress=False)
+    assert _files(par) == _files(corpus)
+
 def test_reader_yields_aligned_utterances(corpus: Path) -> None:
     reader = CorpusReader(corpus, "all", verify=True)
     utts = list(reader)
