@@ -81,3 +81,12 @@ def test_gltf_buffer_next_to_it_counts_as_an_existing_output(tmp_path):
     _touch(tmp_path / "a.bin")
     [it] = plan([a], tmp_path / "a.gltf", None, overwrite=False)
     assert it.error and "a.bin" in it.error
+
+
+def test_an_output_never_replaces_an_input_recording(tmp_path):
+    clip = _touch(tmp_path / "take.mp4", b"camera recording")
+    [it] = plan([clip], None, str(clip), overwrite=True)
+    assert "input recording" in it.error
+    other = _touch(tmp_path / "other.wav")
+    items = plan([clip, other], None, str(tmp_path / "{stem}.mp4"), overwrite=True)
+    assert "input recording" in items[0].error and items[1].error is None

@@ -113,6 +113,7 @@ def plan(
     n = len(inputs)
     items: list[Item] = []
     claimed: dict[Path, Path] = {}  # output -> the input that writes it
+    sources = {a.resolve() for a in inputs}  # never written, even with --overwrite (mp4/m4a inputs)
     for audio in inputs:
         item = Item(audio=audio, stem=audio.stem)
         items.append(item)
@@ -127,7 +128,9 @@ def plan(
             if p is None or item.error:
                 continue
             key = p.resolve()
-            if key in claimed:
+            if key in sources:
+                item.error = f"its output {p} is one of the input recordings; choose another output name"
+            elif key in claimed:
                 item.error = (f"its output {p} would also be written for {claimed[key]} (same file name): "
                               "rename one input or use an --out pattern with a folder per input")
             elif p.exists() and not overwrite:
