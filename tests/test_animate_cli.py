@@ -157,6 +157,18 @@ def test_render_without_ffmpeg_stops_before_any_work(tmp_path, monkeypatch):
     assert any("ffmpeg" in ln and "apt-get install ffmpeg" in ln for ln in lines), lines
     assert not (tmp_path / "a.npz").exists()
 
+
+def test_unusable_checkpoint_names_the_way_out(tmp_path):
+    import motion_server.animate.run as run_mod
+
+    lines: list[str] = []
+    code = run_mod.animate(
+        run_mod.Settings(inputs=[str(CLIP)], out=str(tmp_path / "a.npz"), model=str(tmp_path / "no_ckpt")),
+        log=lambda *a, **k: lines.append(" ".join(map(str, a))),
+    )
+    assert code == 2 and not (tmp_path / "a.npz").exists()
+    assert any("no_ckpt" in ln and "--engine procedural" in ln for ln in lines), lines
+
 @pytest.mark.shared
 def test_every_shared_recording_in_one_batch(shared_dir, tmp_path):
     """All containers (wav/flac/mp3/m4a/opus) and languages in ../shared/data/speech, motion files only."""

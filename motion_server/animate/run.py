@@ -99,7 +99,9 @@ def animate(s: Settings, log: Callable[..., None] = print) -> int:
             try:
                 gen = make_generator(engine_name, s.model, s.server)
             except Exception as exc:  # noqa: BLE001 - bad checkpoint, missing extra, unreachable server...
-                log(f"talkrig animate: cannot start engine {engine_name!r}: {_reason(exc)}", file=sys.stderr)
+                hint = ("; pass --model CHECKPOINT_FOLDER, or --engine procedural (no model needed)"
+                        if engine_name == "diffusion" and not s.server else "")
+                log(f"talkrig animate: cannot start engine {engine_name!r}: {_reason(exc)}{hint}", file=sys.stderr)
                 return 2
             try:
                 _generate_all(todo, gen, s, Path(tmp), jobs)
