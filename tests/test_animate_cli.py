@@ -231,3 +231,14 @@ def test_generation_through_a_running_motion_server(tmp_path):
     motion = load_motion(tmp_path / "take.npz")
     assert motion.n_frames == round(audio_seconds(CLIP) * FPS)
     assert motion.weights.max() > 0.1  # the server's engine animated it, not a neutral face
+
+
+@pytest.mark.parametrize("cmd", ["animate", "generate"])
+def test_numeric_options_refuse_nan_and_negatives(cmd, capsys):
+    from motion_server.cli import main
+
+    for flag, value in (("--intensity", "nan"), ("--head-motion", "-1"), ("--blink-rate", "inf")):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, str(CLIP), flag, value])
+        assert exc.value.code == 2
+        assert flag in capsys.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from motion_server.cli.argtypes import non_negative
 from motion_server.engine.registry import ENGINE_NAMES
 
 EPILOG = """\
@@ -23,13 +24,6 @@ examples:
   talkrig animate a.wav b.wav --out curves/ --engine procedural     (curves/a.glb, curves/b.glb)
   talkrig animate take.m4a --out take.csv                           (Live Link Face CSV)
 """
-
-
-def _positive_float(text: str) -> float:
-    v = float(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,10 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder (implies --engine diffusion)")
     gen.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5557 (see talkrig serve)")
     gen.add_argument("--style", help="style preset name, 'predicted', or a reference clip (.csv Live Link Face / .npz)")
-    gen.add_argument("--guidance", type=_positive_float, default=1.0, help="style guidance scale (default 1.0)")
-    gen.add_argument("--intensity", type=_positive_float, default=1.0, help="expression intensity (default 1.0)")
-    gen.add_argument("--head-motion", type=_positive_float, default=1.0, help="head motion amount (default 1.0)")
-    gen.add_argument("--blink-rate", type=_positive_float, metavar="PER_MIN", help="blinks per minute (default: the style's)")
+    gen.add_argument("--guidance", type=non_negative, default=1.0, help="style guidance scale (default 1.0)")
+    gen.add_argument("--intensity", type=non_negative, default=1.0, help="expression intensity (default 1.0)")
+    gen.add_argument("--head-motion", type=non_negative, default=1.0, help="head motion amount (default 1.0)")
+    gen.add_argument("--blink-rate", type=non_negative, metavar="PER_MIN", help="blinks per minute (default: the style's)")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("--steps", type=int, default=8, help="diffusion sampling steps (default 8)")
     gen.add_argument("--fps", type=float, default=30.0, help="motion frame rate (default 30)")

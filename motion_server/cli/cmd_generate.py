@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from motion_server.cli.argtypes import non_negative, positive
 from motion_server.engine.registry import DEFAULT_ENGINE, ENGINE_NAMES
 
 SAMPLE_RATE = 16000
@@ -20,20 +21,6 @@ examples:
   talkrig generate jfk.flac --engine procedural --transcript "And so my fellow Americans" --style happy:3
   talkrig generate take.m4a --server tcp://127.0.0.1:5577 --out take.npz
 """
-
-
-def _nonneg(text: str) -> float:
-    v = float(text)
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
-def _positive(text: str) -> float:
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,20 +41,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--transcript", metavar="TEXT", help="what is said (the procedural engine aligns to it)")
     tr.add_argument("--transcript-file", metavar="FILE", help="read the transcript from a UTF-8 text file")
     p.add_argument("--style", help="style preset (e.g. neutral, happy, sad:3), 'predicted', or a reference clip")
-    p.add_argument("--guidance", type=_nonneg, default=1.0, help="style guidance scale (default 1.0)")
-    p.add_argument("--intensity", type=_nonneg, default=1.0, help="expression intensity (default 1.0)")
-    p.add_argument("--head-motion", type=_nonneg, default=1.0, help="head motion amount (default 1.0)")
-    p.add_argument("--blink-rate", type=_nonneg, metavar="PER_MIN", help="blinks per minute (default: the style's)")
+    p.add_argument("--guidance", type=non_negative, default=1.0, help="style guidance scale (default 1.0)")
+    p.add_argument("--intensity", type=non_negative, default=1.0, help="expression intensity (default 1.0)")
+    p.add_argument("--head-motion", type=non_negative, default=1.0, help="head motion amount (default 1.0)")
+    p.add_argument("--blink-rate", type=non_negative, metavar="PER_MIN", help="blinks per minute (default: the style's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same result")
     p.add_argument("--steps", type=int, default=8, help="diffusion sampling steps (default 8)")
     p.add_argument("--sampler", default="dpm", metavar="NAME", help="diffusion sampler (default dpm)")
-    p.add_argument("--fps", type=_positive, default=30.0, help="motion frame rate (default 30)")
+    p.add_argument("--fps", type=positive, default=30.0, help="motion frame rate (default 30)")
     p.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     p.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5577")
     p.add_argument("--server-key", metavar="KEY", help="the server's CurveZMQ public key (server.key from "
                    "`talkrig keygen`, or its 40 characters) for an encrypted remote server")
-    p.add_argument("--timeout", type=_positive, default=60.0, metavar="S", help="server silence limit (default 60 s)")
+    p.add_argument("--timeout", type=positive, default=60.0, metavar="S", help="server silence limit (default 60 s)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
