@@ -174,7 +174,9 @@ def _blender_all(jobs: list[tuple[Outcome, BlenderJob]]) -> None:
         bar.close()
     for (o, _job), r in zip(jobs, results, strict=True):
         if r.ok:
-            o.outputs.extend(r.outputs)
+            # the child reports absolute paths; show them as the user wrote them, like the motion files
+            given = {str(p.resolve()): str(p) for p in (o.item.out, o.item.render) if p is not None}
+            o.outputs.extend(given.get(out, out) for out in r.outputs)
             if r.render_frames and r.render_seconds > 0:
                 o.render_fps = r.render_frames / r.render_seconds
         else:
