@@ -138,9 +138,14 @@ def test_refuses_to_mix_corpora(corpus: Path, tmp_path: Path) -> None:
     shutil.copytree(corpus, out)
     with pytest.raises(CorpusError, match="different options"):
         build_corpus(out, CorpusOptions(**{**OPTS.__dict__, "seed": 99}), progress=False)
+    (out / MANIFEST).write_text('{"format": "talkrig-synth-corpus", "shards": [')  # cut short
+    with pytest.raises(CorpusError, match="cannot read"):
+        build_corpus(out, OPTS, progress=False)
     (out / MANIFEST).unlink()
     with pytest.raises(CorpusError, match="no MANIFEST"):
         build_corpus(out, OPTS, progress=False)
+    with pytest.raises(CorpusError, match="is a file"):
+        build_corpus(out / "shard-00000.npz", OPTS, progress=False)
     with pytest.raises(CorpusError, match="no voice"):
         make_plan(CorpusOptions(voices=("espeak",), languages=("xx",)))
     with pytest.raises(CorpusError, match="unknown emotion"):

@@ -409,8 +409,12 @@ def _load_existing(out: Path, opts: CorpusOptions) -> dict[int, dict]:
     mpath = out / MANIFEST
     done: dict[int, dict] = {}
     if mpath.is_file():
-        old = json.loads(mpath.read_text(encoding="utf-8"))
-        if old.get("format") != FORMAT:
+        try:
+            old = json.loads(mpath.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorpusError(f"cannot read {mpath} ({exc}); choose another --out, or delete the manifest "
+                              "and the shards to start over") from exc
+        if not isinstance(old, dict) or old.get("format") != FORMAT:
             raise CorpusError(f"{mpath} is not a TalkRig synthetic corpus manifest; choose another --out")
         if old.get("options") != opts.identity():
             raise CorpusError(f"{out} holds a corpus built with different options {old.get('options')}; "
@@ -437,6 +441,8 @@ def build_corpus(out_dir: str | Path, opts: CorpusOptions, workers: int = 1, pro
     if opts.shard_size < 1:
         raise CorpusError("shard size must be >= 1")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CorpusError(f"--out {out} is a file; the corpus needs a folder")
     out.mkdir(parents=True, exist_ok=True)
     plan = make_plan(opts)
     done = _load_existing(out, opts)
