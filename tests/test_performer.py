@@ -73,6 +73,22 @@ def test_lips_anticipate_an_m_after_silence():
     assert onset_aa - 0.2 < rise < onset_aa - 0.04, f"jaw starts opening {onset_aa - rise:.3f}s before AA"
 
 
+
+def test_labiodentals_tuck_the_lower_lip_and_rounded_vowels_pucker():
+    phones = seq("SIL:0.4 F:0.1 AA:0.2 V:0.09 IY:0.2 UW:0.22 AA:0.2 OW:0.22 SIL:0.4")
+    m = perform(phones, None, 16000, rng=0, blink_rate=0)
+
+    def at(symbol: str, channel: str) -> float:
+        return float(np.mean([m.channel(channel)[mid_frame(p, m.fps)] for p in phones if p.symbol == symbol]))
+
+    for fv in ("F", "V"):
+        assert at(fv, "mouthRollLower") > at("AA", "mouthRollLower") + 0.2, f"{fv}: lower lip not tucked"
+        assert at(fv, "jawOpen") < at("AA", "jawOpen") - 0.1, f"{fv}: jaw too open"
+    for rounded in ("UW", "OW"):
+        lips = at(rounded, "mouthPucker") + at(rounded, "mouthFunnel")
+        spread = at("IY", "mouthPucker") + at("IY", "mouthFunnel")
+        assert lips > spread + 0.25, f"{rounded}: no rounding ({lips:.2f} vs IY {spread:.2f})"
+
 def test_short_unstressed_vowels_open_less_than_stressed_ones():
     ph = [Phone("SIL", 0, 0.4), Phone("AA", 0.4, 0.45, stress=0), Phone("SIL", 0.45, 1.0),
           Phone("AA", 1.0, 1.2, stress=1), Phone("SIL", 1.2, 1.6)]
