@@ -199,3 +199,53 @@ def test_output_ranges_and_silence_without_phones():
     assert _blinks_per_minute(m) > 5
     still = perform([], x, 16000, rng=0, head_motion=0.0)
     assert np.abs(still.head).max() == 0
+
+
+def _speaking(duration: float, fps: float, accents: list[tuple[float, float]]):
+    from motion_server.synth.performer.prosody import Prosody
+
+    n = int(duration * fps)
+    return Prosody(speech=np.ones(n, bool), energy=np.full(n, 0.6, np.float32), accents=accents,
+                   phrase_starts=[0.0], phrase_ends=[duration], pauses=[])
+
+
+def test_brow_raises_and_nods_follow_pitch_accents():
+    from motion_server.synth.performer.nonverbal import brow_curves, head_curves
+
+    fps, accents = 30.0, [(1.0, 1.5), (3.0, 1.5), (5.0, 1.5), (7.0, 1.5)]
+    with_acc, without = _speaking(9.0, fps, accents), _speaking(9.0, fps, [])
+    t = np.arange(int(9.0 * fps)) / fps
+    near = np.zeros(t.size, bool)
+    for at, _ in accents:
+        near |= (t > at - 0.2) & (t < at + 1.0)
+    brow_near, brow_far, nod_near, nod_far = [], [], [], []
+    for seed in range(12):
+        brows = brow_curves(t.size, fps, with_acc, 1.0, np.random.default_rng(seed))[:, 0]
+        brow_near.append(brows[near].mean())
+        brow_far.append(brows[~near].mean())
+        # same draws for the sway; the accents add nods on top
+        nod = np.abs(head_curves(t.size, fps, with_acc, 1.0, np.random.default_rng(seed))[:, 0]
+                     - head_curves(t.size, fps, without, 1.0, np.random.default_rng(seed))[:, 0])
+        nod_near.append(nod[near].mean())
+        nod_far.append(nod[~near].mean())
+    assert np.mean(brow_near) > 5 * max(np.mean(brow_far), 1e-3), (brow_near, brow_far)
+    assert np.mean(nod_near) > 3 * max(np.mean(nod_far), 1e-4) and np.mean(nod_near) > np.radians(0.15)
+
+
+def test_eyes_make_saccades_between_fixations():
+    m = perform([], np.zeros(16000 * 30, np.float32), 16000, rng=4, fps=60.0, blink_rate=0)
+    yaw = m.channel("eyeLookOutLeft") - m.channel("eyeLookInLeft")
+    speed = np.abs(np.diff(yaw)) * m.fps  # eyeLook units per second
+    jumps, _ = find_peaks(speed, height=1.0, distance=int(0.1 * m.fps))
+    assert 5 <= len(jumps) <= 120, f"{len(jumps)} saccades in 30 s"
+    assert np.mean(speed < 0.3) > 0.8, "the eyes should rest (fixate) most of the time"
+
+
+def test_a_breath_opens_the_mouth_slightly_in_a_long_pause():
+    phones = seq("SIL:0.3 AA:0.3 N:0.1 SIL:1.2 M:0.1 AA:0.3 SIL:0.3")
+    m = perform(phones, None, 16000, rng=0, blink_rate=0)
+    pause = phones[3]
+    jaw = m.channel("jawOpen")
+    early = jaw[int((pause.start + 0.35) * m.fps)]
+    inhale = jaw[int((pause.end - 0.3) * m.fps)]
+    assert inhale > early + 0.03, f"jawOpen {early:.3f} -> {inhale:.3f}: no inhalation before the next phrase"
