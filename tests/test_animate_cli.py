@@ -93,6 +93,18 @@ def test_main_job_writes_a_valid_glb_and_an_mp4_as_long_as_the_audio(tmp_path):
     assert int(streams["video"]["nb_read_frames"]) == n_frames
     assert float(streams["audio"]["duration"]) == pytest.approx(n_frames / FPS, abs=1.0 / FPS)
     assert abs(float(streams["audio"]["duration"]) - duration) < 1.0 / FPS
+    # the picture: the face fills the middle of the frame and its mouth moves (forehead stays still)
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp4), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    video = np.frombuffer(raw, np.uint8).reshape(-1, 96, 96, 3).astype(np.float32)
+    background = np.median(video[:, :4, :4].reshape(-1, 3), axis=0)
+    face = np.linalg.norm(video.mean(axis=0) - background, axis=-1) > 20
+    ys, xs = np.nonzero(face)
+    assert 0.25 < face.mean() < 0.8, "the face should fill a good part of the frame"
+    assert abs(xs.mean() / 96 - 0.5) < 0.08 and 0.3 < (xs.max() - xs.min()) / 96 < 0.95, "face not centred"
+    motion_sd = video.mean(axis=-1).std(axis=0)
+    mouth, forehead = motion_sd[53:69, 36:60].mean(), motion_sd[14:29, 36:60].mean()
+    assert mouth > 2.0 and mouth > 4 * forehead, f"mouth region changes by {mouth:.1f}, forehead {forehead:.1f}"
     if report is None:
         pytest.skip("everything but glTF-Validator checked: node or node_modules/gltf-validator is missing "
                     "(scripts/setup.sh installs it with npm)")
