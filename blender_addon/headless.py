@@ -24,6 +24,7 @@ from . import server_link
 from ._deps import asset, rig, server
 from .core import export, mapping
 from .core.apply import apply_motion, scene_fps
+from .core.render import fps_pair
 from .core.target import Target, TargetError, find_target
 
 
@@ -154,7 +155,7 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
         build_demo_head(asset_path=asset("ict_face_arkit.npz"))
     scene = bpy.context.scene
     if args.fps:
-        scene.render.fps, scene.render.fps_base = _fps_pair(args.fps)
+        scene.render.fps, scene.render.fps_base = fps_pair(args.fps)
     target = _pick_target(args.target)
     profile = mapping.load_profile(args.profile) if args.profile else None
     fps = scene_fps(scene)
@@ -201,12 +202,6 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
         outputs["blend"] = str(args.save)
     return {"target": target.name, "fps": fps, "takes": takes, "outputs": outputs,
             "seconds": round(time.perf_counter() - t0, 3)}
-
-
-def _fps_pair(fps: float) -> tuple[int, float]:
-    """Blender stores fps as an integer over a base: 29.97 -> (30, 1.001)."""
-    r = round(fps)
-    return (r, 1.0) if abs(fps - r) < 1e-6 else (r, r / fps)
 
 
 def main(argv: list[str] | None = None, prog: str = "talkrig") -> int:

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 EXTRAS="blender"
 [[ "${1:-}" == "--test" ]] && EXTRAS="test"
 
-APT_PKGS=(festival festvox-kallpc16k festvox-us-slt-hts flite espeak-ng sox ffmpeg libsndfile1)
+APT_PKGS=(festival festvox-kallpc16k festvox-us-slt-hts flite espeak-ng ffmpeg libsndfile1)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -357,3 +357,18 @@ def test_a2f_not_json(tmp_path: Path):
     p.write_text("{ not json")
     with pytest.raises(FormatError, match="JSON"):
         load_motion(p)
+
+
+def test_written_files_follow_the_umask_not_private_temp_permissions(tmp_path) -> None:
+    """A Live Link CSV handed to a colleague or a render farm must be readable by them (not 0600)."""
+    import os
+
+    from rig_mapping import FaceMotion
+    from rig_mapping.formats import save_motion
+
+    old = os.umask(0o022)
+    try:
+        out = save_motion(FaceMotion.neutral(10), tmp_path / "take.csv")
+    finally:
+        os.umask(old)
+    assert (os.stat(out).st_mode & 0o777) == 0o644

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 
@@ -19,9 +19,11 @@ def check_writable(path: str | Path, overwrite: bool) -> Path:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file next to ``path`` then rename, so a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A random name opened exclusively (not mkstemp, which makes 0600 files): the result gets the
+    # permissions any plain open() would, i.e. the user's umask.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
