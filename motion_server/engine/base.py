@@ -74,6 +74,14 @@ class GenerateOptions:
         return cls(**d)
 
 
+def check_audio(audio: np.ndarray, sr: int) -> np.ndarray:
+    """The engine input contract: mono float32 samples and a positive rate. Returns a flat float32 view."""
+    x = np.asarray(audio, np.float32).reshape(-1)
+    if sr <= 0 or x.size == 0:
+        raise ValueError("audio is empty or sample rate is not positive; pass mono float32 samples and sr")
+    return x
+
+
 @runtime_checkable
 class Engine(Protocol):
     name: str

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from motion_server import __version__
-from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn
+from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn, check_audio
 from rig_mapping import FaceMotion
 from rig_mapping.arkit import ARKIT_INDEX, NUM_CHANNELS
 
@@ -54,9 +54,7 @@ class EnergyEngine:
         cancel: CancelToken | None = None,
     ) -> FaceMotion:
         options = options or GenerateOptions()
-        x = np.asarray(audio, np.float32).ravel()
-        if sr <= 0 or x.size == 0:
-            raise ValueError("audio is empty or sample rate is not positive; pass mono float32 samples and sr")
+        x = check_audio(audio, sr)
         n = max(1, int(round(len(x) / sr * options.fps)))
         level = loudness_level(x, sr, options.fps, n)
         if cancel:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from motion_server import __version__
-from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn
+from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn, check_audio
 from rig_mapping import FaceMotion
 
 from .performer import EMOTIONS, INTENSITIES, EmotionPreset, emotion_preset, mix_presets, perform
@@ -84,9 +84,7 @@ class ProceduralEngine:
         cancel: CancelToken | None = None,
     ) -> FaceMotion:
         options = options or GenerateOptions()
-        x = np.asarray(audio, np.float32).reshape(-1)
-        if sr <= 0 or x.size == 0:
-            raise ValueError("audio is empty or sample rate is not positive; pass mono float32 samples and sr")
+        x = check_audio(audio, sr)
         if options.style_reference is not None:
             raise ValueError("the procedural engine cannot follow a reference clip; use --engine diffusion "
                              "or a preset style (" + ", ".join(EMOTIONS) + ")")
