@@ -26,7 +26,7 @@ def toy_dir(tmp_path_factory):
 def trained(tmp_path_factory, toy_dir):
     out = tmp_path_factory.mktemp("ck")
     rc = main(["train", "--data", str(toy_dir), "--out", str(out), "--config", "tiny", "--device", "cpu",
-               "--steps", "4", "--threads", "1"])
+               "--steps", "4", "--threads", "1", "--set", "train.gap_loss_weight=0.5"])
     assert rc == 0
     return out
 
@@ -40,6 +40,7 @@ def test_train_writes_a_loadable_checkpoint(trained):
     assert 0.0 <= m["lip_expert"]["val_accuracy"] <= 1.0
     assert "val_lip_gap_corr" in m["denoiser"] and "emotion_acc_predicted_code" in m["style_predictor"]
     assert not (trained / "train_state.json").exists()  # finished stages leave no resume state
+    assert cfg["train"]["gap_loss_weight"] == 0.5  # --set overrides are recorded with the checkpoint
     model = load_checkpoint(trained)
     assert float(model.presets.abs().sum()) > 0
     eng = DiffusionEngine(trained, device="cpu")
@@ -86,7 +87,22 @@ def test_finetune_on_captures(tmp_path, trained):
     assert not np.allclose(a.detach().numpy(), b.detach().numpy())
 
 
+def test_lip_gap_loss_matches_the_evaluation_face():
+    import torch
+
+    from motion_server.evaluation.geometry import lip_gap
+    from motion_server.model.train import _lip_gap_fn
+
+    w = np.random.default_rng(0).uniform(0, 0.6, (7, 52)).astype(np.float32)
+    g = _lip_gap_fn(torch.device("cpu"))(torch.from_numpy(w))
+    assert np.allclose(g.numpy(), lip_gap(w), atol=1e-4)
+
+
 def test_train_errors_are_clear(tmp_path, capsys, trained, toy_dir):
+    # the architecture of a loaded checkpoint cannot be overridden
+    rc = main(["train", "--captures", str(toy_dir), "--finetune", str(trained), "--out", str(tmp_path / "z"),
+               "--set", "model.d_model=64"])
+    assert rc == 2 and "only train.*" in capsys.readouterr().err
     # an existing checkpoint is never overwritten silently
     assert main(["train", "--data", str(toy_dir), "--out", str(trained), "--config", "tiny"]) == 2
     assert "--resume" in capsys.readouterr().err

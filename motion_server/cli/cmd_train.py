@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune", help="start from this checkpoint folder (e.g. the bundled default)")
     p.add_argument("--captures", help="folder of <name>.wav + <name>.csv (Live Link Face) captures to train on")
     p.add_argument("--time-budget", type=float, help="stop the denoiser stage after this many minutes")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=0.0003 (repeatable)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=run)
 
@@ -40,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = run_training(args.out, args.config, args.data, args.captures, args.device, args.resume,
                            args.stage, args.steps, args.finetune, args.time_budget,
-                           log=lambda s: print(s, file=sys.stderr, flush=True))
-    except (ConfigError, DataError, FileNotFoundError, RuntimeError) as e:
+                           log=lambda s: print(s, file=sys.stderr, flush=True), sets=args.set)
+    except (ConfigError, DataError, FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"talkrig train: {e}", file=sys.stderr)
         return 2
     print(out)

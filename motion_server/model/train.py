@@ -78,6 +78,7 @@ class Trainer:
         self.batches = Batches(train, self.emotions, seed)
         self.val_batches = Batches(val or train, self.emotions, seed + 1)
         self.summary = data_summary or {}
+        self.lip_gap = _lip_gap_fn(device) if float(self.tc.get("gap_loss_weight", 0.0)) > 0 else None
         self.metrics: dict[str, Any] = {}
         self.done: list[str] = []
 
@@ -204,6 +205,15 @@ class Trainer:
         vel = ((torch.diff(pred, dim=1) - torch.diff(x0, dim=1)) ** 2 * w).mean()
         out = {"rec": rec, "vel": vel}
         loss = rec + tc["velocity_loss_weight"] * vel
+        gw = float(tc.get("gap_loss_weight", 0.0))
+        if gw > 0 and self.lip_gap is not None:
+            # L1 on the midline lip gap (cm) of the ICT face, weighted up where the lips are shut: L1
+            # picks a mode (closed or open) where L2 would average them into a half-open mouth
+            gp = self.lip_gap(m.denormalize(pred)[..., :52])
+            gt = self.lip_gap(b["motion"].to(dev)[..., :52])
+            wgt = 1.0 + 4.0 * (gt < 0.15).float()
+            out["gap"] = (wgt * (gp - gt).abs()).mean()
+            loss = loss + gw * out["gap"]
         lw = tc["lip_loss_weight"]
         le = m.lip_expert
         Wl = le.frames
@@ -349,6 +359,43 @@ class Trainer:
         return res
 
 
+def _lip_gap_fn(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """Differentiable midline lip gap (cm) of the evaluation face: the face is linear in the weights,
+    so gap = min(upper-lip y) - max(lower-lip y) over a few vertices."""
+    try:
+        from motion_server.evaluation.geometry import LOWER_LIP_MID, UPPER_LIP_MID, load_face
+    except ImportError:
+        return None
+    face = load_face()
+
+    def part(idx: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        ix = np.asarray(idx)
+        d = face.arkit_matrix.astype(np.float32) @ face.deltas[:, ix, 1].astype(np.float32)  # [52, n]
+        return (torch.from_numpy(face.neutral[ix, 1].astype(np.float32)).to(device), torch.from_numpy(d).to(device))
+
+    (yu, du), (yl, dl) = part(UPPER_LIP_MID), part(LOWER_LIP_MID)
+
+    def gap(w: torch.Tensor) -> torch.Tensor:
+        return (yu + w @ du).amin(-1) - (yl + w @ dl).amax(-1)
+
+    return gap
+
+
+def apply_overrides(cfg: dict[str, Any], sets: list[str], frozen: bool) -> None:
+    """``section.key=JSON`` overrides; with a loaded checkpoint only ``train.*`` may change."""
+    for item in sets:
+        key, sep, val = item.partition("=")
+        sec, dot, name = key.partition(".")
+        if not sep or not dot or sec not in cfg or not isinstance(cfg[sec], dict):
+            raise ValueError(f"--set {item!r}: use section.key=value, e.g. train.lr=0.0003")
+        if frozen and sec != "train":
+            raise ValueError(f"--set {item!r}: a loaded checkpoint's architecture is fixed; only train.* may change")
+        try:
+            cfg[sec][name] = json.loads(val)
+        except json.JSONDecodeError:
+            cfg[sec][name] = val
+
+
 def preset_blink_rate(clips: list[Clip], fps: float) -> float:
     """Blinks per minute over a set of clips (their motion's eyeBlink channels)."""
     from .postprocess import blink_events
@@ -428,7 +475,7 @@ def load_training_clips(cfg: dict[str, Any], out: Path, data: Path | None, captu
 def run_training(out: str | Path, config: str | Path | dict = "default", data: str | Path | None = None,
                  captures: str | Path | None = None, device: str = "auto", resume: bool = False,
                  stage: str = "all", steps: int | None = None, finetune: str | Path | None = None,
-                 time_budget_min: float | None = None, log: Log = print) -> Path:
+                 time_budget_min: float | None = None, log: Log = print, sets: list[str] | None = None) -> Path:
     """Train (or fine-tune) into ``out``; returns the checkpoint folder."""
     out = Path(out)
     if (out / "model.safetensors").is_file() and not resume:
@@ -446,6 +493,7 @@ def run_training(out: str | Path, config: str | Path | dict = "default", data: s
     else:
         cfg = dict(config) if isinstance(config, dict) else load_config(config)
     cfg = json.loads(json.dumps(cfg))
+    apply_overrides(cfg, sets or [], frozen=base is not None)
     if base is not None:
         base.cfg = cfg
     train, val, summary = load_training_clips(cfg, out, Path(data) if data else None,
