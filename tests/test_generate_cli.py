@@ -82,19 +82,14 @@ def test_clear_errors(shared_dir, tmp_path, capsys):
     assert not any(tmp_path.glob("*.npz"))
 
 
-def test_default_engine_needs_a_model_and_says_so(shared_dir, tmp_path, capsys):
-    from motion_server.engine.registry import create_engine
-
-    try:
-        create_engine("diffusion")
-        pytest.skip("a diffusion checkpoint is installed, so the default engine works")
-    except (ImportError, FileNotFoundError, OSError):
-        pass
+def test_a_missing_model_is_a_clear_error_not_a_silent_fallback(shared_dir, tmp_path, capsys):
     audio = shared_dir / "data" / "speech" / "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav"
     out = tmp_path / "d.npz"
-    rc = main(["generate", str(audio), "--out", str(out), "-q"])
+    missing = tmp_path / "no_such_checkpoint"
+    rc = main(["generate", str(audio), "--model", str(missing), "--out", str(out), "-q"])
     err = capsys.readouterr().err
-    assert rc == 2 and "--engine procedural" in err and not out.exists()  # no silent fallback
+    # names what is missing and the fix; nothing written, no silent fallback to another engine
+    assert rc == 2 and str(missing) in err and "talkrig train" in err and not out.exists()
 
 
 def test_through_a_motion_server_matches_in_process(shared_dir, speech_manifest, tmp_path, capsys):
