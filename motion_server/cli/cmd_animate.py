@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from motion_server.cli.argtypes import non_negative
+from motion_server.cli.controls import add_generation_controls, generate_options
 from motion_server.engine.registry import ENGINE_NAMES
 
 EPILOG = """\
@@ -52,14 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "default: diffusion when a checkpoint is available, else procedural")
     gen.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder (implies --engine diffusion)")
     gen.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5557 (see talkrig serve)")
-    gen.add_argument("--style", help="style preset name, 'predicted', or a reference clip (.csv Live Link Face / .npz)")
-    gen.add_argument("--guidance", type=non_negative, default=1.0, help="style guidance scale (default 1.0)")
-    gen.add_argument("--intensity", type=non_negative, default=1.0, help="expression intensity (default 1.0)")
-    gen.add_argument("--head-motion", type=non_negative, default=1.0, help="head motion amount (default 1.0)")
-    gen.add_argument("--blink-rate", type=non_negative, metavar="PER_MIN", help="blinks per minute (default: the style's)")
-    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    gen.add_argument("--steps", type=int, default=8, help="diffusion sampling steps (default 8)")
-    gen.add_argument("--fps", type=float, default=30.0, help="motion frame rate (default 30)")
+    add_generation_controls(gen)
     gen.add_argument("--transcript", metavar="TEXT", help="what is said (one input only); helps the procedural engine")
     p.set_defaults(func=run)
 
@@ -70,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
     from motion_server.animate.generate import load_style_reference
     from motion_server.animate.plan import PlanError
     from motion_server.animate.run import Settings, animate, parse_resolution
-    from motion_server.engine.base import GenerateOptions
 
     try:
         resolution = parse_resolution(args.resolution)
@@ -85,10 +77,7 @@ def run(args: argparse.Namespace) -> int:
     except PlanError as exc:
         print(f"talkrig animate: {exc}", file=sys.stderr)
         return 2
-    options = GenerateOptions(
-        style=args.style, guidance=args.guidance, intensity=args.intensity, head_motion=args.head_motion,
-        blink_rate=args.blink_rate, seed=args.seed, steps=args.steps, fps=args.fps, transcript=args.transcript,
-    )
+    options = generate_options(args, args.transcript)
     try:
         options = load_style_reference(options)  # read once here, used for every input
     except (ValueError, OSError) as exc:

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from motion_server.cli.argtypes import non_negative, positive
+from motion_server.cli.argtypes import positive
+from motion_server.cli.controls import add_generation_controls, generate_options
 from motion_server.engine.registry import DEFAULT_ENGINE, ENGINE_NAMES
 
 SAMPLE_RATE = 16000
@@ -40,15 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr = p.add_mutually_exclusive_group()
     tr.add_argument("--transcript", metavar="TEXT", help="what is said (the procedural engine aligns to it)")
     tr.add_argument("--transcript-file", metavar="FILE", help="read the transcript from a UTF-8 text file")
-    p.add_argument("--style", help="style preset (e.g. neutral, happy, sad:3), 'predicted', or a reference clip")
-    p.add_argument("--guidance", type=non_negative, default=1.0, help="style guidance scale (default 1.0)")
-    p.add_argument("--intensity", type=non_negative, default=1.0, help="expression intensity (default 1.0)")
-    p.add_argument("--head-motion", type=non_negative, default=1.0, help="head motion amount (default 1.0)")
-    p.add_argument("--blink-rate", type=non_negative, metavar="PER_MIN", help="blinks per minute (default: the style's)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same result")
-    p.add_argument("--steps", type=int, default=8, help="diffusion sampling steps (default 8)")
-    p.add_argument("--sampler", default="dpm", metavar="NAME", help="diffusion sampler (default dpm)")
-    p.add_argument("--fps", type=positive, default=30.0, help="motion frame rate (default 30)")
+    add_generation_controls(p)
     p.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     p.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5577")
@@ -86,16 +79,6 @@ class _Bar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-def _options(args: argparse.Namespace, transcript: str | None):
-    from motion_server.engine.base import GenerateOptions
-
-    return GenerateOptions(
-        style=args.style, guidance=args.guidance, intensity=args.intensity, head_motion=args.head_motion,
-        blink_rate=args.blink_rate, seed=args.seed, steps=args.steps, sampler=args.sampler, fps=args.fps,
-        transcript=transcript,
-    )
 
 
 def _make_engine(name: str, args: argparse.Namespace) -> Any:
@@ -140,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         return _err(f"audio file not found: {audio_path}")
     if args.server_key and not args.server:
         return _err("--server-key only applies with --server ADDR")
-    options = _options(args, transcript)
+    options = generate_options(args, transcript)
 
     bar = _Bar(not args.quiet)
     try:
