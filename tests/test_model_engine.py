@@ -151,3 +151,12 @@ def test_bundled_default_checkpoint_generates(shared_dir, speech_manifest):
         assert np.abs(m.head[:, :3]).max() < 0.6
         jaw = m.channel("jawOpen")
         assert jaw.max() - jaw.min() > 0.1, "the mouth does not move"
+
+
+def test_guidance_zero_is_the_neutral_style(engine, clip):
+    audio, _ = clip
+    neutral = engine.generate(audio, 16000, GenerateOptions(seed=5, style="neutral"))
+    zero = engine.generate(audio, 16000, GenerateOptions(seed=5, style="happy", guidance=0.0))
+    happy = engine.generate(audio, 16000, GenerateOptions(seed=5, style="happy"))
+    assert np.allclose(zero.weights, neutral.weights, atol=1e-5)
+    assert not np.allclose(happy.weights, neutral.weights, atol=1e-3)

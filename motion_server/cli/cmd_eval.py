@@ -22,8 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINE_NAMES, help="engine to evaluate")
     p.add_argument("--model", help="checkpoint for the engine (diffusion)")
-    p.add_argument("--suite", choices=("synthetic", "real", "all"), default="real",
-                   help="real: ../shared English recordings; synthetic: --data corpus test split; all: both")
+    p.add_argument("--suite", choices=("synthetic", "real", "all", "style", "robustness"), default="real",
+                   help="real: ../shared English recordings; synthetic: --data corpus test split; all: both; "
+                        "style: guidance sweep, reference recovery and style prior (diffusion; --data for the "
+                        "synthetic parts); robustness: noisy clips and every shared recording")
     p.add_argument("--data", type=Path, help="corpus folder built by `talkrig synth` (synthetic suite)")
     p.add_argument("--user-dir", type=Path,
                    help="folder of audio files with same-stem .txt transcripts and optional Live Link .csv truth")
@@ -71,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         return _fail(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)} or 'none'")
+
+    if args.suite in ("style", "robustness"):
+        return _run_checks(args)
 
     # (suite, clip generator, number of clips when known: for the progress bar)
     plan: list[tuple[str, Any, int | None]] = []
@@ -167,6 +172,82 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nwrote {args.json_out}")
     # 2: a suite stopped on bad input; 1: an engine failed on some clips (their rows hold the error).
     return 130 if interrupted else 2 if failed else 1 if clip_errors else 0
+
+
+def _run_checks(args: argparse.Namespace) -> int:
+    """The check suites: pass/fail against the issue's targets, JSON like the metric suites."""
+    from motion_server.bench.machine import git_commit, machine_info, timestamp
+    from motion_server.engine.base import GenerateOptions
+    from motion_server.engine.registry import create_engine
+    from motion_server.evaluation import suites
+
+    if args.data is not None and not args.data.is_dir():
+        return _fail(f"--data {args.data} is not a folder; build a corpus with `talkrig synth`")
+    kwargs: dict[str, Any] = {k: v for k, v in (("model", args.model), ("device", args.device)) if v}
+    try:
+        engine = create_engine(args.engine, **kwargs)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
+        return _fail(f"cannot start engine {args.engine!r}: {exc}")
+    base = GenerateOptions(seed=args.seed)
+    if args.steps:
+        base.steps = args.steps
+    if args.sampler:
+        base.sampler = args.sampler
+    print(f"talkrig eval: running the {args.suite} checks (a few minutes on a CPU)", file=sys.stderr)
+    try:
+        if args.suite == "style":
+            from motion_server.evaluation.style_checks import run_style_suite
+
+            checks = run_style_suite(engine, args.shared_dir, args.data, base)
+        else:
+            from motion_server.evaluation.robustness import run_robustness_suite
+
+            checks = run_robustness_suite(engine, args.shared_dir, base)
+    except suites.SuiteError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("talkrig eval: interrupted", file=sys.stderr)
+        return 130
+    for line in _check_lines(checks):
+        print(line)
+    result = {"format": "talkrig-eval", "version": 1, "engine": args.engine, "model": args.model,
+              "options": base.to_dict(), "git_commit": git_commit(), "machine": machine_info(),
+              "timestamp": timestamp(), "suites": {args.suite: {"checks": checks}}}
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=1, default=_jsonable) + "\n", encoding="utf-8")
+        print(f"\nwrote {args.json_out}")
+    return 0
+
+
+def _check_lines(checks: dict[str, Any]) -> list[str]:
+    """One line per check: name, headline number, target, PASS/MISS."""
+    lines = []
+    sweep = checks.get("guidance_sweep")
+    if sweep:
+        s = sweep["summary"]
+        lines.append(f"guidance sweep ({s['presets']} presets): scale 0 = neutral {s['scale0_is_neutral']}, "
+                     f"monotonic {s['monotonic']}/{s['presets']}, lip sync within 10 % "
+                     f"{s['sync_within_10pct']}/{s['presets']} (gap ratio within 10 %: "
+                     f"{s['ratio_within_10pct']}/{s['presets']})  {'PASS' if s['pass'] else 'MISS'}")
+    for key, label in (("reference_recovery", "reference recovery"), ("style_prior", "style prior emotion")):
+        c = checks.get(key)
+        if c:
+            lines.append(f"{label}: {c['accuracy']:.2f} (target >= {c['target']:.2f}, chance {c['chance']:.2f})  "
+                         f"{'PASS' if c['pass'] else 'MISS'}")
+    noise = checks.get("noise")
+    if noise:
+        worst = max((v for v in noise["abs_diff_to_clean"].values() if v is not None), default=float("nan"))
+        lines.append(f"noise: clean closure {noise['closure'].get('dreamtalk__noisy_audio_narrative.wav')}, "
+                     f"worst |noisy - clean| {worst:.2f} (target <= {noise['target']:.2f})  "
+                     f"{'PASS' if noise['pass'] else 'MISS'}")
+    allc = checks.get("all_clips")
+    if allc:
+        lines.append(f"every shared clip: {allc['clips'] - len(allc['failed'])}/{allc['clips']} finite and in range"
+                     f"{'' if not allc['failed'] else ' (failed: ' + ', '.join(allc['failed']) + ')'}  "
+                     f"{'PASS' if allc['pass'] else 'MISS'}")
+    lines += [f"note: {n}" for n in checks.get("notes", [])]
+    return lines
 
 
 def _jsonable(o: Any) -> Any:

@@ -19,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage", default="all", choices=["all", "lip_expert", "denoiser", "style_predictor"])
     p.add_argument("--steps", type=int, help="steps per stage (default: from the config)")
     p.add_argument("--finetune", help="start from this checkpoint folder (e.g. the bundled default)")
+    p.add_argument("--grow", metavar="PARTS.json",
+                   help="with --finetune: add the config sections in this file that the checkpoint lacks, new "
+                        "parts starting fresh (e.g. motion_server/model/configs/parts/phones.json adds the "
+                        "transcript phone track)")
     p.add_argument("--captures", help="folder of <name>.wav + <name>.csv (Live Link Face) captures to train on")
     p.add_argument("--time-budget", type=float, help="stop the denoiser stage after this many minutes")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -42,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = run_training(args.out, args.config, args.data, args.captures, args.device, args.resume,
                            args.stage, args.steps, args.finetune, args.time_budget,
-                           log=lambda s: print(s, file=sys.stderr, flush=True), sets=args.set)
+                           log=lambda s: print(s, file=sys.stderr, flush=True), sets=args.set, grow=args.grow)
     except (ConfigError, DataError, FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"talkrig train: {e}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 # settings that change what the weights mean; they must match between the two files
 BOUND_KEYS = ("fps", "features", "model", "diffusion", "lip_expert", "style_predictor", "channel_order",
-              "presets", "emotions")
+              "presets", "emotions", "phones")
 
 
 class CheckpointError(ValueError):
@@ -38,7 +38,8 @@ def channel_order() -> list[str]:
 
 
 def _bound(cfg: dict[str, Any]) -> str:
-    return json.dumps({k: cfg.get(k) for k in BOUND_KEYS}, sort_keys=True)
+    # absent sections are left out, so adding an optional part to BOUND_KEYS keeps older files loadable
+    return json.dumps({k: cfg[k] for k in BOUND_KEYS if cfg.get(k) is not None}, sort_keys=True)
 
 
 def save_checkpoint(model: TalkRigModel, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -84,9 +85,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tal
         raise CheckpointError(f"{p}: {e}") from None
     with safe_open(str(weights), "pt") as f:
         meta = f.metadata() or {}
-    if meta.get("bound") != _bound(cfg):
-        stored = json.loads(meta.get("bound", "{}") or "{}")
-        diff = sorted(k for k in BOUND_KEYS if stored.get(k) != cfg.get(k))
+    stored = json.loads(meta.get("bound", "{}") or "{}")
+    diff = sorted(k for k in BOUND_KEYS if stored.get(k) != cfg.get(k))
+    if diff or "bound" not in meta:
         raise CheckpointError(f"{p}: {CONFIG} does not match the weights in {diff or 'metadata'}; "
                               "use the config.json saved with these weights")
     model = TalkRigModel(cfg)
@@ -100,6 +101,27 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tal
                               f"unexpected {unexpected[:4]}, wrong shape {shapes[:4]}")
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
+
+
+def grow_checkpoint(path: str | Path, sections: dict[str, Any], device: str | torch.device = "cpu") -> TalkRigModel:
+    """Load a checkpoint and add optional parts it lacks (config ``sections`` it does not have, e.g.
+    ``phones``). Every stored tensor must still fit; the new parts start at their initial values.
+    Changing a section the checkpoint already has is refused (that would change what its weights mean)."""
+    old = load_checkpoint(path, device)
+    clash = sorted(k for k in sections if k in old.cfg and old.cfg[k] != sections[k])
+    if clash:
+        raise CheckpointError(f"{path}: cannot change existing section(s) {clash} of a trained model; "
+                              "only sections it lacks can be added")
+    cfg = {**json.loads(json.dumps(old.cfg)), **json.loads(json.dumps(sections))}
+    try:
+        validate_config(cfg)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    model = TalkRigModel(cfg)
+    missing = model.load_state_dict(old.state_dict(), strict=False)
+    if missing.unexpected_keys:
+        raise CheckpointError(f"{path}: tensors {missing.unexpected_keys[:4]} do not fit the grown model")
+    return model.to(device)
 
 
 # -- training state (optimizer + step), also without pickle --------------------------------------

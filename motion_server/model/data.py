@@ -22,6 +22,7 @@ from tqdm import tqdm
 from rig_mapping import FaceMotion
 
 from .features import make_features
+from .phone_track import phone_track
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 MOTION_SUFFIXES = (".csv", ".npz", ".json")
@@ -39,6 +40,7 @@ class Clip:
     stats: np.ndarray  # [2 * n_mels] clip-level audio statistics
     emotion: str  # "" when unknown
     group: str  # clips of one speaker+emotion share a group (style references come from the group)
+    phones: np.ndarray | None = None  # [T] phone-track indices (0 = unknown), when the source has phones
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Utterance:
     motion: FaceMotion
     emotion: str = ""
     group: str = ""
+    phones: list | None = None  # ARPAbet phones with times (the synthetic corpus has exact ones)
 
 
 def _field(obj: Any, *names: str, default: Any = None) -> Any:
@@ -77,7 +80,8 @@ def corpus_utterances(root: Path, split: str) -> Iterator[Utterance]:
             speaker = hashlib.sha1(np.asarray(style, np.float32).tobytes()).hexdigest()[:8]
         name = f"{split}_{_field(u, 'index', 'id', 'name', default=i)}"
         # the motion depends on the speaker's style and the emotion, not on the synthetic voice
-        yield Utterance(name, audio, sr, motion, str(emo), f"{speaker or voice}|{emo}")
+        yield Utterance(name, audio, sr, motion, str(emo), f"{speaker or voice}|{emo}",
+                        list(_field(u, "phones", default=None) or []) or None)
 
 
 def capture_utterances(root: Path) -> Iterator[Utterance]:
@@ -111,7 +115,8 @@ def _clip_from(u: Utterance, feats_fn: Any, fps: float) -> Clip | None:
         return None
     feats = feats_fn(u.audio, n_frames=T)
     mo = np.concatenate([motion.weights, motion.head], axis=1).astype(np.float32)
-    return Clip(u.name, feats, mo, feats_fn.clip_stats(u.audio), u.emotion, u.group or u.name)
+    track = phone_track(u.phones, T, fps) if u.phones else None
+    return Clip(u.name, feats, mo, feats_fn.clip_stats(u.audio), u.emotion, u.group or u.name, track)
 
 
 def build_clips(utts: Iterable[Utterance], cfg: dict[str, Any], desc: str = "features") -> list[Clip]:
@@ -128,15 +133,19 @@ def save_clips(clips: list[Clip], path: Path) -> None:
     np.savez(path, feats=np.concatenate([c.feats for c in clips]), motion=np.concatenate([c.motion for c in clips]),
              stats=np.stack([c.stats for c in clips]), lens=lens,
              names=np.array([c.name for c in clips]), emotions=np.array([c.emotion for c in clips]),
-             groups=np.array([c.group for c in clips]))
+             groups=np.array([c.group for c in clips]),
+             phones=np.concatenate([c.phones if c.phones is not None else np.zeros(len(c.feats), np.int64)
+                                    for c in clips]).astype(np.int16))
 
 
 def load_clips(path: Path) -> list[Clip]:
     with np.load(path, allow_pickle=False) as npz:
         z = {k: npz[k] for k in npz.files}  # read each array once (every npz[k] access re-reads the file)
     offs = np.concatenate([[0], np.cumsum(z["lens"])])
+    ph = z["phones"].astype(np.int64) if "phones" in z else None
     return [Clip(str(z["names"][i]), z["feats"][offs[i]:offs[i + 1]], z["motion"][offs[i]:offs[i + 1]],
-                 z["stats"][i], str(z["emotions"][i]), str(z["groups"][i])) for i in range(len(z["lens"]))]
+                 z["stats"][i], str(z["emotions"][i]), str(z["groups"][i]),
+                 ph[offs[i]:offs[i + 1]] if ph is not None else None) for i in range(len(z["lens"]))]
 
 
 def cached_clips(key: dict[str, Any], out_dir: Path, name: str, make: Any) -> list[Clip]:
@@ -184,13 +193,16 @@ class Batches:
     def windows(self, batch: int, frames: int, min_frames: int | None = None) -> dict[str, torch.Tensor]:
         idx = self._pick(batch, min_frames or min(frames, int(self.lens.max())))
         L = int(min(frames, self.lens[idx].min()))
-        feats, motion, starts = [], [], []
+        feats, motion, phones, starts = [], [], [], []
         for i in idx:
             s = int(self.gen.integers(0, self.lens[i] - L + 1))
-            feats.append(self.clips[i].feats[s: s + L])
-            motion.append(self.clips[i].motion[s: s + L])
+            c = self.clips[i]
+            feats.append(c.feats[s: s + L])
+            motion.append(c.motion[s: s + L])
+            phones.append(c.phones[s: s + L] if c.phones is not None else np.zeros(L, np.int64))
             starts.append(s)
         return {"feats": torch.from_numpy(np.stack(feats)), "motion": torch.from_numpy(np.stack(motion)),
+                "phones": torch.from_numpy(np.stack(phones)),
                 "idx": torch.from_numpy(idx), "start": torch.tensor(starts)}
 
     def references(self, idx: torch.Tensor, max_frames: int, chunk: int = 15) -> list[torch.Tensor]:

@@ -25,6 +25,7 @@ from .checkpoint import load_checkpoint
 from .features import make_features, n_motion_frames
 from .guidance import guided
 from .long import WindowedTimeline, sample_timeline
+from .phone_track import phone_track
 from .postprocess import apply_controls, blinks_per_minute
 from .samplers import SAMPLERS, make_sampler
 from .train import resolve_device
@@ -66,7 +67,8 @@ class DiffusionEngine:
             "samplers": sorted(SAMPLERS), "default_steps": self.cfg["sampling"]["steps"],
             "default_sampler": self.cfg["sampling"]["sampler"],
             "options": ["style", "style_reference", "style_mix", "guidance", "intensity", "head_motion",
-                        "blink_rate", "seed", "steps", "sampler", "fps"],
+                        "blink_rate", "seed", "steps", "sampler", "fps", "transcript"],
+            "reads_phones": self.model.phone_embed is not None,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "training_data": tr.get("data", {}), "training_metrics": tr.get("metrics", {}),
         }
@@ -80,6 +82,15 @@ class DiffusionEngine:
         x = np.concatenate([m.weights, m.head], axis=1)[: self.model.style_encoder.max_frames]
         xn = self.model.normalize(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
         return self.model.encode_style(xn[None])[0]
+
+    @torch.no_grad()
+    def predicted_style(self, audio: np.ndarray, sr: int, seed: int = 0) -> torch.Tensor:
+        """The style predictor's code for a clip (what ``style="predicted"`` uses)."""
+        a = self._check(audio, sr, GenerateOptions())
+        T = n_motion_frames(len(a), self.features.sr, self.fps)
+        feats = torch.from_numpy(self.features(a, n_frames=T)).to(self.device)[None]
+        emb = self.model.encode_audio(feats)
+        return self._resolve("predicted", emb, self.features.clip_stats(a), seed)[0]
 
     def _resolve(self, style: str | None, audio_emb: torch.Tensor, stats: np.ndarray,
                  seed: int) -> tuple[torch.Tensor, str]:
@@ -120,17 +131,50 @@ class DiffusionEngine:
             label = f"{label}*{1 - t:.2f}+{label2}*{t:.2f}"
         return code, label
 
+    def guidance_anchor(self) -> torch.Tensor:
+        """The style code guidance scale 0 gives ([1, S]): the neutral preset, or the null token."""
+        which = self.cfg["sampling"].get("guidance_anchor", "neutral")
+        if which not in ("neutral", "null"):
+            raise ValueError(f"sampling.guidance_anchor must be 'neutral' or 'null', got {which!r} (checkpoint config)")
+        if which == "neutral" and "neutral" in self.model.preset_names():
+            return self.model.preset("neutral")[None]
+        return self.model.null_style[None]
+
+    def _phone_track(self, audio: np.ndarray, o: GenerateOptions, n_frames: int,
+                     cancel: CancelToken | None) -> tuple[torch.Tensor | None, str]:
+        """With a transcript and a model that reads phones: forced-align it (pocketsphinx) and return the
+        frame track. Without either: (None, "none"); audio alone drives the lips. A transcript that cannot
+        be aligned is an error naming the fix, not a silent fallback (the user asked for it)."""
+        text = (o.transcript or "").strip()
+        if not text:
+            return None, "none"
+        if self.model.phone_embed is None:
+            return None, "ignored (this model does not read phones)"
+        from motion_server.align import AlignError, align_transcript
+
+        try:
+            phones = align_transcript(audio, self.features.sr, text,
+                                      cancel.check if cancel is not None else None)
+        except AlignError as exc:
+            raise ValueError(f"the transcript could not be aligned to the audio ({exc}); check that it is "
+                             "the words spoken in this clip, or generate without a transcript") from None
+        track = phone_track(phones, n_frames, self.fps, self.model.phone_symbols)
+        return torch.from_numpy(track)[None].to(self.device), "aligned"
+
     def _blink_prior(self, weights: np.ndarray, o: GenerateOptions, style_label: str) -> float | None:
         """Blinks are not predictable from audio, and a few-step sampler tends to average them away.
         When the sampled motion blinks far less (or more) often than the style does — the reference
-        clip's own rate, or the preset's rate in the training data — place blinks at that rate."""
+        clip's own rate, or the preset's rate in the training data — place blinks at that rate. Guidance
+        scales the rate like the rest of the style: from the neutral rate at 0 to the style's at 1."""
         rates = self.cfg.get("preset_blink_rates", {})
+        fallback = float(np.mean(list(rates.values()))) if rates else DEFAULT_BLINK_RATE
+        style = o.style if o.style is not None else self.cfg["sampling"].get("default_style", "neutral")
         if o.style_reference is not None:
             target = blinks_per_minute(o.style_reference.weights, o.style_reference.fps)
-        elif o.style in rates:
-            target = rates[o.style]
         else:
-            target = float(np.mean(list(rates.values()))) if rates else DEFAULT_BLINK_RATE
+            target = rates.get(style, fallback)
+        if self.cfg["sampling"].get("guidance_anchor", "neutral") == "neutral" and "neutral" in rates:
+            target = float(np.clip(rates["neutral"] + o.guidance * (target - rates["neutral"]), 0.0, 120.0))
         have = blinks_per_minute(weights, self.fps)
         return None if 0.5 * target <= have <= 1.5 * target else target
 
@@ -184,6 +228,7 @@ class DiffusionEngine:
         check()
         style, style_label = self.style_code(o, audio_emb, self.features.clip_stats(a))
         style = style[None]
+        anchor = self.guidance_anchor()
         sampler = make_sampler(o.sampler, m.schedule, int(o.steps))
         gen = torch.Generator().manual_seed(int(o.seed))
         x_T = torch.randn((1, T, MOTION_DIM), generator=gen).to(self.device)
@@ -198,13 +243,15 @@ class DiffusionEngine:
                 return m.denoise(x, aw.repeat(x.shape[0] // n, 1, 1), tt, s)
 
             tt = torch.full((n,), t, dtype=torch.long, device=self.device)
-            return guided(denoise, xw, tt, style.expand(n, -1), m.null_style[None], float(o.guidance))
+            return guided(denoise, xw, tt, style.expand(n, -1), anchor, float(o.guidance))
 
         def on_step(i: int, n: int) -> None:
             report(0.05 + 0.9 * (i + 1) / n, "sampling")
             check()
 
-        x0 = sample_timeline(window_fn, audio_emb, sampler, x_T, wcfg["frames"], wcfg["overlap"],
+        phones, phones_source = self._phone_track(a, o, T, cancel)
+        cond = m.with_phones(audio_emb, phones)
+        x0 = sample_timeline(window_fn, cond, sampler, x_T, wcfg["frames"], wcfg["overlap"],
                              wcfg["max_batch"], on_step)
         starts = WindowedTimeline(T, wcfg["frames"], wcfg["overlap"]).starts
         out = m.denormalize(x0[0]).cpu().numpy()
@@ -216,7 +263,7 @@ class DiffusionEngine:
         meta = {"engine": self.name, "model": self.cfg.get("name"), "seed": int(o.seed), "style": style_label,
                 "sampler": o.sampler, "steps": int(o.steps), "guidance": float(o.guidance),
                 "sample_rate": self.features.sr, "seconds": round(time.perf_counter() - t0, 3),
-                "window_boundaries": starts[1:]}
+                "window_boundaries": starts[1:], "phones": phones_source}
         motion = FaceMotion.from_arrays(weights, head, fps=self.fps, meta=meta)
         if abs(float(o.fps) - self.fps) > 1e-6:
             motion = motion.resample(float(o.fps))

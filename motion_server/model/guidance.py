@@ -2,8 +2,13 @@
 
 Training drops the style code to a learned null token with probability ``null_prob``. At sampling the
 conditional and unconditional branches are stacked on the batch axis, the network runs once, and
-out = uncond + scale * (cond - uncond). At scale 1 the unconditional branch equals no-op, so it is
-skipped (half the work); scale 0 gives the style-free (null) motion.
+out = anchor + scale * (cond - anchor). At scale 1 the anchor branch is a no-op, so it is skipped (half
+the work).
+
+The anchor is the style that scale 0 gives. The engine passes the *neutral* preset's code when the model
+has one (``sampling.guidance_anchor = "neutral"``, the default), so scale 0 is the neutral performance,
+1 the chosen style and 2 the style exaggerated, like a negative prompt in image diffusion; with
+``"null"`` it is the learned style-free token (the training-time dropout target), i.e. textbook CFG.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ DenoiseFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  
 
 
 def guided(denoise: DenoiseFn, x_t: torch.Tensor, t: torch.Tensor, style: torch.Tensor,
-           null_style: torch.Tensor, scale: float) -> torch.Tensor:
-    """x0 prediction with classifier-free guidance; exactly one call of ``denoise``."""
+           anchor: torch.Tensor, scale: float) -> torch.Tensor:
+    """x0 prediction guided away from ``anchor`` (a style code [1, S]) towards ``style``; exactly one
+    call of ``denoise``."""
     if abs(scale - 1.0) < 1e-9:
         return denoise(x_t, t, style)
     b = x_t.shape[0]
     both = denoise(torch.cat([x_t, x_t]), torch.cat([t, t]),
-                   torch.cat([style, null_style.expand(b, -1)]))
+                   torch.cat([style, anchor.expand(b, -1)]))
     cond, uncond = both[:b], both[b:]
     return uncond + scale * (cond - uncond)

@@ -45,6 +45,13 @@ class TalkRigModel(nn.Module):
         self.style_predictor = StylePredictor(d, clip_stats_dim(cfg["features"]), S, sp["d"], sp["layers"],
                                               sp["audio_tokens"], len(cfg.get("emotions", [])), n_steps)
         self.null_style = nn.Parameter(torch.randn(S) * 0.02)
+        # optional phone track (``cfg["phones"]``): index 0 = unknown embeds to zero, so audio-only
+        # generation is unchanged by the track's existence; zero-initialised so a model grown from a
+        # checkpoint without it starts out identical
+        self.phone_embed: nn.Embedding | None = None
+        if cfg.get("phones"):
+            self.phone_embed = nn.Embedding(len(cfg["phones"]["symbols"]) + 1, d, padding_idx=0)
+            nn.init.zeros_(self.phone_embed.weight)
         self.register_buffer("motion_mean", torch.zeros(MOTION_DIM))
         self.register_buffer("motion_std", torch.ones(MOTION_DIM))
         self.register_buffer("presets", torch.zeros(len(cfg.get("presets", [])), S))
@@ -63,6 +70,17 @@ class TalkRigModel(nn.Module):
     # -- parts ------------------------------------------------------------------------------------
     def encode_audio(self, feats: torch.Tensor) -> torch.Tensor:
         return self.audio_encoder(feats)
+
+    def with_phones(self, audio_emb: torch.Tensor, phones: torch.Tensor | None) -> torch.Tensor:
+        """The denoiser's conditioning: audio embedding [B, T, d] plus the phone track's embedding
+        ([B, T] indices, 0 = unknown) when the model has one and a track is given."""
+        if self.phone_embed is None or phones is None:
+            return audio_emb
+        return audio_emb + self.phone_embed(phones.to(audio_emb.device))
+
+    @property
+    def phone_symbols(self) -> list[str]:
+        return list(self.cfg["phones"]["symbols"]) if self.cfg.get("phones") else []
 
     def encode_style(self, motion_norm: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         return self.style_encoder(motion_norm, pad)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from rig_mapping.arkit import ARKIT_INDEX, MOUTH_CHANNELS
 
-from .checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
+from .checkpoint import grow_checkpoint, load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from .config import load_config
 from .data import (
     Batches,
@@ -34,6 +34,7 @@ from .data import (
 )
 from .lip_expert import shifted_pairs
 from .network import TalkRigModel
+from .phone_track import DEFAULT_SYMBOLS, jitter_and_drop
 from .style_encoder import pad_clips
 
 STAGES = ("lip_expert", "denoiser", "style_predictor")
@@ -79,6 +80,10 @@ class Trainer:
         self.val_batches = Batches(val or train, self.emotions, seed + 1)
         self.summary = data_summary or {}
         self.lip_gap = _lip_gap_fn(device) if float(self.tc.get("gap_loss_weight", 0.0)) > 0 else None
+        self.phone_rng = np.random.default_rng(seed + 17)
+        if self.model.phone_symbols and tuple(self.model.phone_symbols) != DEFAULT_SYMBOLS:
+            raise ValueError("phones.symbols must be the ARPAbet list the training data is indexed with "
+                             f"({len(DEFAULT_SYMBOLS)} symbols, motion_server.model.phone_track.DEFAULT_SYMBOLS)")
         self.metrics: dict[str, Any] = {}
         self.done: list[str] = []
 
@@ -186,15 +191,25 @@ class Trainer:
     # -- stage 2: denoiser ---------------------------------------------------------------------------
     def denoiser_params(self) -> list[torch.nn.Parameter]:
         m = self.model
+        extra = list(m.phone_embed.parameters()) if m.phone_embed is not None else []
         return (list(m.audio_encoder.parameters()) + list(m.style_encoder.parameters())
-                + list(m.denoiser.parameters()) + [m.null_style])
+                + list(m.denoiser.parameters()) + [m.null_style] + extra)
 
-    def denoise_losses(self, b: dict[str, torch.Tensor], batches: Batches, drop: float) -> dict[str, torch.Tensor]:
+    def _phones(self, b: dict[str, torch.Tensor], corrupt: bool) -> torch.Tensor | None:
+        if self.model.phone_embed is None or "phones" not in b:
+            return None
+        track = b["phones"].numpy()
+        if corrupt:
+            track = jitter_and_drop(track, self.phone_rng, self.cfg["phones"])
+        return torch.from_numpy(track).to(self.device)
+
+    def denoise_losses(self, b: dict[str, torch.Tensor], batches: Batches, drop: float,
+                       corrupt_phones: bool = True) -> dict[str, torch.Tensor]:
         m, tc, dev = self.model, self.tc, self.device
         feats = b["feats"].to(dev)
         x0 = m.normalize(b["motion"].to(dev))
         style, ref_n = self._style(b["idx"], batches, drop)
-        audio = m.encode_audio(feats)
+        audio = m.with_phones(m.encode_audio(feats), self._phones(b, corrupt_phones))
         B = x0.shape[0]
         t = torch.randint(0, m.schedule.train_steps, (B,), device=dev)
         x_t = m.schedule.add_noise(x0, torch.randn_like(x0), t)
@@ -251,10 +266,10 @@ class Trainer:
         vb = Batches(self.val or self.train, self.emotions, 777)
         b = vb.windows(n, self.cfg["window"]["frames"])
         torch.manual_seed(0)
-        losses = self.denoise_losses(b, vb, 0.0)
+        losses = self.denoise_losses(b, vb, 0.0, corrupt_phones=False)
         feats = b["feats"].to(self.device)
         style, _ = self._style(b["idx"], vb, 0.0)
-        audio = m.encode_audio(feats)
+        audio = m.with_phones(m.encode_audio(feats), self._phones(b, False))
         gen = torch.Generator().manual_seed(0)
         x_T = torch.randn(b["motion"].shape, generator=gen).to(self.device)
         x0 = make_sampler("dpm", m.schedule, 4).sample(
@@ -434,7 +449,7 @@ def _fingerprint(folder: Path) -> str:
 
 def load_training_clips(cfg: dict[str, Any], out: Path, data: Path | None, captures: Path | None,
                         log: Log) -> tuple[list[Clip], list[Clip], dict[str, Any]]:
-    key: dict[str, Any] = {"features": cfg["features"], "fps": cfg["fps"]}
+    key: dict[str, Any] = {"features": cfg["features"], "fps": cfg["fps"], "phone_track": 1}
     if data is not None and Path(data).is_dir():
         key["data_fingerprint"] = _fingerprint(Path(data))
     train: list[Clip] = []
@@ -475,7 +490,8 @@ def load_training_clips(cfg: dict[str, Any], out: Path, data: Path | None, captu
 def run_training(out: str | Path, config: str | Path | dict = "default", data: str | Path | None = None,
                  captures: str | Path | None = None, device: str = "auto", resume: bool = False,
                  stage: str = "all", steps: int | None = None, finetune: str | Path | None = None,
-                 time_budget_min: float | None = None, log: Log = print, sets: list[str] | None = None) -> Path:
+                 time_budget_min: float | None = None, log: Log = print, sets: list[str] | None = None,
+                 grow: str | Path | None = None) -> Path:
     """Train (or fine-tune) into ``out``; returns the checkpoint folder."""
     out = Path(out)
     if (out / "model.safetensors").is_file() and not resume:
@@ -487,6 +503,11 @@ def run_training(out: str | Path, config: str | Path | dict = "default", data: s
     if resume and (out / "model.safetensors").is_file():
         base = load_checkpoint(out, dev)
         cfg = base.cfg
+    elif finetune is not None and grow is not None:
+        parts = json.loads(Path(grow).read_text())
+        base = grow_checkpoint(finetune, parts, dev)
+        cfg = base.cfg
+        log(f"grew {finetune} with new part(s) {sorted(parts)} (initialised fresh)")
     elif finetune is not None:
         base = load_checkpoint(finetune, dev)
         cfg = base.cfg

@@ -1,0 +1,40 @@
+"""`talkrig eval --suite robustness|style` on the bundled model: the check suites run end to end, write
+their JSON, and the properties that hold by construction (or that users see at once) hold."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _eval(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "motion_server", "eval", *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_robustness_every_shared_clip_gives_finite_in_range_motion(shared_dir, tmp_path):
+    out = tmp_path / "rob.json"
+    r = _eval("--suite", "robustness", "--shared-dir", str(shared_dir), "--json", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    checks = json.loads(out.read_text())["suites"]["robustness"]["checks"]
+    clips = json.loads((shared_dir / "data" / "speech" / "MANIFEST.json").read_text())["clips"]
+    assert checks["all_clips"]["clips"] == len(clips)
+    assert checks["all_clips"]["failed"] == [], checks["all_clips"]["rows"]
+    noise = checks["noise"]
+    assert len(noise["closure"]) == 4 and noise["bilabials"] > 0
+    assert "every shared clip" in r.stdout and "noise:" in r.stdout
+
+
+def test_style_guidance_sweep_zero_is_neutral_and_styles_grow_with_scale(shared_dir, tmp_path):
+    out = tmp_path / "style.json"
+    r = _eval("--suite", "style", "--shared-dir", str(shared_dir), "--json", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    checks = json.loads(out.read_text())["suites"]["style"]["checks"]
+    sweep = checks["guidance_sweep"]
+    assert sweep["summary"]["scale0_is_neutral"]
+    assert sweep["summary"]["monotonic"] == sweep["summary"]["presets"] == 7
+    # what a user sees: happy moves the smile, surprised the brows
+    assert {"mouthSmileLeft", "mouthSmileRight"} & set(sweep["presets"]["happy"]["channels"])
+    assert any(c.startswith("brow") for c in sweep["presets"]["surprised"]["channels"])
+    assert any("reference recovery" in n for n in checks["notes"])  # no --data: says what it skipped
