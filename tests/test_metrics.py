@@ -80,12 +80,17 @@ def test_jitter_blinks_head_seams():
     head[:, 1] = np.radians(np.arange(31) * 1.0)
     h = metrics.head_stats(FaceMotion.from_arrays(np.zeros((31, 52)), head, FPS))
     assert h["head_speed_deg_s"] == pytest.approx(30.0, rel=1e-3)
-    # A ramp with a jump at frame 30: seam = jump / regular step.
+    # A ramp with a jump at frame 30: seam = the jump beyond the neighbouring steps / regular step; a
+    # join inside the smooth ramp has no seam, and the no-join control of this motion is the one jump
+    # spread over all other frames.
     ramp = np.linspace(0, 0.5, 60)
     ramp[30:] += 0.1
-    m = _motion(ramp.astype(np.float32))
-    assert metrics.seam_size(m, [30]) == pytest.approx((0.1 + 0.5 / 59) / (0.5 / 59), rel=1e-3)
-    assert metrics.seam_size(m, [45]) == pytest.approx(1.0, rel=1e-3)
+    m = _motion(ramp.astype(np.float64))
+    step = 0.5 / 59
+    assert metrics.seam_size(m, [30]) == pytest.approx(0.1 / step, rel=1e-3)
+    assert metrics.seam_size(m, [45]) == pytest.approx(0.0, abs=1e-3)
+    # frames 29 and 31 see half the jump from their neighbour; the other 54 frames see none
+    assert metrics.seam_control(m, [30]) == pytest.approx(2 * 0.05 / step / 56, rel=1e-2)
 
 
 def test_identical_motions_have_zero_error_and_diversity():

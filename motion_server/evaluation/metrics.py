@@ -268,19 +268,41 @@ def diversity(motions: Sequence[FaceMotion]) -> float:
 
 
 def seam_size(motion: FaceMotion, boundaries: Sequence[int]) -> float | None:
-    """Frame-to-frame change across window boundaries / the median frame-to-frame change.
+    """How much the motion jumps at window joins, in units of the median frame-to-frame change.
 
-    ``boundaries`` are frame indices b where frame b is the first of a new window. ~1 means seamless;
-    large values mean visible pops. None when no boundary lies inside the motion."""
+    ``boundaries`` are frame indices b where frame b is the first of a new window. The jump at b is the
+    step into b minus the mean of its neighbouring steps (a pop shows up; a join inside fast but smooth
+    motion does not), ``|v[b-1] - (v[b-2] + v[b]) / 2|`` over the 52 weights with ``v[i] = x[i+1] - x[i]``,
+    averaged over the joins and divided by the clip's median ``|v|``. Below 1 = a join changes the
+    face less than a typical frame does. None when no boundary lies inside the motion."""
     w = _w(motion)
-    if len(w) < 3:
+    if len(w) < 4:
         return None
-    step = np.linalg.norm(np.diff(w, axis=0), axis=1)  # step[i] = change from frame i to i+1
-    at = [step[b - 1] for b in boundaries if 1 <= b < len(w)]
+    v = np.diff(w, axis=0)
+    at = [b for b in boundaries if 2 <= b < len(w) - 1]
     if not at:
         return None
-    med = float(np.median(step))
-    return float(np.mean(at) / max(med, 1e-6))
+    med = float(np.median(np.linalg.norm(v, axis=1)))
+    return float(np.mean([_excess(v, b) for b in at]) / max(med, 1e-6))
+
+
+def seam_control(motion: FaceMotion, boundaries: Sequence[int]) -> float | None:
+    """:func:`seam_size`'s measure at every frame that is *not* a join: what "no seam" looks like for
+    this motion (speech onsets and blinks give every motion some frame-to-frame jumps)."""
+    w = _w(motion)
+    if len(w) < 4:
+        return None
+    v = np.diff(w, axis=0)
+    joins = set(boundaries)
+    frames = [b for b in range(2, len(w) - 1) if b not in joins]
+    if not frames:
+        return None
+    med = float(np.median(np.linalg.norm(v, axis=1)))
+    return float(np.mean([_excess(v, b) for b in frames]) / max(med, 1e-6))
+
+
+def _excess(v: np.ndarray, b: int) -> float:
+    return float(np.linalg.norm(v[b - 1] - 0.5 * (v[b - 2] + v[b])))
 
 
 def motion_metrics(motion: FaceMotion) -> dict[str, Any]:

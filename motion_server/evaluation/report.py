@@ -22,7 +22,8 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("head_std_deg", "head std", "{:.1f}"),
     ("head_speed_deg_s", "head deg/s", "{:.1f}"),
     ("diversity", "diversity", "{:.3f}"),
-    ("seam_ratio", "seam", "{:.2f}"),
+    ("seam", "seam", "{:.2f}"),
+    ("seam_control", "no-join", "{:.2f}"),
     ("gen_seconds", "gen s", "{:.2f}"),
 )
 

@@ -52,7 +52,8 @@ def score(clip: EvalClip, motion: FaceMotion, gen_seconds: float) -> dict[str, A
     # Engines that generate in windows list where each window starts (frame indices) in meta.
     bounds = motion.meta.get("window_boundaries") if isinstance(motion.meta, dict) else None
     if bounds:
-        row["seam_ratio"] = metrics.seam_size(motion, [int(b) for b in bounds])
+        row["seam"] = metrics.seam_size(motion, [int(b) for b in bounds])
+        row["seam_control"] = metrics.seam_control(motion, [int(b) for b in bounds])
     if clip.gt is not None:
         row.update(metrics.ground_truth_metrics(motion, clip.gt))
     return row
