@@ -61,7 +61,9 @@ def test_eval_user_folder_against_its_own_ground_truth(shared_dir, tmp_path):
     r = _eval("--engine", "energy", "--baselines", "none", "--suite", "all", "--shared-dir",
               str(tmp_path / "none"), "--user-dir", str(user), "--json", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
-    (row,) = json.loads(out.read_text())["suites"]["user"]["rows"]
+    row, truth = json.loads(out.read_text())["suites"]["user"]["rows"]
+    assert truth["system"] == "ground_truth" and "lip_vertex_error_cm" not in truth
+    assert truth["jitter_mouth_jaw"] == pytest.approx(row["jitter_mouth_jaw"], rel=1e-3)  # same motion
     assert row["phones_source"] == "given" and row["n_phones"] > 10
     assert row["lip_vertex_error_cm"] < 0.05 and row["mae_mouth_jaw"] < 0.01
     assert row["lip_gap_corr"] == pytest.approx(1.0, abs=0.01)
@@ -80,7 +82,13 @@ def test_eval_synthetic_split_has_ground_truth_metrics(tmp_path):
     r = _eval("--engine", "energy", "--baselines", "none", "--suite", "synthetic", "--data", str(corpus),
               "--limit", "1", "--json", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
-    (row,) = json.loads(out.read_text())["suites"]["synthetic"]["rows"]
+    data = json.loads(out.read_text())["suites"]["synthetic"]
+    row, truth = data["rows"]
+    assert set(data["means"]) == {"energy", "ground_truth"}
+    # the performer's own targets: the reference range for jitter, head motion and lip closure
+    assert truth["system"] == "ground_truth" and truth["head_std_deg"] > 0
+    if truth.get("bilabial_closure") is not None:
+        assert truth["bilabial_closure"] == 1.0
     assert row["phones_source"] == "corpus"
     for key in ("lip_vertex_error_cm", "mae_mouth_jaw", "lip_gap_corr", "fdd_cm", "head_error_deg",
                 "bilabial_closure", "open_bilabial_ratio"):

@@ -16,6 +16,8 @@ from . import metrics
 from .baselines import BASELINES
 from .suites import EvalClip
 
+GROUND_TRUTH = "ground_truth"
+
 
 @dataclass
 class System:
@@ -87,6 +89,14 @@ def run_clip(clip: EvalClip, systems: list[System], base: GenerateOptions,
                       for i in range(1, diversity_seeds)]
             row["diversity"] = metrics.diversity([motion, *others])
         rows.append(row)
+    if clip.gt is not None:
+        # the training targets' own statistics (jitter, head motion, blinks, phone metrics): the range
+        # a generated motion should stay within
+        truth = {"clip": clip.name, "system": GROUND_TRUTH, "duration_s": round(clip.duration, 3),
+                 "phones_source": clip.phones_source, "n_phones": len(clip.phones or [])}
+        truth.update(score(replace(clip, gt=None), clip.gt, 0.0))
+        truth.pop("gen_seconds", None)
+        rows.append(truth)
     return rows
 
 
