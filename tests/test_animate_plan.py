@@ -90,3 +90,22 @@ def test_an_output_never_replaces_an_input_recording(tmp_path):
     other = _touch(tmp_path / "other.wav")
     items = plan([clip, other], None, str(tmp_path / "{stem}.mp4"), overwrite=True)
     assert "input recording" in items[0].error and items[1].error is None
+
+
+def test_a_transcript_file_beside_the_audio_is_aligned_unless_turned_off(tmp_path):
+    import shutil
+
+    from motion_server.animate.generate import animate_file, make_generator
+    from motion_server.engine.base import GenerateOptions
+
+    audio = tmp_path / "jfk.flac"
+    shutil.copy(Path(__file__).resolve().parents[1] / "examples" / "jfk.flac", audio)
+    gen = make_generator("procedural")
+    _, _, notes = animate_file(gen, audio, GenerateOptions())
+    assert not any("transcript" in n for n in notes)
+    (tmp_path / "jfk.txt").write_text("And so my fellow Americans, ask not what your country can do for you, "
+                                      "ask what you can do for your country.\n", encoding="utf-8")
+    motion, _, notes = animate_file(gen, audio, GenerateOptions())
+    assert "transcript from jfk.txt" in notes and motion.meta["phones"] == "aligned"
+    motion, _, notes = animate_file(gen, audio, GenerateOptions(), sidecar=False)
+    assert motion.meta["phones"] == "recognised" and not any("transcript" in n for n in notes)

@@ -38,11 +38,11 @@ def test_track_indexes_the_phone_under_each_frame():
 def test_training_corruption_drops_or_shifts_by_at_most_the_jitter():
     rng = np.random.default_rng(0)
     track = np.tile(np.arange(1, 31), (64, 1))
-    assert not jitter_and_drop(track, rng, {"drop": 1.0, "jitter": 1}).any()
-    out = jitter_and_drop(track, rng, {"drop": 0.0, "jitter": 1})
+    assert not jitter_and_drop(track, rng, 1.0, 1).any()
+    out = jitter_and_drop(track, rng, 0.0, 1)
     shifts = {int(np.median(o[5:-5] - t[5:-5])) for o, t in zip(out, track, strict=True)}
     assert shifts == {-1, 0, 1}
-    mixed = jitter_and_drop(track, rng, {"drop": 0.5, "jitter": 0})
+    mixed = jitter_and_drop(track, rng, 0.5, 0)
     blank = (mixed == 0).all(axis=1)
     assert 10 < blank.sum() < 54 and (mixed[~blank] == track[~blank]).all()
 

@@ -4,7 +4,7 @@ file into a FaceMotion that lasts exactly as long as the audio."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +129,30 @@ def fit_length(motion: FaceMotion, n_frames: int) -> tuple[FaceMotion, str | Non
     return fixed, note
 
 
+def sidecar_transcript(path: Path) -> Path | None:
+    """``<stem>.txt`` next to an audio file: its transcript, by the same convention as ``talkrig eval``."""
+    txt = Path(path).with_suffix(".txt")
+    return txt if txt.is_file() else None
+
+
 def animate_file(gen: Generator, path: Path, options: GenerateOptions, progress: ProgressFn | None = None,
-                 cancel: CancelToken | None = None) -> tuple[FaceMotion, float, list[str]]:
-    """audio file -> (motion of round(duration * fps) frames, duration in seconds, notes)."""
+                 cancel: CancelToken | None = None,
+                 sidecar: bool = True) -> tuple[FaceMotion, float, list[str]]:
+    """audio file -> (motion of round(duration * fps) frames, duration in seconds, notes).
+
+    Without a transcript in ``options``, a ``<stem>.txt`` beside the audio is used as one (``sidecar``):
+    engines that read phones align it for exact lip closures."""
     audio = load_audio(path, sr=SAMPLE_RATE)
     duration = audio.size / SAMPLE_RATE
+    notes: list[str] = []
+    txt = sidecar_transcript(path) if sidecar and not (options.transcript or "").strip() else None
+    if txt is not None:
+        try:
+            options = replace(options, transcript=txt.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the transcript {txt} ({exc}); fix or remove it, or pass "
+                             "--no-transcript-files") from None
+        notes.append(f"transcript from {txt.name}")
     motion = gen(path, audio, options, progress, cancel)
     if abs(motion.fps - options.fps) > 1e-6:
         motion = motion.resample(options.fps)
@@ -142,4 +161,4 @@ def animate_file(gen: Generator, path: Path, options: GenerateOptions, progress:
     meta = dict(motion.meta)
     meta.setdefault("engine", gen.label)
     meta.update(audio_file=path.name, audio_sha256=audio_sha256(path), duration=duration)
-    return motion.replace(meta=meta), duration, [note] if note else []
+    return motion.replace(meta=meta), duration, notes + ([note] if note else [])

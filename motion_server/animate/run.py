@@ -37,6 +37,7 @@ class Settings:
     server: str | None = None
     overwrite: bool = False
     options: GenerateOptions = field(default_factory=GenerateOptions)
+    transcript_files: bool = True  # read <stem>.txt beside an audio file as its transcript
 
 
 @dataclass
@@ -124,7 +125,8 @@ def _generate_all(todo: list[Outcome], gen: Generator, s: Settings, tmp: Path,
             _bar.set_postfix_str(f"{_name} {stage} {100 * frac:.0f}%", refresh=True)
 
         try:
-            motion, duration, notes = animate_file(gen, it.audio, s.options, progress)
+            motion, duration, notes = animate_file(gen, it.audio, s.options, progress,
+                                                   sidecar=s.transcript_files)
         except Exception as exc:  # noqa: BLE001 - any failure of one input is reported, the batch goes on
             o.error = _reason(exc)
             continue

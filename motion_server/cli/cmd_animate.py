@@ -53,7 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder (implies --engine diffusion)")
     gen.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5557 (see talkrig serve)")
     add_generation_controls(gen)
-    gen.add_argument("--transcript", metavar="TEXT", help="what is said (one input only); helps the procedural engine")
+    gen.add_argument("--transcript", metavar="TEXT",
+                     help="what is said (one input only); aligned to the audio for exact lip closures. Without it, "
+                          "a <stem>.txt beside each audio file is its transcript")
+    gen.add_argument("--no-transcript-files", dest="transcript_files", action="store_false",
+                     help="ignore <stem>.txt files beside the audio (generate from the audio alone)")
     p.set_defaults(func=run)
 
 
@@ -88,5 +92,6 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples, render_engine=args.render_engine,
         engine="diffusion" if args.model and not args.engine else args.engine,
         model=args.model, server=args.server, overwrite=args.overwrite, options=options,
+        transcript_files=args.transcript_files,
     )
     return animate(settings)

@@ -10,7 +10,7 @@ not trained on) and embeds to zero, so a model trained with the track still runs
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -44,14 +44,14 @@ def phone_track(phones: Sequence[PhoneLike], n_frames: int, fps: float,
     return track
 
 
-def jitter_and_drop(track: np.ndarray, rng: np.random.Generator, cfg: dict[str, Any]) -> np.ndarray:
+def jitter_and_drop(track: np.ndarray, rng: np.random.Generator, drop: float, jitter: int) -> np.ndarray:
     """Training-time corruption of a batch of tracks [B, T]: each row is blanked (all unknown) with
     probability ``drop`` so the audio-only path keeps learning, else shifted by up to ``jitter`` frames
     (forced alignment on real speech is off by a frame or so)."""
     out = np.array(track, copy=True)
-    j = int(cfg.get("jitter", 0))
+    j = int(jitter)
     for r in range(out.shape[0]):
-        if rng.random() < float(cfg.get("drop", 0.5)):
+        if rng.random() < float(drop):
             out[r] = 0
         elif j > 0:
             s = int(rng.integers(-j, j + 1))

@@ -105,7 +105,7 @@ class Trainer:
             s = torch.where(m, self.model.null_style.expand_as(s), s)
         return s, ref_n
 
-    def _run(self, stage: str, steps: int, params: list[torch.nn.Parameter], step_fn: Callable[[int], dict[str, float]],
+    def _run(self, stage: str, steps: int, params: list[Any], step_fn: Callable[[int], dict[str, float]],
              eval_fn: Callable[[], dict[str, float]], start: int, opt_state: dict | None,
              time_budget: float | None) -> None:
         opt = torch.optim.AdamW(params, lr=self.tc["lr"], weight_decay=self.tc["weight_decay"])
@@ -117,14 +117,15 @@ class Trainer:
         step = start
         for step in bar:
             torch.manual_seed(int(self.tc["seed"]) * 100003 + step)
+            lr = _lr(step, steps, self.tc["lr"], self.tc["warmup"],
+                     (time.time() - t0) / time_budget if time_budget else 0.0)
             for g in opt.param_groups:
-                g["lr"] = _lr(step, steps, self.tc["lr"], self.tc["warmup"],
-                              (time.time() - t0) / time_budget if time_budget else 0.0)
+                g["lr"] = lr * float(g.get("lr_mult", 1.0))
             self.model.train()
             losses = step_fn(step)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
             opt.step()
             for k, v in losses.items():
                 fv = float(v.detach()) if torch.is_tensor(v) else float(v)
@@ -189,18 +190,24 @@ class Trainer:
                 "val_pairs": n}
 
     # -- stage 2: denoiser ---------------------------------------------------------------------------
-    def denoiser_params(self) -> list[torch.nn.Parameter]:
+    def denoiser_params(self) -> list[dict[str, Any]]:
         m = self.model
-        extra = list(m.phone_embed.parameters()) if m.phone_embed is not None else []
-        return (list(m.audio_encoder.parameters()) + list(m.style_encoder.parameters())
-                + list(m.denoiser.parameters()) + [m.null_style] + extra)
+        groups: list[dict[str, Any]] = [{"params": list(m.audio_encoder.parameters()) + list(m.style_encoder.parameters())
+                                         + list(m.denoiser.parameters()) + [m.null_style]}]
+        if m.phone_embed is not None:
+            # the phone table starts at zero and only its rows for phones in the batch get gradient:
+            # a larger step lets it reach the audio embedding's scale within a short fine-tune
+            groups.append({"params": list(m.phone_embed.parameters()),
+                           "lr_mult": float(self.tc.get("phone_lr_mult", 1.0))})
+        return groups
 
     def _phones(self, b: dict[str, torch.Tensor], corrupt: bool) -> torch.Tensor | None:
         if self.model.phone_embed is None or "phones" not in b:
             return None
         track = b["phones"].numpy()
         if corrupt:
-            track = jitter_and_drop(track, self.phone_rng, self.cfg["phones"])
+            track = jitter_and_drop(track, self.phone_rng, float(self.tc.get("phone_drop", 0.3)),
+                                    int(self.tc.get("phone_jitter", 1)))
         return torch.from_numpy(track).to(self.device)
 
     def denoise_losses(self, b: dict[str, torch.Tensor], batches: Batches, drop: float,
