@@ -64,6 +64,7 @@ def build_parser(prog: str = "talkrig") -> argparse.ArgumentParser:
     gen.add_argument("--blink-rate", type=float)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--steps", type=int, default=8)
+    gen.add_argument("--transcript", help="what is said; default: <audio stem>.txt beside the audio, if any")
     out = ap.add_argument_group("output")
     out.add_argument("--save", type=Path, help="save the animated scene as .blend")
     out.add_argument("--fbx", type=Path)
@@ -118,6 +119,10 @@ def _generate(args: argparse.Namespace, audio: Path, fps: float) -> Any:
                             "seed": args.seed, "steps": args.steps, "fps": fps}
     if args.blink_rate is not None:
         opts["blink_rate"] = args.blink_rate
+    side = audio.with_suffix(".txt")
+    text = args.transcript or (side.read_text(encoding="utf-8") if side.is_file() else None)
+    if text and text.strip():
+        opts["transcript"] = text.strip()
     if args.style:
         if Path(args.style).suffix.lower() in (".csv", ".npz", ".json"):
             opts["style_reference"] = rig("formats").load_motion(args.style)

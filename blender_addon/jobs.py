@@ -34,6 +34,22 @@ def resolve_audio(settings: Any, scene: bpy.types.Scene) -> tuple[Path, int]:
     return p, int(settings.start_frame) + int(settings.offset_frames)
 
 
+def transcript_for(settings: Any) -> str | None:
+    """The panel's transcript, else ``<audio stem>.txt`` beside an audio file (the CLI's convention)."""
+    text = settings.transcript.strip()
+    if text:
+        return text
+    if settings.audio_source == "FILE" and settings.audio_path:
+        side = Path(bpy.path.abspath(settings.audio_path)).with_suffix(".txt")
+        if side.is_file():
+            try:
+                return side.read_text(encoding="utf-8").strip() or None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise JobError(f"cannot read the transcript {side} ({exc}); fix it or type the transcript "
+                               "in the panel") from None
+    return None
+
+
 def options_from_settings(settings: Any, scene: bpy.types.Scene, target: Target | None = None) -> dict[str, Any]:
     """GenerateOptions as a dict (the client sends it as is), plus ``style_reference`` when one is chosen."""
     opts: dict[str, Any] = {
@@ -46,6 +62,9 @@ def options_from_settings(settings: Any, scene: bpy.types.Scene, target: Target 
     }
     if settings.blink_rate > 0:
         opts["blink_rate"] = float(settings.blink_rate)
+    text = transcript_for(settings)
+    if text:
+        opts["transcript"] = text
     mode = settings.style_mode
     if mode == "PRESET":
         opts["style"] = settings.style_preset.strip() or None

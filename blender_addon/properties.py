@@ -51,6 +51,10 @@ class TALKRIG_SceneSettings(bpy.types.PropertyGroup):
     )
     audio_path: bpy.props.StringProperty(name="Audio file", subtype="FILE_PATH", default="")
     strip_name: bpy.props.StringProperty(name="Sound strip", default="", search=_strip_search)
+    transcript: bpy.props.StringProperty(
+        name="Transcript", default="",
+        description="What is said (optional). Aligned to the audio for exact lip closures on /p b m/. "
+                    "Empty: a .txt of the same name beside the audio file, if any; else the audio alone")
     start_frame: bpy.props.IntProperty(name="Start frame", default=1, description="First frame of the take")
     offset_frames: bpy.props.IntProperty(
         name="Offset", default=0, description="Shift the take by this many frames against the audio")

@@ -45,6 +45,7 @@ class TALKRIG_PT_audio(_Panel, bpy.types.Panel):
         else:
             col.prop(s, "strip_name", icon="SOUND")
         col.prop(s, "offset_frames")
+        col.prop(s, "transcript", text="", icon="TEXT")
 
 
 class TALKRIG_PT_target(_Panel, bpy.types.Panel):

@@ -132,3 +132,17 @@ def test_style_preset_field_suggests_the_servers_presets(head, tmp_path):
     s = bpy.context.scene.talkrig
     assert _style_search(s, bpy.context, "") == ["calm", "lively"]
     assert _style_search(s, bpy.context, "LIV") == ["lively"]
+
+
+def test_transcript_comes_from_the_panel_or_a_text_file_beside_the_audio(head, tmp_path):
+    from blender_addon.jobs import options_from_settings
+
+    s = bpy.context.scene.talkrig
+    audio = tmp_path / "line01.wav"
+    audio.write_bytes(b"")  # only its name matters here
+    s.audio_source, s.audio_path, s.transcript = "FILE", str(audio), ""
+    assert "transcript" not in options_from_settings(s, bpy.context.scene)
+    (tmp_path / "line01.txt").write_text("Hello there, my friend.\n", encoding="utf-8")
+    assert options_from_settings(s, bpy.context.scene)["transcript"] == "Hello there, my friend."
+    s.transcript = "  Typed in the panel  "
+    assert options_from_settings(s, bpy.context.scene)["transcript"] == "Typed in the panel"
