@@ -8,6 +8,7 @@ Audio2Face JSON in ``options.style``), and ``style_mix`` interpolating two codes
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -29,6 +30,8 @@ from .phone_track import phone_track
 from .postprocess import apply_controls, blinks_per_minute
 from .samplers import SAMPLERS, make_sampler
 from .train import resolve_device
+
+log = logging.getLogger(__name__)
 
 MAX_STEPS = 50
 DEFAULT_BLINK_RATE = 17.0  # blinks per minute of a relaxed speaker, when the model lists no rates
@@ -144,7 +147,8 @@ class DiffusionEngine:
                      cancel: CancelToken | None) -> tuple[torch.Tensor | None, str]:
         """With a transcript and a model that reads phones: forced-align it (pocketsphinx) and return the
         frame track. Without either: (None, "none"); audio alone drives the lips. A transcript that cannot
-        be aligned is an error naming the fix, not a silent fallback (the user asked for it)."""
+        be aligned (other words, another language) is logged and the audio alone is used, as the
+        procedural engine does; the motion's meta says which happened."""
         text = (o.transcript or "").strip()
         if not text:
             return None, "none"
@@ -156,8 +160,8 @@ class DiffusionEngine:
             phones = align_transcript(audio, self.features.sr, text,
                                       cancel.check if cancel is not None else None)
         except AlignError as exc:
-            raise ValueError(f"the transcript could not be aligned to the audio ({exc}); check that it is "
-                             "the words spoken in this clip, or generate without a transcript") from None
+            log.warning("transcript not aligned (%s); generating from the audio alone", exc)
+            return None, "none (alignment failed)"
         track = phone_track(phones, n_frames, self.fps, self.model.phone_symbols)
         return torch.from_numpy(track)[None].to(self.device), "aligned"
 
