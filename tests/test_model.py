@@ -214,3 +214,21 @@ def test_intensity_and_head_controls():
     assert w2.max() <= 1.0 and w2[:, 17].mean() > w[:, 17].mean()
     with pytest.raises(ValueError, match=">= 0"):
         apply_controls(w, h, 30.0, intensity=-1)
+
+
+def test_smoothing_calms_slow_groups_and_leaves_the_lips_sharp():
+    from motion_server.evaluation.metrics import jitter
+    from motion_server.model.smoothing import smooth_groups
+    from rig_mapping import FaceMotion
+    from rig_mapping.arkit import ARKIT_INDEX
+
+    rng = np.random.default_rng(0)
+    w = np.clip(0.3 + 0.05 * rng.standard_normal((120, 52)), 0, 1).astype(np.float32)
+    head = (0.02 * rng.standard_normal((120, 6))).astype(np.float32)
+    sw, sh = smooth_groups(w, head, 30.0, {"head": 0.14, "brows": 0.06})
+    before, after = jitter(FaceMotion.from_arrays(w, head, 30.0)), jitter(FaceMotion.from_arrays(sw, sh, 30.0))
+    assert after["head_deg"] < 0.3 * before["head_deg"] and after["brows"] < 0.5 * before["brows"]
+    jaw = ARKIT_INDEX["jawOpen"]
+    assert np.array_equal(sw[:, jaw], w[:, jaw]) and after["mouth_jaw"] == before["mouth_jaw"]
+    with pytest.raises(ValueError, match="unknown group 'lips'"):
+        smooth_groups(w, head, 30.0, {"lips": 0.1})

@@ -29,6 +29,7 @@ from .long import WindowedTimeline, sample_timeline
 from .phone_track import phone_track
 from .postprocess import apply_controls, blinks_per_minute
 from .samplers import SAMPLERS, make_sampler
+from .smoothing import smooth_groups
 from .train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,7 @@ class DiffusionEngine:
         weights = np.clip(out[:, :52], 0.0, 1.0)
         head = out[:, 52:].copy()
         head[:, :3] = np.clip(head[:, :3], -1.0, 1.0)
+        weights, head = smooth_groups(weights, head, self.fps, self.cfg.get("postprocess", {}).get("smooth_s", {}))
         blink_rate = o.blink_rate if o.blink_rate is not None else self._blink_prior(weights, o, style_label)
         weights, head = apply_controls(weights, head, self.fps, o.intensity, o.head_motion, blink_rate, o.seed)
         meta = {"engine": self.name, "model": self.cfg.get("name"), "seed": int(o.seed), "style": style_label,

@@ -1,0 +1,35 @@
+"""Temporal smoothing of the slow channel groups after sampling.
+
+A few-step sampler leaves a little frame-to-frame noise in every channel. Lips must stay sharp (a
+closure lasts two or three frames), but head pose, brows, cheeks and nose move slowly in real
+performances, and there the leftover noise reads as jitter. Each group named in the checkpoint's
+``postprocess.smooth_s`` gets a Gaussian of that standard deviation (seconds); groups are
+``rig_mapping.arkit.GROUP_INDICES`` names plus ``head`` (all six pose channels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from rig_mapping.arkit import GROUP_INDICES
+
+
+def smooth_groups(weights: np.ndarray, head: np.ndarray, fps: float,
+                  smooth_s: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of ``weights`` [T, 52] and ``head`` [T, 6] with the named groups smoothed."""
+    w = np.array(weights, np.float32, copy=True)
+    h = np.array(head, np.float32, copy=True)
+    for group, seconds in smooth_s.items():
+        if group != "head" and group not in GROUP_INDICES:
+            raise ValueError(f"postprocess.smooth_s: unknown group {group!r}; use head or one of "
+                             f"{', '.join(GROUP_INDICES)}")
+        sigma = float(seconds) * fps
+        if sigma <= 0 or len(w) < 3:
+            continue
+        if group == "head":
+            h = gaussian_filter1d(h, sigma, axis=0, mode="nearest").astype(np.float32)
+        else:
+            idx = list(GROUP_INDICES[group])
+            w[:, idx] = gaussian_filter1d(w[:, idx], sigma, axis=0, mode="nearest")
+    return w, h
