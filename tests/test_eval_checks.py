@@ -22,8 +22,9 @@ def test_robustness_every_shared_clip_gives_finite_in_range_motion(shared_dir, t
     assert checks["all_clips"]["clips"] == len(clips)
     assert checks["all_clips"]["failed"] == [], checks["all_clips"]["rows"]
     noise = checks["noise"]
-    assert len(noise["closure"]) == 4 and noise["bilabials"] > 0
-    assert "every shared clip" in r.stdout and "noise:" in r.stdout
+    assert noise["phones_source"].startswith("transcript aligned") and noise["bilabials"] >= 4
+    assert len(noise["audio_only"]["closure"]) == len(noise["with_transcript"]["closure"]) == 4
+    assert "every shared clip" in r.stdout and "noise (audio only" in r.stdout
 
 
 def test_style_guidance_sweep_zero_is_neutral_and_styles_grow_with_scale(shared_dir, tmp_path):

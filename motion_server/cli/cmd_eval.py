@@ -242,11 +242,14 @@ def _check_lines(checks: dict[str, Any]) -> list[str]:
             lines.append(f"{label}: {c['accuracy']:.2f} (target >= {c['target']:.2f}, chance {c['chance']:.2f})  "
                          f"{'PASS' if c['pass'] else 'MISS'}")
     noise = checks.get("noise")
-    if noise:
-        worst = max((v for v in noise["abs_diff_to_clean"].values() if v is not None), default=float("nan"))
-        lines.append(f"noise: clean closure {noise['closure'].get('dreamtalk__noisy_audio_narrative.wav')}, "
-                     f"worst |noisy - clean| {worst:.2f} (target <= {noise['target']:.2f})  "
-                     f"{'PASS' if noise['pass'] else 'MISS'}")
+    for mode in ("audio_only", "with_transcript"):
+        if not noise or mode not in noise:
+            continue
+        n = noise[mode]
+        worst = max((v for v in n["abs_diff_to_clean"].values() if v is not None), default=float("nan"))
+        lines.append(f"noise ({mode.replace('_', ' ')}, {noise['bilabials']} bilabials): clean closure "
+                     f"{n['closure'].get('dreamtalk__noisy_audio_narrative.wav')}, worst |noisy - clean| {worst:.2f} "
+                     f"(target <= {noise['target']:.2f})  {'PASS' if n['pass'] else 'MISS'}")
     allc = checks.get("all_clips")
     if allc:
         lines.append(f"every shared clip: {allc['clips'] - len(allc['failed'])}/{allc['clips']} finite and in range"

@@ -1,9 +1,9 @@
 """Robustness checks on the shared recordings.
 
 - noise: DreamTalk's narrative clip and its noisy versions (cafeteria 0 dB, meeting 10 dB, office 0 dB
-  SNR; the same speech sample-aligned). There is no transcript, so the bilabials are the phones that
-  pocketsphinx recognises in the *clean* clip; every version is scored against those same times.
-  Target: each noisy version's bilabial closure within 0.10 of the clean one's.
+  SNR; the same speech sample-aligned). The bilabials are those of the narration's transcript aligned
+  in the *clean* clip; every version is scored against those same times, generated from the audio alone
+  and with the transcript. Target: each noisy version's bilabial closure within 0.10 of the clean one's.
 - every clip: all shared recordings (languages, singing, whisper, laughter; m4a/mp3/opus/flac/wav) must
   load and give finite motion with weights in [0, 1] and head rotation within ±1 rad.
 """
@@ -26,26 +26,40 @@ CLEAN = "dreamtalk__noisy_audio_narrative.wav"
 NOISY = ("dreamtalk__noisy_audio_cafeter_snr_0.wav", "dreamtalk__noisy_audio_meeting_snr_10.wav",
          "dreamtalk__noisy_audio_office_snr_0.wav")
 NOISE_TOLERANCE = 0.10
+# The narration of the clean clip, as pocketsphinx's English recogniser transcribes it (the manifest has
+# no transcript for these clips); every version is scored at the phones aligned to it in the clean clip.
+NARRATIVE_TEXT = "Our method is capable of producing satisfactory results even with audio that contains noise"
 SR = 16000
 
 
 def noise_check(engine: Any, speech_dir: Path, base: GenerateOptions) -> dict[str, Any]:
-    from motion_server.align import recognise_phones
+    """Closure at the clean clip's bilabials for every version, generated from the audio alone and, for
+    engines that read transcripts, with the transcript aligned to each (noisy) version."""
+    from dataclasses import replace
+
+    from motion_server.align import AlignError, align_transcript, recognise_phones
 
     clean = load_audio(speech_dir / CLEAN, sr=SR)
-    phones = recognise_phones(clean, SR)
-    rates: dict[str, float | None] = {}
-    for name in (CLEAN, *NOISY):
-        motion = engine.generate(load_audio(speech_dir / name, sr=SR), SR, base)
-        rates[name] = bilabial_closure_rate(lip_gap(motion), phones, motion.fps)
-    n_bilabial = sum(p.symbol in ("P", "B", "M") for p in phones)
-    c = rates[CLEAN]
-    diffs = {n: (abs(rates[n] - c) if rates[n] is not None and c is not None else None) for n in NOISY}
-    ok = c is not None and all(d is not None and d <= NOISE_TOLERANCE for d in diffs.values())
-    return {"closure": {k: (round(v, 4) if v is not None else None) for k, v in rates.items()},
-            "abs_diff_to_clean": {k: (round(v, 4) if v is not None else None) for k, v in diffs.items()},
-            "bilabials": n_bilabial, "phones_source": "recognised in the clean clip",
-            "target": NOISE_TOLERANCE, "pass": bool(ok)}
+    try:
+        phones, source = align_transcript(clean, SR, NARRATIVE_TEXT), "transcript aligned in the clean clip"
+    except AlignError:
+        phones, source = recognise_phones(clean, SR), "recognised in the clean clip"
+    modes = {"audio_only": base, "with_transcript": replace(base, transcript=NARRATIVE_TEXT)}
+    out: dict[str, Any] = {"bilabials": sum(p.symbol in ("P", "B", "M") for p in phones), "phones_source": source,
+                           "transcript": NARRATIVE_TEXT, "target": NOISE_TOLERANCE}
+    for mode, opts in modes.items():
+        rates: dict[str, float | None] = {}
+        for name in (CLEAN, *NOISY):
+            motion = engine.generate(load_audio(speech_dir / name, sr=SR), SR, opts)
+            rates[name] = bilabial_closure_rate(lip_gap(motion), phones, motion.fps)
+        c = rates[CLEAN]
+        diffs = {n: (abs(rates[n] - c) if rates[n] is not None and c is not None else None) for n in NOISY}
+        ok = c is not None and all(d is not None and d <= NOISE_TOLERANCE for d in diffs.values())
+        out[mode] = {"closure": {k: (round(v, 4) if v is not None else None) for k, v in rates.items()},
+                     "abs_diff_to_clean": {k: (round(v, 4) if v is not None else None) for k, v in diffs.items()},
+                     "pass": bool(ok)}
+    out["pass"] = out["audio_only"]["pass"]
+    return out
 
 
 def all_clips_check(engine: Any, speech_dir: Path, files: list[str], base: GenerateOptions) -> dict[str, Any]:
