@@ -35,6 +35,14 @@ def test_track_indexes_the_phone_under_each_frame():
     assert list(tr[15:]) == [0] * 3  # no phone covers the tail
 
 
+def test_a_phone_between_two_frame_times_still_claims_its_middle_frame():
+    idx = {s: i + 1 for i, s in enumerate(DEFAULT_SYMBOLS)}
+    # /b/ from 0.105 to 0.13 s lies between frames 3 (0.1 s) and 4 (0.133 s): it covers no frame time
+    phones = [Phone("AH", 0.0, 0.105), Phone("B", 0.105, 0.13), Phone("AA", 0.13, 0.3)]
+    tr = phone_track(phones, 9, 30.0)
+    assert (tr == idx["B"]).sum() == 1 and tr[int(round(0.1175 * 30))] == idx["B"]
+
+
 def test_training_corruption_drops_or_shifts_by_at_most_the_jitter():
     rng = np.random.default_rng(0)
     track = np.tile(np.arange(1, 31), (64, 1))

@@ -33,7 +33,10 @@ def _clean(symbol: str) -> str:
 def phone_track(phones: Sequence[PhoneLike], n_frames: int, fps: float,
                 symbols: Sequence[str] = DEFAULT_SYMBOLS) -> np.ndarray:
     """[n_frames] int64: 1 + index of the phone covering each frame time ``t / fps``; 0 where no phone
-    covers the frame or its symbol is not in ``symbols``."""
+    covers the frame or its symbol is not in ``symbols``.
+
+    A phone shorter than a frame interval can fall between two frame times and cover none; such a
+    phone still claims the frame nearest its middle (a 30 ms /b/ must close the lips somewhere)."""
     index = {s: i + 1 for i, s in enumerate(symbols)}
     track = np.zeros(int(n_frames), np.int64)
     for p in phones:
@@ -41,6 +44,13 @@ def phone_track(phones: Sequence[PhoneLike], n_frames: int, fps: float,
         b = min(int(n_frames), int(np.ceil(float(p.end) * fps - 1e-9)))
         if b > a:
             track[a:b] = index.get(_clean(p.symbol), 0)
+    for p in phones:
+        a = int(np.ceil(float(p.start) * fps - 1e-9))
+        b = int(np.ceil(float(p.end) * fps - 1e-9))
+        if b - a <= 1:  # covers at most one frame: make sure it gets its middle frame
+            mid = int(round(0.5 * (float(p.start) + float(p.end)) * fps))
+            if 0 <= mid < n_frames:
+                track[mid] = index.get(_clean(p.symbol), 0)
     return track
 
 

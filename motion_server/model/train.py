@@ -206,7 +206,7 @@ class Trainer:
             return None
         track = b["phones"].numpy()
         if corrupt:
-            track = jitter_and_drop(track, self.phone_rng, float(self.tc.get("phone_drop", 0.3)),
+            track = jitter_and_drop(track, self.phone_rng, float(self.tc.get("phone_drop", 0.4)),
                                     int(self.tc.get("phone_jitter", 1)))
         return torch.from_numpy(track).to(self.device)
 
@@ -456,7 +456,7 @@ def _fingerprint(folder: Path) -> str:
 
 def load_training_clips(cfg: dict[str, Any], out: Path, data: Path | None, captures: Path | None,
                         log: Log) -> tuple[list[Clip], list[Clip], dict[str, Any]]:
-    key: dict[str, Any] = {"features": cfg["features"], "fps": cfg["fps"], "phone_track": 1}
+    key: dict[str, Any] = {"features": cfg["features"], "fps": cfg["fps"], "phone_track": 2}
     if data is not None and Path(data).is_dir():
         key["data_fingerprint"] = _fingerprint(Path(data))
     train: list[Clip] = []
