@@ -56,7 +56,9 @@ def expand_inputs(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
             audio = [f for f in files if f.suffix.lower() in AUDIO_SUFFIXES]
             if not audio:
                 raise PlanError(f"folder {p} has no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
-            skipped = len(files) - len(audio)
+            stems = {f.stem for f in audio}
+            # <stem>.txt beside an audio file is its transcript, not a skipped input
+            skipped = sum(1 for f in files if f not in audio and not (f.suffix.lower() == ".txt" and f.stem in stems))
             if skipped:
                 notes.append(f"{p}: skipped {skipped} non-audio file(s)")
             inputs.extend(audio)
