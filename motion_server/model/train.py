@@ -207,7 +207,7 @@ class Trainer:
         track = b["phones"].numpy()
         if corrupt:
             track = jitter_and_drop(track, self.phone_rng, float(self.tc.get("phone_drop", 0.4)),
-                                    int(self.tc.get("phone_jitter", 1)))
+                                    int(self.tc.get("phone_jitter", 0)))
         return torch.from_numpy(track).to(self.device)
 
     def denoise_losses(self, b: dict[str, torch.Tensor], batches: Batches, drop: float,
