@@ -120,7 +120,10 @@ def _generate(args: argparse.Namespace, audio: Path, fps: float) -> Any:
     if args.blink_rate is not None:
         opts["blink_rate"] = args.blink_rate
     side = audio.with_suffix(".txt")
-    text = args.transcript or (side.read_text(encoding="utf-8") if side.is_file() else None)
+    try:
+        text = args.transcript or (side.read_text(encoding="utf-8") if side.is_file() else None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HeadlessError(f"cannot read the transcript {side} ({exc}); fix it or pass --transcript") from None
     if text and text.strip():
         opts["transcript"] = text.strip()
     if args.style:

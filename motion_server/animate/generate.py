@@ -148,11 +148,13 @@ def animate_file(gen: Generator, path: Path, options: GenerateOptions, progress:
     txt = sidecar_transcript(path) if sidecar and not (options.transcript or "").strip() else None
     if txt is not None:
         try:
-            options = replace(options, transcript=txt.read_text(encoding="utf-8"))
+            text = txt.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"cannot read the transcript {txt} ({exc}); fix or remove it, or pass "
                              "--no-transcript-files") from None
-        notes.append(f"transcript from {txt.name}")
+        if text:
+            options = replace(options, transcript=text)
+            notes.append(f"transcript from {txt.name}")
     motion = gen(path, audio, options, progress, cancel)
     if abs(motion.fps - options.fps) > 1e-6:
         motion = motion.resample(options.fps)

@@ -58,7 +58,7 @@ def expand_inputs(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
                 raise PlanError(f"folder {p} has no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
             stems = {f.stem for f in audio}
             # <stem>.txt beside an audio file is its transcript, not a skipped input
-            skipped = sum(1 for f in files if f not in audio and not (f.suffix.lower() == ".txt" and f.stem in stems))
+            skipped = sum(1 for f in files if f not in audio and not (f.suffix == ".txt" and f.stem in stems))
             if skipped:
                 notes.append(f"{p}: skipped {skipped} non-audio file(s)")
             inputs.extend(audio)

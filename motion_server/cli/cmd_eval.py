@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="real: ../shared English recordings; synthetic: --data corpus test split; all: both; "
                         "style: guidance sweep, reference recovery and style prior (diffusion; --data for the "
                         "synthetic parts); robustness: noisy clips and every shared recording")
-    p.add_argument("--data", type=Path, help="corpus folder built by `talkrig synth` (synthetic suite)")
+    p.add_argument("--data", type=Path,
+                   help="corpus folder built by `talkrig synth` (synthetic suite; held-out speakers for --suite style)")
     p.add_argument("--user-dir", type=Path,
                    help="folder of audio files with same-stem .txt transcripts and optional Live Link .csv truth")
     p.add_argument("--shared-dir", type=Path, default=REPO.parent / "shared",
@@ -209,8 +210,9 @@ def _run_checks(args: argparse.Namespace) -> int:
             from motion_server.evaluation.robustness import run_robustness_suite
 
             checks = run_robustness_suite(engine, args.shared_dir, base)
-    except suites.SuiteError as exc:
-        return _fail(str(exc))
+    except (suites.SuiteError, RuntimeError, ValueError, OSError) as exc:
+        # a corpus folder without a manifest, unreadable audio, ...: say what, not a traceback
+        return _fail(f"{args.suite} checks stopped: {exc}")
     except KeyboardInterrupt:
         print("talkrig eval: interrupted", file=sys.stderr)
         return 130
@@ -218,12 +220,23 @@ def _run_checks(args: argparse.Namespace) -> int:
         print(line)
     result = {"format": "talkrig-eval", "version": 1, "engine": args.engine, "model": args.model,
               "options": base.to_dict(), "git_commit": git_commit(), "machine": machine_info(),
-              "timestamp": timestamp(), "suites": {args.suite: {"checks": checks}}}
+              "timestamp": timestamp(), "suites": {args.suite: {"checks": _finite_or_null(checks)}}}
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=1, default=_jsonable) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json_out}")
     return 0
+
+
+def _finite_or_null(o: Any) -> Any:
+    """NaN (an accuracy over no clips, say) as JSON null: strict JSON readers reject NaN."""
+    if isinstance(o, dict):
+        return {k: _finite_or_null(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite_or_null(v) for v in o]
+    if isinstance(o, float) and o != o:
+        return None
+    return o
 
 
 def _check_lines(checks: dict[str, Any]) -> list[str]:
@@ -238,9 +251,11 @@ def _check_lines(checks: dict[str, Any]) -> list[str]:
                      f"{s['ratio_within_10pct']}/{s['presets']})  {'PASS' if s['pass'] else 'MISS'}")
     for key, label in (("reference_recovery", "reference recovery"), ("style_prior", "style prior emotion")):
         c = checks.get(key)
-        if c:
+        if c and c.get("cases", c.get("clips", 0)):
             lines.append(f"{label}: {c['accuracy']:.2f} (target >= {c['target']:.2f}, chance {c['chance']:.2f})  "
                          f"{'PASS' if c['pass'] else 'MISS'}")
+        elif c:
+            lines.append(f"{label}: no held-out clips in --data to score")
     noise = checks.get("noise")
     for mode in ("audio_only", "with_transcript"):
         if not noise or mode not in noise:

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"diffusion (model), procedural (phone-driven performer, no model) or energy "
                         f"(loudness baseline); default {DEFAULT_ENGINE}")
     tr = p.add_mutually_exclusive_group()
-    tr.add_argument("--transcript", metavar="TEXT", help="what is said (the procedural engine aligns to it)")
+    tr.add_argument("--transcript", metavar="TEXT", help="what is said: aligned to the audio by the procedural engine and by diffusion "
+                         "models with a phone track (the bundled one) for exact lip closures")
     tr.add_argument("--transcript-file", metavar="FILE", help="read the transcript from a UTF-8 text file")
     add_generation_controls(p)
     p.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder")

@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.data and not args.captures:
         print("talkrig train: give --data CORPUS and/or --captures DIR", file=sys.stderr)
         return 2
+    if args.grow and (not args.finetune or args.resume):
+        print("talkrig train: --grow adds parts to the checkpoint given by --finetune (and starts a new --out); "
+              "use it with --finetune CKPT, without --resume", file=sys.stderr)
+        return 2
     try:
         out = run_training(args.out, args.config, args.data, args.captures, args.device, args.resume,
                            args.stage, args.steps, args.finetune, args.time_budget,

@@ -293,7 +293,7 @@ def seam_control(motion: FaceMotion, boundaries: Sequence[int]) -> float | None:
     if len(w) < 4:
         return None
     v = np.diff(w, axis=0)
-    joins = set(boundaries)
+    joins = {j for b in boundaries for j in (b - 1, b, b + 1)}  # neighbours share the join's step
     frames = [b for b in range(2, len(w) - 1) if b not in joins]
     if not frames:
         return None

@@ -7,9 +7,10 @@ recovery and the audio-only style prior. Each check returns its numbers, its tar
   channels of the signed shift from the neutral output. Targets: scale 0 is the neutral output;
   activity grows monotonically over 0, 0.5, 1, 1.5, 2; lip sync at scale 1 within 10 % of scale 0
   (bilabial closure; lag within a frame). The open/bilabial ratio change is reported separately.
-- reference recovery (held-out synthetic speakers): generate from each of K reference clips on the
-  same audio; the style code of each output must be nearer its own reference's code than any other
-  reference's (target: >= 80 % of cases; chance 1/K).
+- reference recovery (held-out synthetic speakers: test-split utterances, each performed with its own
+  sampled speaker style that training never saw): generate from each of K reference clips on the same
+  audio (held-out voices); the style code of each output must be nearer its own reference's code than
+  any other reference's (target: >= 80 % of cases; chance 1/K).
 - style prior (held-out synthetic voices): the predicted style code's nearest emotion preset must be the
   clip's emotion (target: >= 60 %; chance 1/8).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -153,7 +155,10 @@ def run_style_suite(engine: Any, shared_dir: Any, data: Any, base: GenerateOptio
     if not hasattr(engine, "encode_reference") or not hasattr(engine, "predicted_style"):
         raise suites.SuiteError("the style suite needs an engine with a learned style space (--engine diffusion)")
     out: dict[str, Any] = {"notes": []}
-    real = [c for c in suites.real_clips(Path(shared_dir)) if c.phones][:sweep_clips]
+    real = list(islice((c for c in suites.real_clips(Path(shared_dir)) if c.phones), sweep_clips))
+    if not real:
+        raise suites.SuiteError("no English clip with phones in the shared speech folder; the guidance sweep "
+                                "needs some (check --shared-dir)")
     presets = engine.model.preset_names()
     if "neutral" not in presets:
         out["notes"].append("the model has no neutral preset; guidance sweep skipped")

@@ -24,9 +24,11 @@ def guided(denoise: DenoiseFn, x_t: torch.Tensor, t: torch.Tensor, style: torch.
            anchor: torch.Tensor, scale: float) -> torch.Tensor:
     """x0 prediction guided away from ``anchor`` (a style code [1, S]) towards ``style``; exactly one
     call of ``denoise``."""
-    if abs(scale - 1.0) < 1e-9:
-        return denoise(x_t, t, style)
     b = x_t.shape[0]
+    if abs(scale - 1.0) < 1e-9 or torch.equal(style, anchor.expand(b, -1)):
+        return denoise(x_t, t, style)  # guiding a style away from itself changes nothing
+    if abs(scale) < 1e-9:
+        return denoise(x_t, t, anchor.expand(b, -1))
     both = denoise(torch.cat([x_t, x_t]), torch.cat([t, t]),
                    torch.cat([style, anchor.expand(b, -1)]))
     cond, uncond = both[:b], both[b:]

@@ -110,7 +110,12 @@ class Trainer:
              time_budget: float | None) -> None:
         opt = torch.optim.AdamW(params, lr=self.tc["lr"], weight_decay=self.tc["weight_decay"])
         if opt_state is not None:
-            opt.load_state_dict(opt_state)
+            try:
+                opt.load_state_dict(opt_state)
+            except ValueError as exc:
+                raise ValueError(f"the saved optimizer state of stage {stage!r} does not fit this model ({exc}); "
+                                 "it was saved by another version: delete train_state.json and "
+                                 "train_state.safetensors in the output folder to restart the stage") from None
         t0 = time.time()
         run_avg: dict[str, float] = {}
         bar = tqdm(range(start, steps), desc=stage, initial=start, total=steps, unit="step")
@@ -198,7 +203,7 @@ class Trainer:
             # the phone table starts at zero and only its rows for phones in the batch get gradient:
             # a larger step lets it reach the audio embedding's scale within a short fine-tune
             groups.append({"params": list(m.phone_embed.parameters()),
-                           "lr_mult": float(self.tc.get("phone_lr_mult", 1.0))})
+                           "lr_mult": float(self.tc.get("phone_lr_mult", 10.0))})
         return groups
 
     def _phones(self, b: dict[str, torch.Tensor], corrupt: bool) -> torch.Tensor | None:
@@ -283,6 +288,12 @@ class Trainer:
             lambda x, t: m.denoise(x, audio, torch.full((n,), t, device=self.device), style), x_T)
         out_w = m.denormalize(x0)[..., :52].clamp(0, 1).cpu().numpy()
         gt_w = b["motion"][..., :52].numpy()
+        audio_only_w = None
+        if m.phone_embed is not None:  # the default path (no transcript) must not regress unseen
+            plain = m.encode_audio(feats)
+            xa = make_sampler("dpm", m.schedule, 4).sample(
+                lambda x, t: m.denoise(x, plain, torch.full((n,), t, device=self.device), style), x_T)
+            audio_only_w = m.denormalize(xa)[..., :52].clamp(0, 1).cpu().numpy()
         res = {"val_rec": round(float(losses["rec"]), 4),
                "val_mouth_mae": round(float(np.abs(out_w[..., MOUTH_IDX] - gt_w[..., MOUTH_IDX]).mean()), 4)}
         try:
@@ -290,6 +301,9 @@ class Trainer:
 
             cors = [np.corrcoef(lip_gap(o), lip_gap(g))[0, 1] for o, g in zip(out_w, gt_w, strict=True)]
             res["val_lip_gap_corr"] = round(float(np.nanmean(cors)), 4)
+            if audio_only_w is not None:
+                cors = [np.corrcoef(lip_gap(o), lip_gap(g))[0, 1] for o, g in zip(audio_only_w, gt_w, strict=True)]
+                res["val_lip_gap_corr_audio_only"] = round(float(np.nanmean(cors)), 4)
         except ImportError:
             pass
         return res
