@@ -100,3 +100,22 @@ def test_engine_aligns_a_transcript_only_for_models_that_read_phones(plain_check
     assert not np.allclose(with_text.weights, without.weights)
     plain = DiffusionEngine(plain_checkpoint, device="cpu").generate(audio, 16000, GenerateOptions(transcript=text))
     assert plain.meta["phones"].startswith("ignored")
+
+
+def test_closure_constraint_shuts_the_lips_at_bilabials_and_leaves_other_frames():
+    from motion_server.evaluation.geometry import lip_gap
+    from motion_server.evaluation.metrics import CLOSURE_THRESHOLD_CM
+    from motion_server.model.constraints import closure_constraint
+
+    phones = [Phone("AA", 0.0, 0.3), Phone("B", 0.3, 0.34), Phone("AA", 0.34, 0.8)]
+    T = 24
+    mean, std = torch.full((58,), 0.2), torch.full((58,), 0.3)
+    c = closure_constraint(phones, T, 30.0, lambda x: (x - mean) / std, lambda x: x * std + mean)
+    x0 = torch.randn(1, T, 58, generator=torch.Generator().manual_seed(0))
+    out = c(x0)
+    raw = (out * std + mean)[0, :, :52].clamp(0, 1).numpy()
+    mid = int(round(0.32 * 30))
+    assert lip_gap(raw)[mid] < CLOSURE_THRESHOLD_CM
+    far = [f for f in range(T) if abs(f - mid) > 3]
+    assert torch.equal(out[0, far], x0[0, far]) and torch.equal(out[..., 52:], x0[..., 52:])
+    assert closure_constraint([Phone("AA", 0.0, 0.5)], T, 30.0, lambda x: x, lambda x: x) is None

@@ -23,6 +23,7 @@ from rig_mapping import FaceMotion
 
 from . import DEFAULT_CHECKPOINT, MOTION_DIM
 from .checkpoint import load_checkpoint
+from .constraints import closure_constraint
 from .features import make_features, n_motion_frames
 from .guidance import guided
 from .long import WindowedTimeline, sample_timeline
@@ -144,10 +145,10 @@ class DiffusionEngine:
             return self.model.preset("neutral")[None]
         return self.model.null_style[None]
 
-    def _phone_track(self, audio: np.ndarray, o: GenerateOptions, n_frames: int,
-                     cancel: CancelToken | None) -> tuple[torch.Tensor | None, str]:
+    def _aligned_phones(self, audio: np.ndarray, o: GenerateOptions,
+                        cancel: CancelToken | None) -> tuple[list | None, str]:
         """With a transcript and a model that reads phones: forced-align it (pocketsphinx) and return the
-        frame track. Without either: (None, "none"); audio alone drives the lips. A transcript that cannot
+        phones. Without either: (None, "none"); audio alone drives the lips. A transcript that cannot
         be aligned (other words, another language) is logged and the audio alone is used, as the
         procedural engine does; the motion's meta says which happened."""
         text = (o.transcript or "").strip()
@@ -163,8 +164,7 @@ class DiffusionEngine:
         except AlignError as exc:
             log.warning("transcript not aligned (%s); generating from the audio alone", exc)
             return None, "none (alignment failed)"
-        track = phone_track(phones, n_frames, self.fps, self.model.phone_symbols)
-        return torch.from_numpy(track)[None].to(self.device), "aligned"
+        return phones, "aligned"
 
     def _blink_prior(self, weights: np.ndarray, o: GenerateOptions, style_label: str) -> float | None:
         """Blinks are not predictable from audio, and a few-step sampler tends to average them away.
@@ -254,10 +254,16 @@ class DiffusionEngine:
             report(0.05 + 0.9 * (i + 1) / n, "sampling")
             check()
 
-        phones, phones_source = self._phone_track(a, o, T, cancel)
-        cond = m.with_phones(audio_emb, phones)
+        aligned, phones_source = self._aligned_phones(a, o, cancel)
+        track = None
+        constraint = None
+        if aligned is not None:
+            track = torch.from_numpy(phone_track(aligned, T, self.fps, self.model.phone_symbols))[None].to(self.device)
+            if self.cfg["sampling"].get("enforce_closures", False):
+                constraint = closure_constraint(aligned, T, self.fps, m.normalize, m.denormalize)
+        cond = m.with_phones(audio_emb, track)
         x0 = sample_timeline(window_fn, cond, sampler, x_T, wcfg["frames"], wcfg["overlap"],
-                             wcfg["max_batch"], on_step)
+                             wcfg["max_batch"], on_step, constraint)
         starts = WindowedTimeline(T, wcfg["frames"], wcfg["overlap"]).starts
         out = m.denormalize(x0[0]).cpu().numpy()
         weights = np.clip(out[:, :52], 0.0, 1.0)

@@ -72,8 +72,10 @@ class WindowedTimeline:
 
 def sample_timeline(window_fn: WindowFn, audio_emb: torch.Tensor, sampler: Sampler, x_T: torch.Tensor,
                     frames: int, overlap: int, max_batch: int,
-                    on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """audio_emb [B, T, d], x_T [B, T, C] -> x0 [B, T, C] over the whole timeline."""
+                    on_step: Callable[[int, int], None] | None = None,
+                    constraint: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """audio_emb [B, T, d], x_T [B, T, C] -> x0 [B, T, C] over the whole timeline. ``constraint`` (x0 ->
+    x0 on the joined timeline) is applied to every step's prediction and to the result."""
     B, T, _ = x_T.shape
     tl = WindowedTimeline(T, frames, overlap)
     audio_w = tl.cut(audio_emb)
@@ -82,9 +84,11 @@ def sample_timeline(window_fn: WindowFn, audio_emb: torch.Tensor, sampler: Sampl
         xw = tl.cut(x)
         outs = [window_fn(xw[i: i + max_batch], audio_w[i: i + max_batch], t)
                 for i in range(0, xw.shape[0], max_batch)]
-        return tl.join(torch.cat(outs, dim=0), B)
+        x0 = tl.join(torch.cat(outs, dim=0), B)
+        return constraint(x0) if constraint is not None else x0
 
-    return sampler.sample(model_fn, x_T, on_step)
+    out = sampler.sample(model_fn, x_T, on_step)
+    return constraint(out) if constraint is not None else out
 
 
 def seam_score(x: torch.Tensor, starts: list[int], length: int) -> float:
