@@ -102,7 +102,7 @@ def test_train_errors_are_clear(tmp_path, capsys, trained, toy_dir):
     # the architecture of a loaded checkpoint cannot be overridden
     rc = main(["train", "--captures", str(toy_dir), "--finetune", str(trained), "--out", str(tmp_path / "z"),
                "--set", "model.d_model=64"])
-    assert rc == 2 and "only train.*" in capsys.readouterr().err
+    assert rc == 2 and "fixed by its weights" in capsys.readouterr().err
     # an existing checkpoint is never overwritten silently
     assert main(["train", "--data", str(toy_dir), "--out", str(trained), "--config", "tiny"]) == 2
     assert "--resume" in capsys.readouterr().err

@@ -417,19 +417,31 @@ def _lip_gap_fn(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] 
     return gap
 
 
+UNBOUND_SECTIONS = ("train", "sampling", "window", "postprocess")
+
+
 def apply_overrides(cfg: dict[str, Any], sets: list[str], frozen: bool) -> None:
-    """``section.key=JSON`` overrides; with a loaded checkpoint only ``train.*`` may change."""
+    """``section.key=JSON`` overrides. With a loaded checkpoint only sections its weights do not depend
+    on may change (train, sampling, window, postprocess; a missing one of these is created)."""
+    from .checkpoint import BOUND_KEYS
+
     for item in sets:
         key, sep, val = item.partition("=")
         sec, dot, name = key.partition(".")
-        if not sep or not dot or sec not in cfg or not isinstance(cfg[sec], dict):
+        if not sep or not dot:
             raise ValueError(f"--set {item!r}: use section.key=value, e.g. train.lr=0.0003")
-        if frozen and sec != "train":
-            raise ValueError(f"--set {item!r}: a loaded checkpoint's architecture is fixed; only train.* may change")
+        if frozen and sec in BOUND_KEYS:
+            raise ValueError(f"--set {item!r}: a loaded checkpoint's {sec} is fixed by its weights; only "
+                             "train, sampling, window and postprocess settings may change")
+        if sec not in cfg and (not frozen or sec not in UNBOUND_SECTIONS):
+            raise ValueError(f"--set {item!r}: no section {sec!r} in the config")
+        section = cfg.setdefault(sec, {})
+        if not isinstance(section, dict):
+            raise ValueError(f"--set {item!r}: {sec} is not a section")
         try:
-            cfg[sec][name] = json.loads(val)
+            section[name] = json.loads(val)
         except json.JSONDecodeError:
-            cfg[sec][name] = val
+            section[name] = val
 
 
 def preset_blink_rate(clips: list[Clip], fps: float) -> float:
