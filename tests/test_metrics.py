@@ -89,6 +89,9 @@ def test_jitter_blinks_head_seams():
     step = 0.5 / 59
     assert metrics.seam_size(m, [30]) == pytest.approx(0.1 / step, rel=1e-3)
     assert metrics.seam_size(m, [45]) == pytest.approx(0.0, abs=1e-3)
+    w = m.weights.copy()  # a blink that happens to start at a join is not a seam
+    w[45:48, ARKIT_INDEX["eyeBlinkLeft"]] = w[45:48, ARKIT_INDEX["eyeBlinkRight"]] = 1.0
+    assert metrics.seam_size(FaceMotion.from_arrays(w, None, FPS), [45]) == pytest.approx(0.0, abs=1e-3)
     # away from the join (and its two neighbours, which share its step) the ramp is smooth
     assert metrics.seam_control(m, [30]) == pytest.approx(0.0, abs=1e-3)
     assert metrics.seam_control(m, [45]) == pytest.approx((0.05 + 0.1 + 0.05) / step / 54, rel=1e-2)

@@ -274,8 +274,9 @@ def seam_size(motion: FaceMotion, boundaries: Sequence[int]) -> float | None:
     step into b minus the mean of its neighbouring steps (a pop shows up; a join inside fast but smooth
     motion does not), ``|v[b-1] - (v[b-2] + v[b]) / 2|`` over the 52 weights with ``v[i] = x[i+1] - x[i]``,
     averaged over the joins and divided by the clip's median ``|v|``. Below 1 = a join changes the
-    face less than a typical frame does. None when no boundary lies inside the motion."""
-    w = _w(motion)
+    face less than a typical frame does. None when no boundary lies inside the motion. Blink channels
+    are left out: a blink is a one-frame event by nature and says nothing about a join."""
+    w = _w(motion)[:, _NO_BLINK]
     if len(w) < 4:
         return None
     v = np.diff(w, axis=0)
@@ -288,8 +289,8 @@ def seam_size(motion: FaceMotion, boundaries: Sequence[int]) -> float | None:
 
 def seam_control(motion: FaceMotion, boundaries: Sequence[int]) -> float | None:
     """:func:`seam_size`'s measure at every frame that is *not* a join: what "no seam" looks like for
-    this motion (speech onsets and blinks give every motion some frame-to-frame jumps)."""
-    w = _w(motion)
+    this motion (speech onsets and closures give every motion some frame-to-frame jumps)."""
+    w = _w(motion)[:, _NO_BLINK]
     if len(w) < 4:
         return None
     v = np.diff(w, axis=0)
@@ -299,6 +300,9 @@ def seam_control(motion: FaceMotion, boundaries: Sequence[int]) -> float | None:
         return None
     med = float(np.median(np.linalg.norm(v, axis=1)))
     return float(np.mean([_excess(v, b) for b in frames]) / max(med, 1e-6))
+
+
+_NO_BLINK = [i for i in range(52) if i not in (ARKIT_INDEX["eyeBlinkLeft"], ARKIT_INDEX["eyeBlinkRight"])]
 
 
 def _excess(v: np.ndarray, b: int) -> float:
