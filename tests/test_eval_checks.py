@@ -39,3 +39,7 @@ def test_style_guidance_sweep_zero_is_neutral_and_styles_grow_with_scale(shared_
     assert {"mouthSmileLeft", "mouthSmileRight"} & set(sweep["presets"]["happy"]["channels"])
     assert any(c.startswith("brow") for c in sweep["presets"]["surprised"]["channels"])
     assert any("reference recovery" in n for n in checks["notes"])  # no --data: says what it skipped
+    # the audio-only style prior is also scored on the shared acted-emotion recordings (anger, joy,
+    # sadness, neutral), whose labels map onto the presets
+    acted = checks["style_prior_acted"]
+    assert acted["clips"] == 7 and set(acted["per_emotion"]) == {"angry", "happy", "sad", "neutral"}

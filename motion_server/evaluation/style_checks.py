@@ -160,6 +160,9 @@ def run_style_suite(engine: Any, shared_dir: Any, data: Any, base: GenerateOptio
         raise suites.SuiteError("no English clip with phones in the shared speech folder; the guidance sweep "
                                 "needs some (check --shared-dir)")
     presets = engine.model.preset_names()
+    acted = acted_emotion_clips(shared_dir)
+    if acted:  # real acted speech: how the audio-only style prior fares outside the synthetic corpus
+        out["style_prior_acted"] = style_prior_emotion(engine, acted, base.seed)
     if "neutral" not in presets:
         out["notes"].append("the model has no neutral preset; guidance sweep skipped")
     else:
@@ -186,4 +189,28 @@ def run_style_suite(engine: Any, shared_dir: Any, data: Any, base: GenerateOptio
     out["reference_recovery"] = reference_recovery(engine, refs, audios, base)
     out["reference_recovery"]["held_out_voices"] = sorted(held_out)
     out["style_prior"] = style_prior_emotion(engine, prior, base.seed)
+    return out
+
+
+# Acted-emotion recordings in the shared speech folder name their emotion in the manifest's "kind"
+# ("speech (acted emotion: anger)"); these map onto the presets. Other labels (out of breath) are skipped.
+ACTED_EMOTIONS = {"anger": "angry", "joy": "happy", "sadness": "sad", "neutral": "neutral"}
+
+
+def acted_emotion_clips(shared_dir: Any) -> list[tuple[np.ndarray, int, str]]:
+    """(audio, sr, preset emotion) for the shared recordings labelled with an acted emotion."""
+    import json
+    import re
+    from pathlib import Path
+
+    from motion_server.audio.io import load_audio
+
+    from .suites import shared_speech_dir
+
+    d = shared_speech_dir(Path(shared_dir))
+    out = []
+    for c in json.loads((d / "MANIFEST.json").read_text(encoding="utf-8"))["clips"]:
+        m = re.search(r"acted emotion: (\w+)\)", c.get("kind", ""))
+        if m and m.group(1) in ACTED_EMOTIONS:
+            out.append((load_audio(d / c["file"], sr=16000), 16000, ACTED_EMOTIONS[m.group(1)]))
     return out
