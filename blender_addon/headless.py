@@ -26,6 +26,7 @@ from .core import export, mapping
 from .core.apply import apply_motion, scene_fps
 from .core.render import fps_pair
 from .core.target import Target, TargetError, find_target
+from .core.transcript import sidecar_transcript
 
 
 class HeadlessError(RuntimeError):
@@ -119,13 +120,12 @@ def _generate(args: argparse.Namespace, audio: Path, fps: float) -> Any:
                             "seed": args.seed, "steps": args.steps, "fps": fps}
     if args.blink_rate is not None:
         opts["blink_rate"] = args.blink_rate
-    side = audio.with_suffix(".txt")
     try:
-        text = args.transcript or (side.read_text(encoding="utf-8") if side.is_file() else None)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HeadlessError(f"cannot read the transcript {side} ({exc}); fix it or pass --transcript") from None
-    if text and text.strip():
-        opts["transcript"] = text.strip()
+        text = (args.transcript or "").strip() or sidecar_transcript(audio)
+    except ValueError as exc:
+        raise HeadlessError(f"{exc}; fix it or pass --transcript") from None
+    if text:
+        opts["transcript"] = text
     if args.style:
         if Path(args.style).suffix.lower() in (".csv", ".npz", ".json"):
             opts["style_reference"] = rig("formats").load_motion(args.style)

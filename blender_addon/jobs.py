@@ -12,6 +12,7 @@ from ._deps import rig
 from .core import scene_setup
 from .core.apply import scene_fps
 from .core.target import Target
+from .core.transcript import sidecar_transcript
 
 
 class JobError(RuntimeError):
@@ -40,13 +41,10 @@ def transcript_for(settings: Any) -> str | None:
     if text:
         return text
     if settings.audio_source == "FILE" and settings.audio_path:
-        side = Path(bpy.path.abspath(settings.audio_path)).with_suffix(".txt")
-        if side.is_file():
-            try:
-                return side.read_text(encoding="utf-8").strip() or None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise JobError(f"cannot read the transcript {side} ({exc}); fix it or type the transcript "
-                               "in the panel") from None
+        try:
+            return sidecar_transcript(Path(bpy.path.abspath(settings.audio_path)))
+        except ValueError as exc:
+            raise JobError(f"{exc}; fix it or type the transcript in the panel") from None
     return None
 
 

@@ -20,7 +20,7 @@ from motion_server.audio.io import load_audio
 from motion_server.engine.base import GenerateOptions
 
 from .geometry import lip_gap
-from .metrics import bilabial_closure_rate
+from .metrics import BILABIALS, bilabial_closure_rate
 
 CLEAN = "dreamtalk__noisy_audio_narrative.wav"
 NOISY = ("dreamtalk__noisy_audio_cafeter_snr_0.wav", "dreamtalk__noisy_audio_meeting_snr_10.wav",
@@ -45,7 +45,7 @@ def noise_check(engine: Any, speech_dir: Path, base: GenerateOptions) -> dict[st
     except AlignError:
         phones, source = recognise_phones(clean, SR), "recognised in the clean clip"
     modes = {"audio_only": base, "with_transcript": replace(base, transcript=NARRATIVE_TEXT)}
-    out: dict[str, Any] = {"bilabials": sum(p.symbol in ("P", "B", "M") for p in phones), "phones_source": source,
+    out: dict[str, Any] = {"bilabials": sum(p.symbol in BILABIALS for p in phones), "phones_source": source,
                            "transcript": NARRATIVE_TEXT, "target": NOISE_TOLERANCE}
     for mode, opts in modes.items():
         rates: dict[str, float | None] = {}

@@ -136,14 +136,15 @@ class DiffusionEngine:
             label = f"{label}*{1 - t:.2f}+{label2}*{t:.2f}"
         return code, label
 
-    def guidance_anchor(self) -> torch.Tensor:
-        """The style code guidance scale 0 gives ([1, S]): the neutral preset, or the null token."""
+    def _anchored_on_neutral(self) -> bool:
         which = self.cfg["sampling"].get("guidance_anchor", "neutral")
         if which not in ("neutral", "null"):
             raise ValueError(f"sampling.guidance_anchor must be 'neutral' or 'null', got {which!r} (checkpoint config)")
-        if which == "neutral" and "neutral" in self.model.preset_names():
-            return self.model.preset("neutral")[None]
-        return self.model.null_style[None]
+        return which == "neutral" and "neutral" in self.model.preset_names()
+
+    def guidance_anchor(self) -> torch.Tensor:
+        """The style code guidance scale 0 gives ([1, S]): the neutral preset, or the null token."""
+        return self.model.preset("neutral")[None] if self._anchored_on_neutral() else self.model.null_style[None]
 
     def _aligned_phones(self, audio: np.ndarray, o: GenerateOptions,
                         cancel: CancelToken | None) -> tuple[list | None, str]:
@@ -178,7 +179,7 @@ class DiffusionEngine:
             target = blinks_per_minute(o.style_reference.weights, o.style_reference.fps)
         else:
             target = rates.get(style, fallback)
-        if self.cfg["sampling"].get("guidance_anchor", "neutral") == "neutral" and "neutral" in rates:
+        if self._anchored_on_neutral() and "neutral" in rates:
             target = float(np.clip(rates["neutral"] + o.guidance * (target - rates["neutral"]), 0.0, 120.0))
         have = blinks_per_minute(weights, self.fps)
         return None if 0.5 * target <= have <= 1.5 * target else target

@@ -10,27 +10,20 @@ not trained on) and embeds to zero, so a model trained with the track still runs
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
 
-# ARPAbet without stress marks, as the synthetic corpus and the pocketsphinx aligner write them.
-DEFAULT_SYMBOLS = ("SIL", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G",
-                   "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH",
-                   "UH", "UW", "V", "W", "Y", "Z", "ZH")
+from motion_server.synth.phones import Phone, arpabet_symbols
 
-
-class PhoneLike(Protocol):
-    symbol: str
-    start: float
-    end: float
+# The project's ARPAbet inventory (SIL first, no stress marks), as the corpus and the aligner write it.
+DEFAULT_SYMBOLS = arpabet_symbols()
 
 
 def _clean(symbol: str) -> str:
     return symbol.strip().upper().rstrip("012")
 
 
-def phone_track(phones: Sequence[PhoneLike], n_frames: int, fps: float,
+def phone_track(phones: Sequence[Phone], n_frames: int, fps: float,
                 symbols: Sequence[str] = DEFAULT_SYMBOLS) -> np.ndarray:
     """[n_frames] int64: 1 + index of the phone covering each frame time ``t / fps``; 0 where no phone
     covers the frame or its symbol is not in ``symbols``.
@@ -39,18 +32,17 @@ def phone_track(phones: Sequence[PhoneLike], n_frames: int, fps: float,
     phone still claims the frame nearest its middle (a 30 ms /b/ must close the lips somewhere)."""
     index = {s: i + 1 for i, s in enumerate(symbols)}
     track = np.zeros(int(n_frames), np.int64)
+    short: list[tuple[int, int]] = []  # (middle frame, id) of phones covering at most one frame time
     for p in phones:
-        a = max(0, int(np.ceil(float(p.start) * fps - 1e-9)))
-        b = min(int(n_frames), int(np.ceil(float(p.end) * fps - 1e-9)))
-        if b > a:
-            track[a:b] = index.get(_clean(p.symbol), 0)
-    for p in phones:
+        ident = index.get(_clean(p.symbol), 0)
         a = int(np.ceil(float(p.start) * fps - 1e-9))
         b = int(np.ceil(float(p.end) * fps - 1e-9))
-        if b - a <= 1:  # covers at most one frame: make sure it gets its middle frame
-            mid = int(round(0.5 * (float(p.start) + float(p.end)) * fps))
-            if 0 <= mid < n_frames:
-                track[mid] = index.get(_clean(p.symbol), 0)
+        track[max(a, 0):min(b, int(n_frames))] = ident
+        if b - a <= 1:
+            short.append((int(round(0.5 * (float(p.start) + float(p.end)) * fps)), ident))
+    for mid, ident in short:  # after the long phones, so a neighbour cannot paint over them
+        if 0 <= mid < n_frames:
+            track[mid] = ident
     return track
 
 
