@@ -17,6 +17,7 @@ from motion_server.synth.performer import (
 )
 from motion_server.synth.performer.style import STYLE_RANGES
 from motion_server.synth.phones import Phone
+from motion_server.synth.speech import Prosody as SpeechProsody
 
 CLOSED_CM = 0.1  # lips touching on the ICT face (neutral, touching, measures ~0.06 cm)
 
@@ -156,8 +157,12 @@ def test_emotion_presets_are_complete_with_prosody():
     for e in EMOTIONS:
         for lvl in (1, 2, 3):
             p = emotion_preset(e, lvl)
-            assert set(p.prosody) == {"rate", "pitch", "pitch_range", "energy"}
+            assert set(p.prosody) == {"rate", "pitch", "pitch_range", "energy", "effort", "tremor", "breath"}
+            SpeechProsody.from_dict(p.prosody)  # every preset is a valid synthesizer setting
     assert emotion_preset("sad", 3).prosody["rate"] < 1 < emotion_preset("happy", 3).prosody["pitch_range"]
+    # the cues the corpus augmentation cannot hide: tense vs. soft voice, a trembling voice
+    assert emotion_preset("sad", 3).prosody["effort"] < 1 < emotion_preset("angry", 3).prosody["effort"]
+    assert emotion_preset("fearful", 3).prosody["tremor"] > emotion_preset("fearful", 1).prosody["tremor"] > 0
     with pytest.raises(ValueError, match="unknown emotion"):
         emotion_preset("grumpy", 1)
     with pytest.raises(ValueError, match="1, 2 or 3"):

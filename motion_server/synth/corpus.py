@@ -30,11 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from .phones import Phone, pad_to, phones_from_arrays, phones_to_arrays
+from .speech.base import Prosody
 
 FORMAT = "talkrig-synth-corpus"
 FORMAT_VERSION = 1
 SR = 16000
 FPS = 30.0
+PROSODY_DEFAULTS = Prosody().to_dict()  # the column order of a shard's "prosody" array
 SPLITS = ("train", "val", "test")
 MANIFEST = "MANIFEST.json"
 _EST_SECONDS_PER_UTT = 2.6  # first guess for planning; the builder tops up until the hours are reached
@@ -247,7 +249,8 @@ def draw_utterance(index: int, opts: CorpusOptions, plan: Plan) -> Draw:
     jitter = {"rate": float(rng.uniform(0.9, 1.1)), "pitch": float(rng.uniform(0.92, 1.08)),
               "pitch_range": float(rng.uniform(0.85, 1.15)), "energy": 1.0}
     preset = emotion_preset(emotion, intensity)
-    pro = {k: float(np.clip(jitter[k] * preset.prosody.get(k, 1.0), 0.5, 2.0)) for k in jitter}
+    pro = {**{k: float(v) for k, v in preset.prosody.items()},
+           **{k: float(np.clip(jitter[k] * preset.prosody.get(k, 1.0), 0.5, 2.0)) for k in jitter}}
     aug_seed, perf_seed = (int(x) for x in rng.integers(0, 2**63, 2))
     return Draw(int(index), voice, sentence, style, emotion, intensity, pro, aug_seed, perf_seed,
                 plan.split_of(voice, sentence.id))
@@ -345,7 +348,7 @@ def build_shard(k: int, opts: CorpusOptions, plan: Plan, out_dir: Path) -> dict:
         "style": np.stack([u["style"] for u in utts]).astype(np.float32),
         "emotion": np.array([EMOTIONS.index(u["emotion"]) for u in utts], np.int16),
         "intensity": np.array([u["intensity"] for u in utts], np.int8),
-        "prosody": np.array([[u["prosody"][k] for k in ("rate", "pitch", "pitch_range", "energy")] for u in utts],
+        "prosody": np.array([[u["prosody"].get(k, d) for k, d in PROSODY_DEFAULTS.items()] for u in utts],
                             np.float32),
         "voice": np.array([u["voice"] for u in utts], dtype=str),
         "language": np.array([u["language"] for u in utts], dtype=str),
@@ -597,6 +600,7 @@ class CorpusReader:
                 text=str(a["text"][i]),
                 sentence_id=str(a["sentence_id"][i]),
                 split=split,
-                prosody=dict(zip(("rate", "pitch", "pitch_range", "energy"), (float(x) for x in a["prosody"][i]), strict=True)),
+                # shards written before voice quality hold only the first four fields
+                prosody=dict(zip(PROSODY_DEFAULTS, (float(x) for x in a["prosody"][i]), strict=False)),
                 augment=json.loads(str(a["augment"][i])),
             )

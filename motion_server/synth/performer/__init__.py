@@ -46,7 +46,8 @@ __all__ = [
     "mix_presets", "perform", "sample_speaker_style",
 ]  # fmt: skip
 
-PERFORMER_VERSION = 1
+# 2: emotion presets speak with stronger prosody and voice quality (corpus audio differs for a seed)
+PERFORMER_VERSION = 2
 _LEFT = np.array([n.endswith("Left") for n in ARKIT_NAMES])
 _RIGHT = np.array([n.endswith("Right") for n in ARKIT_NAMES])
 _GAZE = np.array([n.startswith("eyeLook") for n in ARKIT_NAMES])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..speech.base import Prosody
 from .channels import expand_name
 
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted", "contempt")
@@ -88,7 +89,7 @@ def sample_speaker_style(rng: np.random.Generator) -> SpeakerStyle:
 class EmotionPreset:
     channel_offsets: dict[str, float]  # exact ARKit name -> additive baseline
     style_scale: dict[str, float]  # SpeakerStyle field -> multiplier
-    prosody: dict[str, float]  # rate, pitch, pitch_range, energy multipliers (for synthesizers)
+    prosody: dict[str, float]  # speech.Prosody fields: how the synthesizer should speak
 
 
 @lru_cache(maxsize=2)
@@ -120,12 +121,13 @@ def mix_presets(a: EmotionPreset, b: EmotionPreset, t: float) -> EmotionPreset:
     """(1 - t) * a + t * b, field by field (missing entries count as 0 offsets / 1 multipliers)."""
     t = float(t)
 
-    def lerp(da: dict[str, float], db: dict[str, float], default: float) -> dict[str, float]:
+    def lerp(da: dict[str, float], db: dict[str, float], default: float | dict[str, float]) -> dict[str, float]:
         keys = sorted(set(da) | set(db))
-        return {k: (1 - t) * da.get(k, default) + t * db.get(k, default) for k in keys}
+        dflt = default if isinstance(default, dict) else dict.fromkeys(keys, default)
+        return {k: (1 - t) * da.get(k, dflt[k]) + t * db.get(k, dflt[k]) for k in keys}
 
     return EmotionPreset(
         lerp(a.channel_offsets, b.channel_offsets, 0.0),
         lerp(a.style_scale, b.style_scale, 1.0),
-        lerp(a.prosody, b.prosody, 1.0),
+        lerp(a.prosody, b.prosody, Prosody().to_dict()),
     )

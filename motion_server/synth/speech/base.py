@@ -15,31 +15,44 @@ import numpy as np
 
 from ..phones import Phone, pad_to, validate_phones
 from .registry_data import backend_entry
+from .voice_quality import apply_voice_quality
 
 
 class SpeechError(RuntimeError):
     """Synthesis failed (missing program, unknown voice, backend error)."""
 
 
+# usable range of each Prosody field; the defaults (1.0 multipliers, 0.0 amounts) leave the voice as it is
+_RANGES = {"rate": (0.2, 5.0), "pitch": (0.2, 5.0), "pitch_range": (0.2, 5.0), "energy": (0.2, 5.0),
+           "effort": (0.25, 4.0), "tremor": (0.0, 1.0), "breath": (0.0, 1.0)}
+
+
 @dataclass(frozen=True)
 class Prosody:
-    """Multipliers of a voice's defaults. ``rate`` > 1 speaks faster, ``pitch`` scales mean F0,
-    ``pitch_range`` scales F0 excursion, ``energy`` scales loudness (linear amplitude)."""
+    """How to speak. Multipliers of a voice's defaults: ``rate`` > 1 speaks faster, ``pitch`` scales mean
+    F0, ``pitch_range`` scales F0 excursion, ``energy`` scales loudness (linear amplitude). Voice quality,
+    applied after synthesis (see :mod:`.voice_quality`): ``effort`` (multiplier; tilts the spectrum),
+    ``tremor`` and ``breath`` (amounts 0..1)."""
 
     rate: float = 1.0
     pitch: float = 1.0
     pitch_range: float = 1.0
     energy: float = 1.0
+    effort: float = 1.0
+    tremor: float = 0.0
+    breath: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if not (np.isfinite(v) and 0.2 <= v <= 5.0):
-                raise ValueError(f"prosody {f.name}={v!r} is outside the usable range 0.2..5.0 (1.0 = voice default)")
+            lo, hi = _RANGES[f.name]
+            if not (np.isfinite(v) and lo <= v <= hi):
+                raise ValueError(f"prosody {f.name}={v!r} is outside the usable range {lo}..{hi} "
+                                 f"({f.default} = voice default)")
 
     @classmethod
     def from_dict(cls, d: dict[str, float] | None) -> Prosody:
-        """Accepts an emotion preset's prosody dict; keys other than the four fields are ignored."""
+        """Accepts an emotion preset's prosody dict; keys that are not fields are ignored."""
         d = d or {}
         return cls(**{f.name: float(d[f.name]) for f in fields(cls) if f.name in d})
 
@@ -148,8 +161,8 @@ def clean_text(text: str) -> str:
 
 def finish(audio: np.ndarray, sr: int, phones: list[Phone], voice: str, text: str, prosody: Prosody,
            native: tuple[str, ...]) -> Speech:
-    """Apply prosody the synthesizer could not (pitch by a duration-preserving shift, energy by gain), make
-    phones tile the audio exactly and validate."""
+    """Apply prosody the synthesizer could not (pitch by a duration-preserving shift, voice quality, energy
+    by gain), make phones tile the audio exactly and validate."""
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     if audio.size == 0:
         raise SpeechError(f"{voice} produced no audio for {text!r}")
@@ -158,6 +171,7 @@ def finish(audio: np.ndarray, sr: int, phones: list[Phone], voice: str, text: st
 
         steps = 12.0 * np.log2(prosody.pitch)
         audio = librosa.effects.pitch_shift(audio, sr=sr, n_steps=float(steps)).astype(np.float32)
+    audio = apply_voice_quality(audio, sr, prosody.effort, prosody.tremor, prosody.breath)
     if "energy" not in native and abs(prosody.energy - 1.0) > 1e-6:
         audio = audio * np.float32(prosody.energy)
     peak = float(np.max(np.abs(audio)))
