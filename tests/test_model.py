@@ -232,3 +232,31 @@ def test_smoothing_calms_slow_groups_and_leaves_the_lips_sharp():
     assert np.array_equal(sw[:, jaw], w[:, jaw]) and after["mouth_jaw"] == before["mouth_jaw"]
     with pytest.raises(ValueError, match="unknown group 'lips'"):
         smooth_groups(w, head, 30.0, {"lips": 0.1})
+
+
+def test_style_prior_guidance_and_averaging(tiny_cfg, tiny_model):
+    sp, sched = tiny_model.style_predictor, tiny_model.schedule
+    B = 2
+    toks = sp.pool_audio(tiny_model.encode_audio(torch.randn(B, 30, feature_dim(tiny_cfg["features"]))))
+    stats = torch.randn(B, 64)
+    code = torch.randn(B, tiny_cfg["model"]["style_dim"])
+    t = torch.tensor([10, 10])
+    # the unconditional branch (audio dropped) cannot depend on the audio
+    drop = torch.zeros(B, dtype=torch.bool)
+    other = sp(code, t, torch.randn_like(toks), torch.randn_like(stats), drop)
+    assert torch.allclose(sp(code, t, toks, stats, drop), other, atol=1e-6)
+    assert not torch.allclose(sp(code, t, toks, stats), sp(code, t, torch.randn_like(toks), stats))
+
+    # samples=n is the mean of n draws from the same noise, in one batch
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    mean4 = sp.sample(toks, stats, sched, 4, gen(), samples=4)
+    each = sp.sample(toks.repeat_interleave(4, 0), stats.repeat_interleave(4, 0), sched, 4, gen())
+    assert torch.allclose(mean4, each.view(B, 4, -1).mean(1), atol=1e-5)
+
+    # guidance evaluates conditional and unconditional rows together and moves the code
+    rows = []
+    hook = sp.encoder.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
+    guided_code = sp.sample(toks, stats, sched, 4, gen(), guidance=3.0)
+    hook.remove()
+    assert rows == [2 * B] * 4
+    assert not torch.allclose(guided_code, sp.sample(toks, stats, sched, 4, gen()))

@@ -82,6 +82,12 @@ def test_finetune_on_captures(tmp_path, trained):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["presets"] == ["happy", "neutral"]  # the base model's presets are kept
     assert cfg["training"]["stages_done"] == ["denoiser"]
+    # the checkpoint says which data each stage learnt from: the captures for the fine-tuned denoiser,
+    # the base run's corpus for the untouched lip expert and style prior
+    by_stage = cfg["training"]["data_by_stage"]
+    assert by_stage["denoiser"]["train"]["clips"] + by_stage["denoiser"]["val"]["clips"] == 4
+    assert by_stage["lip_expert"]["train"]["clips"] + by_stage["lip_expert"]["val"]["clips"] == 6
+    assert by_stage["style_predictor"] == by_stage["lip_expert"]
     a = load_checkpoint(trained).denoiser.out.weight
     b = load_checkpoint(out).denoiser.out.weight
     assert not np.allclose(a.detach().numpy(), b.detach().numpy())

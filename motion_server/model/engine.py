@@ -31,6 +31,7 @@ from .phone_track import phone_track
 from .postprocess import apply_controls, blinks_per_minute
 from .samplers import SAMPLERS, make_sampler
 from .smoothing import smooth_groups
+from .style_predictor import prior_sampling
 from .train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ class DiffusionEngine:
             gen = torch.Generator().manual_seed(int(seed) + 7919)
             toks = sp.pool_audio(audio_emb)
             st = torch.from_numpy(stats).to(self.device)[None]
-            return sp.sample(toks, st, self.model.schedule, self.cfg["style_predictor"]["steps"], gen)[0], style
+            return sp.sample(toks, st, self.model.schedule, self.cfg["style_predictor"]["steps"], gen,
+                             **prior_sampling(self.cfg))[0], style
         p = Path(style)
         if p.suffix.lower() in MOTION_FILE_SUFFIXES or p.exists():
             if not p.is_file():

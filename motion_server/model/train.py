@@ -36,6 +36,7 @@ from .lip_expert import shifted_pairs
 from .network import TalkRigModel
 from .phone_track import DEFAULT_SYMBOLS, jitter_and_drop
 from .style_encoder import pad_clips
+from .style_predictor import prior_sampling
 
 STAGES = ("lip_expert", "denoiser", "style_predictor")
 MOUTH_IDX = [ARKIT_INDEX[n] for n in MOUTH_CHANNELS]
@@ -86,11 +87,14 @@ class Trainer:
                              f"({len(DEFAULT_SYMBOLS)} symbols, motion_server.model.phone_track.DEFAULT_SYMBOLS)")
         self.metrics: dict[str, Any] = {}
         self.done: list[str] = []
+        # which data each stage was trained on (a fine-tune may train one stage on other data)
+        self.data_by_stage: dict[str, Any] = {}
 
     # -- helpers ---------------------------------------------------------------------------------
     def _save(self, stage: str, step: int, opt: torch.optim.Optimizer | None) -> None:
         save_checkpoint(self.model, self.out, {"training": {"data": self.summary, "metrics": self.metrics,
-                                                            "stages_done": self.done}})
+                                                            "stages_done": self.done,
+                                                            "data_by_stage": self.data_by_stage}})
         if opt is not None:
             save_train_state(self.out, opt.state_dict(), {"stage": stage, "step": step, "done": self.done,
                                                           "metrics": self.metrics})
@@ -352,7 +356,9 @@ class Trainer:
             i = torch.randint(0, len(z), (self.tc["batch"] * 2,))
             t = torch.randint(0, sched.train_steps, (len(i),))
             zt = sched.add_noise(z[i], torch.randn_like(z[i]), t.to(self.device))
-            pred = sp(zt, t.to(self.device), toks[i], stats[i])
+            # dropping the audio condition for some clips teaches the unconditional branch guidance needs
+            keep = torch.rand(len(i), device=self.device) >= float(self.tc.get("style_prior_drop", 0.15))
+            pred = sp(zt, t.to(self.device), toks[i], stats[i], keep)
             loss = F.mse_loss(pred, z[i])
             out = {"diff": loss.detach()}
             if self.emotions and (emo[i] >= 0).any():
@@ -376,7 +382,8 @@ class Trainer:
         cached = getattr(self, "_sp_val", None)
         codes, toks, stats = cached if cached is not None else self.clip_codes(clips)
         gen = torch.Generator().manual_seed(0)
-        pred = sp.sample(toks, stats, self.model.schedule, self.cfg["style_predictor"]["steps"], gen)
+        pred = sp.sample(toks, stats, self.model.schedule, self.cfg["style_predictor"]["steps"], gen,
+                         **prior_sampling(self.cfg))
         res = {"code_rmse_pred": round(float(((pred - codes) ** 2).mean().sqrt()), 4),
                "code_rmse_mean_baseline": round(float(((sp.code_mean - codes) ** 2).mean().sqrt()), 4)}
         emo = torch.tensor([self.emotions.index(c.emotion) if c.emotion in self.emotions else -1 for c in clips])
@@ -558,6 +565,9 @@ def run_training(out: str | Path, config: str | Path | dict = "default", data: s
         prev = cfg.get("training", {})
         tr.metrics = dict(prev.get("metrics", {}))
         tr.done = list(prev.get("stages_done", [])) if resume else []
+        # checkpoints from before data_by_stage: their one summary stands for every stage they trained
+        tr.data_by_stage = dict(prev.get("data_by_stage")
+                                or {st: prev["data"] for st in prev.get("metrics", {}) if prev.get("data")})
     stages = STAGES if stage == "all" else (stage,)
     if finetune is not None and stage == "all":
         stages = ("denoiser",)  # captures teach the motion; the lip expert and style prior stay as they are
@@ -575,6 +585,7 @@ def run_training(out: str | Path, config: str | Path | dict = "default", data: s
             opt_state, start = state[0], int(state[1]["step"])
             tr.done = [d for d in state[1].get("done", []) if d != st]
             log(f"[{st}] resuming at step {start}")
+        tr.data_by_stage[st] = summary
         getattr(tr, f"train_{st}")(n, start, opt_state, budget if st == "denoiser" else None)
         if st == "denoiser" or not tr.model.presets.abs().sum():
             tr.compute_presets()
