@@ -43,3 +43,15 @@ def test_style_guidance_sweep_zero_is_neutral_and_styles_grow_with_scale(shared_
     # sadness, neutral), whose labels map onto the presets
     acted = checks["style_prior_acted"]
     assert acted["clips"] == 7 and set(acted["per_emotion"]) == {"angry", "happy", "sad", "neutral"}
+    lo, hi = acted["ci95"]  # seven clips cannot pin the accuracy down, and the report says so
+    assert lo <= acted["accuracy"] <= hi and hi - lo > 0.4
+
+
+def test_wilson_interval_brackets_the_rate():
+    from motion_server.evaluation.style_checks import wilson_interval
+
+    lo, hi = wilson_interval(60, 100)
+    assert lo < 0.6 < hi and 0.18 < hi - lo < 0.2  # about +-0.1 at n = 100
+    lo3, hi3 = wilson_interval(180, 300)
+    assert hi3 - lo3 < hi - lo  # more clips, tighter
+    assert wilson_interval(0, 7)[0] == 0.0 and wilson_interval(0, 0) is None

@@ -253,7 +253,8 @@ def _check_lines(checks: dict[str, Any]) -> list[str]:
                        ("style_prior_acted", "style prior emotion, real acted speech")):
         c = checks.get(key)
         if c and c.get("cases", c.get("clips", 0)):
-            lines.append(f"{label}: {c['accuracy']:.2f} (target >= {c['target']:.2f}, chance {c['chance']:.2f})  "
+            n = f"{c['clips']} clips, 95 % {c['ci95'][0]:.2f}-{c['ci95'][1]:.2f}, " if c.get("ci95") else ""
+            lines.append(f"{label}: {c['accuracy']:.2f} ({n}target >= {c['target']:.2f}, chance {c['chance']:.2f})  "
                          f"{'PASS' if c['pass'] else 'MISS'}")
         elif c:
             lines.append(f"{label}: no held-out clips in --data to score")

@@ -112,6 +112,16 @@ def reference_recovery(engine: Any, references: Sequence[FaceMotion], audios: Se
             "pass": bool(acc >= REFERENCE_TARGET)}
 
 
+def wilson_interval(k: int, n: int, z: float = 1.96) -> list[float] | None:
+    """95 % interval of a success rate k/n (Wilson score): how far a few hundred clips can be trusted."""
+    if n <= 0:
+        return None
+    p = k / n
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(float(mid - half), 4), round(float(mid + half), 4)]
+
+
 def style_prior_emotion(engine: Any, clips: Sequence[tuple[np.ndarray, int, str]], seed: int = 0) -> dict[str, Any]:
     """Share of clips whose predicted style code's nearest preset is the clip's emotion."""
     import torch
@@ -128,7 +138,8 @@ def style_prior_emotion(engine: Any, clips: Sequence[tuple[np.ndarray, int, str]
         confusion.setdefault(emotion, {}).setdefault(guess, 0)
         confusion[emotion][guess] += 1
     acc = right / len(clips) if clips else float("nan")
-    return {"accuracy": round(acc, 4), "clips": len(clips), "per_emotion": counts, "confusion": confusion,
+    return {"accuracy": round(acc, 4), "ci95": wilson_interval(right, len(clips)), "clips": len(clips),
+            "per_emotion": counts, "confusion": confusion,
             "chance": round(1 / max(len(names), 1), 4), "target": EMOTION_TARGET, "pass": bool(acc >= EMOTION_TARGET)}
 
 
@@ -146,7 +157,7 @@ def summarize_sweep(sweep: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_style_suite(engine: Any, shared_dir: Any, data: Any, base: GenerateOptions, sweep_clips: int = 3,
-                    n_references: int = 12, n_prior: int = 120) -> dict[str, Any]:
+                    n_references: int = 12, n_prior: int = 300) -> dict[str, Any]:
     """All style checks; the synthetic parts need ``data`` (a corpus from ``talkrig synth``)."""
     from pathlib import Path
 
