@@ -18,7 +18,7 @@ from motion_server.synth.corpus import (
     draw_utterance,
     make_plan,
 )
-from motion_server.synth.speech import get_backend
+from motion_server.synth.speech import Prosody, get_backend
 
 # eSpeak only: the fastest backend (tens of ms per sentence), 13 English voices so voices can be held out
 OPTS = CorpusOptions(seed=11, hours=0.004, voices=("espeak",), shard_size=3)
@@ -91,6 +91,11 @@ def test_reader_yields_aligned_utterances(corpus: Path) -> None:
         assert u.style.shape == (len(reader.manifest["style_fields"]),)
         assert u.emotion in reader.manifest["emotions"] and 1 <= u.intensity <= 3
         assert u.voice.startswith("espeak:") and u.text
+        # the shard keeps how the take was spoken, voice quality included, exactly as drawn
+        drawn = draw_utterance(u.index, OPTS, make_plan(OPTS)).prosody
+        assert set(u.prosody) == set(Prosody().to_dict())
+        assert u.prosody == pytest.approx(drawn, abs=1e-6)
+        Prosody.from_dict(u.prosody)
         # the mouth opens while speaking: jawOpen higher over open vowels than over pauses
         jaw = u.motion.channel("jawOpen")
         t = np.arange(u.motion.n_frames) / 30
@@ -179,3 +184,13 @@ def test_cli_builds_a_corpus(espeak, tmp_path: Path, capsys) -> None:
     assert {u.emotion for u in CorpusReader(tmp_path / "cli", "all")} <= {"happy", "sad"}
     assert main(["synth", "--out", str(tmp_path / "bad"), "--voices", "espeak:klingon"]) == 1
     assert "unknown or uninstalled voice" in capsys.readouterr().err
+
+
+def test_reader_fills_voice_quality_for_older_shards() -> None:
+    from motion_server.synth.corpus import _prosody_row
+
+    old = _prosody_row(np.array([1.1, 0.9, 1.2, 1.0], np.float32))  # a shard from before voice quality
+    assert old == pytest.approx({"rate": 1.1, "pitch": 0.9, "pitch_range": 1.2, "energy": 1.0,
+                                 "effort": 1.0, "tremor": 0.0, "breath": 0.0})
+    with pytest.raises(CorpusError, match="update TalkRig"):
+        _prosody_row(np.ones(9, np.float32))

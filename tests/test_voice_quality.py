@@ -89,3 +89,16 @@ def test_synthesizer_applies_voice_quality_and_keeps_phone_times() -> None:
     tilt = (_band_db(tense.audio, 2000, 6000) - _band_db(tense.audio, 100, 1000)) \
         - (_band_db(plain.audio, 2000, 6000) - _band_db(plain.audio, 100, 1000))
     assert tilt > 6.0
+
+
+def test_breath_noise_differs_between_clips_but_repeats_for_one() -> None:
+    a, b = _vowel(1.0, f0=120.0), _vowel(1.0, f0=130.0)
+    na = apply_voice_quality(a, SR, breathiness=0.5) - a * 0.85
+    nb = apply_voice_quality(b, SR, breathiness=0.5) - b * 0.85
+    assert abs(np.corrcoef(na, nb)[0, 1]) < 0.3  # not one shared noise waveform
+    np.testing.assert_array_equal(apply_voice_quality(a, SR, breathiness=0.5), apply_voice_quality(a, SR, breathiness=0.5))
+
+
+def test_audio_too_short_to_filter_is_left_alone() -> None:
+    x = np.full(10, 0.1, np.float32)
+    np.testing.assert_array_equal(apply_voice_quality(x, SR, effort=2.0, tremor_depth=1.0, breathiness=1.0), x)

@@ -37,6 +37,7 @@ FORMAT_VERSION = 1
 SR = 16000
 FPS = 30.0
 PROSODY_DEFAULTS = Prosody().to_dict()  # the column order of a shard's "prosody" array
+PROSODY_RANGES = Prosody.ranges()
 SPLITS = ("train", "val", "test")
 MANIFEST = "MANIFEST.json"
 _EST_SECONDS_PER_UTT = 2.6  # first guess for planning; the builder tops up until the hours are reached
@@ -248,9 +249,14 @@ def draw_utterance(index: int, opts: CorpusOptions, plan: Plan) -> Draw:
     # per-utterance speaker jitter on top of the emotion's prosody
     jitter = {"rate": float(rng.uniform(0.9, 1.1)), "pitch": float(rng.uniform(0.92, 1.08)),
               "pitch_range": float(rng.uniform(0.85, 1.15)), "energy": 1.0}
+    # voice quality varies from take to take too, so no emotion has one fixed spectral tilt or tremor
+    quality = {"effort": float(rng.uniform(0.85, 1.15)), "tremor": float(rng.uniform(0.7, 1.3)),
+               "breath": float(rng.uniform(0.7, 1.3))}
     preset = emotion_preset(emotion, intensity)
     pro = {**{k: float(v) for k, v in preset.prosody.items()},
-           **{k: float(np.clip(jitter[k] * preset.prosody.get(k, 1.0), 0.5, 2.0)) for k in jitter}}
+           **{k: float(np.clip(jitter[k] * preset.prosody.get(k, 1.0), 0.5, 2.0)) for k in jitter},
+           **{k: float(np.clip(quality[k] * preset.prosody.get(k, PROSODY_DEFAULTS[k]), *PROSODY_RANGES[k]))
+              for k in quality}}
     aug_seed, perf_seed = (int(x) for x in rng.integers(0, 2**63, 2))
     return Draw(int(index), voice, sentence, style, emotion, intensity, pro, aug_seed, perf_seed,
                 plan.split_of(voice, sentence.id))
@@ -287,6 +293,14 @@ def make_utterance(index: int, opts: CorpusOptions, plan: Plan, babble: Sequence
 
 
 # ----------------------------------------------------------------------------------------------- shards
+
+
+def _prosody_row(row: np.ndarray) -> dict[str, float]:
+    """A shard's prosody columns as a full Prosody dict (shards from before voice quality hold 4 columns)."""
+    if row.size > len(PROSODY_DEFAULTS):
+        raise CorpusError(f"a shard holds {row.size} prosody columns but this TalkRig knows "
+                          f"{len(PROSODY_DEFAULTS)}; update TalkRig to read this corpus")
+    return {**PROSODY_DEFAULTS, **dict(zip(PROSODY_DEFAULTS, (float(x) for x in row), strict=False))}
 
 
 def _pcm16(x: np.ndarray) -> np.ndarray:
@@ -600,7 +614,6 @@ class CorpusReader:
                 text=str(a["text"][i]),
                 sentence_id=str(a["sentence_id"][i]),
                 split=split,
-                # shards written before voice quality hold only the first four fields
-                prosody=dict(zip(PROSODY_DEFAULTS, (float(x) for x in a["prosody"][i]), strict=False)),
+                prosody=_prosody_row(a["prosody"][i]),
                 augment=json.loads(str(a["augment"][i])),
             )

@@ -124,7 +124,7 @@ def mix_presets(a: EmotionPreset, b: EmotionPreset, t: float) -> EmotionPreset:
     def lerp(da: dict[str, float], db: dict[str, float], default: float | dict[str, float]) -> dict[str, float]:
         keys = sorted(set(da) | set(db))
         dflt = default if isinstance(default, dict) else dict.fromkeys(keys, default)
-        return {k: (1 - t) * da.get(k, dflt[k]) + t * db.get(k, dflt[k]) for k in keys}
+        return {k: (1 - t) * da.get(k, dflt.get(k, 1.0)) + t * db.get(k, dflt.get(k, 1.0)) for k in keys}
 
     return EmotionPreset(
         lerp(a.channel_offsets, b.channel_offsets, 0.0),

@@ -50,6 +50,11 @@ class Prosody:
                 raise ValueError(f"prosody {f.name}={v!r} is outside the usable range {lo}..{hi} "
                                  f"({f.default} = voice default)")
 
+    @staticmethod
+    def ranges() -> dict[str, tuple[float, float]]:
+        """Usable (low, high) of every field."""
+        return dict(_RANGES)
+
     @classmethod
     def from_dict(cls, d: dict[str, float] | None) -> Prosody:
         """Accepts an emotion preset's prosody dict; keys that are not fields are ignored."""

@@ -10,6 +10,8 @@ of the audio, so phone times stay valid. Deterministic: the same input gives the
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 TREMOR_HZ = 5.5
@@ -18,6 +20,7 @@ _EFFORT_DB_PER_OCTAVE = 12.0  # shelf gain per doubling of effort
 _TREMOR_AM = 0.35  # loudness modulation depth at tremor = 1
 _TREMOR_FM = 0.04  # relative pitch wobble at tremor = 1
 _BREATH_BAND = (1500.0, 6000.0)
+_MIN_SAMPLES = 64  # the zero-phase filters need some signal to pad
 
 
 def _sos(kind: str, freq: float | tuple[float, float], sr: int) -> np.ndarray:
@@ -52,19 +55,23 @@ def tremor(audio: np.ndarray, sr: int, depth: float) -> np.ndarray:
 
 def breath(audio: np.ndarray, sr: int, amount: float) -> np.ndarray:
     """Mix band-limited noise that follows the speech envelope; ``amount`` 1 = noise as loud as the voice."""
+    from scipy.ndimage import uniform_filter1d
     from scipy.signal import sosfiltfilt
 
-    win = max(1, int(0.02 * sr))
-    env = np.sqrt(np.convolve(audio.astype(np.float64) ** 2, np.ones(win) / win, mode="same"))
-    noise = sosfiltfilt(_sos("bandpass", _BREATH_BAND, sr), np.random.default_rng(0).standard_normal(audio.size))
+    env = np.sqrt(np.maximum(uniform_filter1d(audio.astype(np.float64) ** 2, max(1, int(0.02 * sr))), 0.0))
+    # seeded by the audio itself: deterministic, yet no two clips share one noise waveform
+    rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(audio, np.float32).tobytes()))
+    noise = sosfiltfilt(_sos("bandpass", _BREATH_BAND, sr), rng.standard_normal(audio.size))
     noise /= max(float(np.sqrt(np.mean(noise ** 2))), 1e-12)
     return (audio * (1.0 - 0.3 * amount) + amount * env * noise).astype(np.float32)
 
 
 def apply_voice_quality(audio: np.ndarray, sr: int, effort: float = 1.0, tremor_depth: float = 0.0,
                         breathiness: float = 0.0) -> np.ndarray:
-    """All three effects; the defaults leave the audio untouched."""
+    """All three effects; the defaults leave the audio untouched (as does audio too short to filter)."""
     x = np.asarray(audio, np.float32)
+    if x.size < _MIN_SAMPLES:
+        return x
     if abs(effort - 1.0) > 1e-6:
         x = effort_tilt(x, sr, effort)
     if tremor_depth > 1e-6:
