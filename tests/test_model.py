@@ -234,7 +234,7 @@ def test_smoothing_calms_slow_groups_and_leaves_the_lips_sharp():
         smooth_groups(w, head, 30.0, {"lips": 0.1})
 
 
-def test_style_prior_guidance_and_averaging(tiny_cfg, tiny_model):
+def test_style_prior_guidance_and_averaging(tiny_cfg, tiny_model) -> None:
     sp, sched = tiny_model.style_predictor, tiny_model.schedule
     B = 2
     toks = sp.pool_audio(tiny_model.encode_audio(torch.randn(B, 30, feature_dim(tiny_cfg["features"]))))

@@ -119,3 +119,23 @@ def test_train_errors_are_clear(tmp_path, capsys, trained, toy_dir):
     rc = main(["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "y"), "--config", "tiny"])
     assert rc == 2
     assert "motion file" in capsys.readouterr().err
+
+
+def test_older_checkpoints_only_vouch_for_the_stages_their_last_run_trained() -> None:
+    from motion_server.model.train import _legacy_data_by_stage
+
+    prev = {"data": {"sources": ["/c3"]}, "stages_done": ["denoiser"],
+            "metrics": {"lip_expert": {}, "denoiser": {}, "style_predictor": {}}}
+    by = _legacy_data_by_stage(prev)
+    assert by["denoiser"] == {"sources": ["/c3"]}
+    assert "unknown" in by["lip_expert"]["sources"][0] and "unknown" in by["style_predictor"]["sources"][0]
+
+
+def test_bad_style_prior_settings_are_refused() -> None:
+    from motion_server.model.config import ConfigError, load_config, override
+
+    cfg = load_config("tiny")
+    with pytest.raises(ConfigError, match="style_samples"):
+        override(cfg, sampling={"style_samples": 0})
+    with pytest.raises(ConfigError, match="style_guidance"):
+        override(cfg, sampling={"style_guidance": "lots"})

@@ -43,6 +43,12 @@ def validate_config(cfg: dict[str, Any]) -> None:
     w = cfg["window"]
     if not 0 <= w["overlap"] < w["frames"] // 2 + 1:
         raise ConfigError(f"window.overlap ({w['overlap']}) must be in [0, frames/2] (frames={w['frames']})")
+    smp = cfg.get("sampling", {})
+    g, n = smp.get("style_guidance", 1.0), smp.get("style_samples", 1)
+    if not (isinstance(g, (int, float)) and 0.0 <= g <= 20.0):
+        raise ConfigError(f"sampling.style_guidance ({g!r}) must be a number in [0, 20] (1 = no guidance)")
+    if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 256):
+        raise ConfigError(f"sampling.style_samples ({n!r}) must be a whole number in [1, 256]")
 
 
 def override(cfg: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:

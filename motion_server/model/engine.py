@@ -76,7 +76,8 @@ class DiffusionEngine:
                         "blink_rate", "seed", "steps", "sampler", "fps", "transcript"],
             "reads_phones": self.model.phone_embed is not None,
             "parameters": sum(p.numel() for p in self.model.parameters()),
-            "training_data": tr.get("data", {}), "training_metrics": tr.get("metrics", {}),
+            "training_data": tr.get("data", {}), "training_data_by_stage": tr.get("data_by_stage", {}),
+            "training_metrics": tr.get("metrics", {}),
         }
 
     # -- style --------------------------------------------------------------------------------------

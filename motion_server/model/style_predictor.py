@@ -8,11 +8,15 @@ statistics of the training codes.
 Guidance: training drops the audio condition (audio and stats tokens keep only their type embedding)
 for a share of clips, so sampling can extrapolate away from the unconditional code (``guidance`` > 1,
 both branches in one batched forward). Without it the prior hedges between emotions and its codes sit
-near the corpus mean, i.e. near neutral. ``samples`` > 1 averages that many draws (one batch). An emotion head reads a style code and names the emotion; it is
-trained on encoder codes and used to report how often the predicted code carries the right emotion.
+near the corpus mean, i.e. near neutral. ``samples`` > 1 averages that many draws (one batch).
+
+An emotion head reads a style code and names the emotion; it is trained on encoder codes and used to
+report how often the predicted code carries the right emotion.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -94,9 +98,8 @@ class StylePredictor(nn.Module):
         return self.emotion_head(code)
 
 
-def prior_sampling(cfg: dict) -> dict[str, float | int]:
+def prior_sampling(cfg: dict[str, Any]) -> dict[str, float | int]:
     """The prior's sampling settings from a model config (``sampling.style_guidance`` and
     ``sampling.style_samples``; checkpoints trained before guidance existed get 1 and 1)."""
     smp = cfg.get("sampling", {})
     return {"guidance": float(smp.get("style_guidance", 1.0)), "samples": int(smp.get("style_samples", 1))}
-

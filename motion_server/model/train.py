@@ -357,7 +357,7 @@ class Trainer:
             t = torch.randint(0, sched.train_steps, (len(i),))
             zt = sched.add_noise(z[i], torch.randn_like(z[i]), t.to(self.device))
             # dropping the audio condition for some clips teaches the unconditional branch guidance needs
-            keep = torch.rand(len(i), device=self.device) >= float(self.tc.get("style_prior_drop", 0.15))
+            keep = torch.rand(len(i), device=self.device) >= float(self.tc.get("style_prior_drop", 0.0))
             pred = sp(zt, t.to(self.device), toks[i], stats[i], keep)
             loss = F.mse_loss(pred, z[i])
             out = {"diff": loss.detach()}
@@ -400,6 +400,14 @@ class Trainer:
             res["emotion_acc_nearest_preset"] = round(float(np.mean([a == b for a, b in zip(near, truth, strict=True)])), 4)
             res["chance"] = round(1 / len(self.emotions), 4)
         return res
+
+
+def _legacy_data_by_stage(prev: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints from before ``data_by_stage`` record only their last run's data: it stands for the
+    stages that run trained; what the others learnt from is not known."""
+    unknown = {"sources": ["unknown (trained before TalkRig recorded data per stage)"]}
+    ran = set(prev.get("stages_done", [])) if prev.get("data") else set()
+    return {st: (prev["data"] if st in ran else unknown) for st in prev.get("metrics", {})}
 
 
 def _lip_gap_fn(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -565,9 +573,7 @@ def run_training(out: str | Path, config: str | Path | dict = "default", data: s
         prev = cfg.get("training", {})
         tr.metrics = dict(prev.get("metrics", {}))
         tr.done = list(prev.get("stages_done", [])) if resume else []
-        # checkpoints from before data_by_stage: their one summary stands for every stage they trained
-        tr.data_by_stage = dict(prev.get("data_by_stage")
-                                or {st: prev["data"] for st in prev.get("metrics", {}) if prev.get("data")})
+        tr.data_by_stage = dict(prev.get("data_by_stage") or _legacy_data_by_stage(prev))
     stages = STAGES if stage == "all" else (stage,)
     if finetune is not None and stage == "all":
         stages = ("denoiser",)  # captures teach the motion; the lip expert and style prior stay as they are
