@@ -55,3 +55,27 @@ def test_wilson_interval_brackets_the_rate():
     lo3, hi3 = wilson_interval(180, 300)
     assert hi3 - lo3 < hi - lo  # more clips, tighter
     assert wilson_interval(0, 7)[0] == 0.0 and wilson_interval(0, 0) is None
+
+
+def test_style_suite_on_a_corpus_scores_held_out_voices_only(shared_dir, tmp_path):
+    import pytest
+
+    from motion_server.synth.corpus import CorpusOptions, build_corpus
+    from motion_server.synth.speech import get_backend
+
+    if not get_backend("espeak").available():
+        pytest.skip("espeak-ng is not installed (sudo apt-get install espeak-ng)")
+    corpus = tmp_path / "c"
+    build_corpus(corpus, CorpusOptions(seed=5, hours=0.01, voices=("espeak",), shard_size=8), workers=1,
+                 progress=False)
+    out = tmp_path / "style.json"
+    r = _eval("--suite", "style", "--shared-dir", str(shared_dir), "--data", str(corpus), "--json", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    prior = json.loads(out.read_text())["suites"]["style"]["checks"]["style_prior"]
+    held = set(json.loads((corpus / "MANIFEST.json").read_text())["splits"]["test_voices"])
+    assert prior["clips"] > 0 and set(prior["per_voice"]) <= held  # never a voice it trained on
+    assert sum(n for _, n in prior["per_voice"].values()) == prior["clips"]
+    assert sum(r_ for r_, _ in prior["per_voice"].values()) == round(prior["accuracy"] * prior["clips"])
+    lo, hi = prior["ci95"]
+    assert lo <= prior["accuracy"] <= hi
+    assert "per voice:" in r.stdout

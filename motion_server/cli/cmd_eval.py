@@ -254,8 +254,9 @@ def _check_lines(checks: dict[str, Any]) -> list[str]:
         c = checks.get(key)
         if c and c.get("cases", c.get("clips", 0)):
             n = f"{c['clips']} clips, 95 % {c['ci95'][0]:.2f}-{c['ci95'][1]:.2f}, " if c.get("ci95") else ""
+            voices = "; ".join(f"{v} {r}/{k}" for v, (r, k) in c.get("per_voice", {}).items())
             lines.append(f"{label}: {c['accuracy']:.2f} ({n}target >= {c['target']:.2f}, chance {c['chance']:.2f})  "
-                         f"{'PASS' if c['pass'] else 'MISS'}")
+                         f"{'PASS' if c['pass'] else 'MISS'}" + (f"\n  per voice: {voices}" if voices else ""))
         elif c:
             lines.append(f"{label}: no held-out clips in --data to score")
     noise = checks.get("noise")

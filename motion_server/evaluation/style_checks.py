@@ -122,24 +122,31 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> list[float] | None:
     return [round(float(mid - half), 4), round(float(mid + half), 4)]
 
 
-def style_prior_emotion(engine: Any, clips: Sequence[tuple[np.ndarray, int, str]], seed: int = 0) -> dict[str, Any]:
-    """Share of clips whose predicted style code's nearest preset is the clip's emotion."""
+def style_prior_emotion(engine: Any, clips: Sequence[tuple], seed: int = 0) -> dict[str, Any]:
+    """Share of clips whose predicted style code's nearest preset is the clip's emotion. Each clip is
+    ``(audio, sr, emotion)`` or ``(audio, sr, emotion, voice)``; with voices the result also gives
+    ``per_voice`` [right, clips] (clips of one voice are not independent draws)."""
     import torch
 
     names = engine.model.preset_names()
     presets = torch.stack([engine.model.preset(n) for n in names])
     right, counts = 0, {}
     confusion: dict[str, dict[str, int]] = {}
-    for audio, sr, emotion in clips:
+    per_voice: dict[str, list[int]] = {}
+    for audio, sr, emotion, *voice in clips:
         code = engine.predicted_style(audio, sr, seed)
         guess = names[int(torch.cdist(code[None], presets)[0].argmin())]
         right += int(guess == emotion)
+        if voice:
+            tally = per_voice.setdefault(str(voice[0]), [0, 0])
+            tally[0] += int(guess == emotion)
+            tally[1] += 1
         counts[emotion] = counts.get(emotion, 0) + 1
         confusion.setdefault(emotion, {}).setdefault(guess, 0)
         confusion[emotion][guess] += 1
     acc = right / len(clips) if clips else float("nan")
     return {"accuracy": round(acc, 4), "ci95": wilson_interval(right, len(clips)), "clips": len(clips),
-            "per_emotion": counts, "confusion": confusion,
+            "per_emotion": counts, "confusion": confusion, **({"per_voice": per_voice} if per_voice else {}),
             "chance": round(1 / max(len(names), 1), 4), "target": EMOTION_TARGET, "pass": bool(acc >= EMOTION_TARGET)}
 
 
@@ -188,10 +195,10 @@ def run_style_suite(engine: Any, shared_dir: Any, data: Any, base: GenerateOptio
     held_out = set(reader.manifest.get("splits", {}).get("test_voices") or [])
     refs: list[FaceMotion] = []
     audios: list[tuple[np.ndarray, int]] = []
-    prior: list[tuple[np.ndarray, int, str]] = []
+    prior: list[tuple[np.ndarray, int, str, str]] = []
     for u in reader:
         if u.voice in held_out and len(prior) < n_prior:
-            prior.append((np.asarray(u.audio, np.float32), int(u.sr), str(u.emotion)))
+            prior.append((np.asarray(u.audio, np.float32), int(u.sr), str(u.emotion), str(u.voice)))
         dur = len(u.audio) / u.sr
         if dur >= 2.5 and len(refs) < n_references:
             refs.append(u.motion)
