@@ -71,8 +71,16 @@ def test_style_suite_on_a_corpus_scores_held_out_voices_only(shared_dir, tmp_pat
     out = tmp_path / "style.json"
     r = _eval("--suite", "style", "--shared-dir", str(shared_dir), "--data", str(corpus), "--json", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
-    prior = json.loads(out.read_text())["suites"]["style"]["checks"]["style_prior"]
-    held = set(json.loads((corpus / "MANIFEST.json").read_text())["splits"]["test_voices"])
+    checks = json.loads(out.read_text())["suites"]["style"]["checks"]
+    prior = checks["style_prior"]
+    splits = json.loads((corpus / "MANIFEST.json").read_text())["splits"]
+    held = set(splits["test_voices"])
+    from motion_server.synth.corpus import CorpusReader
+
+    n_val = sum(u.voice in splits["val_voices"] for u in CorpusReader(corpus, "val"))
+    if n_val:  # the val voices are scored too, and only they
+        assert set(checks["style_prior_val_voices"]["per_voice"]) <= set(splits["val_voices"])
+        assert checks["style_prior_val_voices"]["clips"] == n_val
     assert prior["clips"] > 0 and set(prior["per_voice"]) <= held  # never a voice it trained on
     assert sum(n for _, n in prior["per_voice"].values()) == prior["clips"]
     assert sum(r_ for r_, _ in prior["per_voice"].values()) == round(prior["accuracy"] * prior["clips"])

@@ -250,6 +250,7 @@ def _check_lines(checks: dict[str, Any]) -> list[str]:
                      f"{s['sync_within_10pct']}/{s['presets']} (gap ratio within 10 %: "
                      f"{s['ratio_within_10pct']}/{s['presets']})  {'PASS' if s['pass'] else 'MISS'}")
     for key, label in (("reference_recovery", "reference recovery"), ("style_prior", "style prior emotion"),
+                       ("style_prior_val_voices", "style prior emotion, val voices"),
                        ("style_prior_acted", "style prior emotion, real acted speech")):
         c = checks.get(key)
         if c and c.get("cases", c.get("clips", 0)):

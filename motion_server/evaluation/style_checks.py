@@ -207,6 +207,13 @@ def run_style_suite(engine: Any, shared_dir: Any, data: Any, base: GenerateOptio
     out["reference_recovery"] = reference_recovery(engine, refs, audios, base)
     out["reference_recovery"]["held_out_voices"] = sorted(held_out)
     out["style_prior"] = style_prior_emotion(engine, prior, base.seed)
+    # the val voices: held out of training as well, a second opinion on voices the model never heard
+    val = CorpusReader(Path(data), "val")
+    val_voices = set(val.manifest.get("splits", {}).get("val_voices") or [])
+    val_clips = [(np.asarray(u.audio, np.float32), int(u.sr), str(u.emotion), str(u.voice))
+                 for u in islice((u for u in val if u.voice in val_voices), n_prior)]
+    if val_clips:
+        out["style_prior_val_voices"] = style_prior_emotion(engine, val_clips, base.seed)
     return out
 
 
