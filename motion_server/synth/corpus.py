@@ -38,6 +38,7 @@ SR = 16000
 FPS = 30.0
 PROSODY_DEFAULTS = Prosody().to_dict()  # the column order of a shard's "prosody" array
 PROSODY_RANGES = Prosody.ranges()
+_JITTER_LIMITS = dict.fromkeys(("rate", "pitch", "pitch_range", "energy"), (0.5, 2.0))  # a speaker's plausible span
 SPLITS = ("train", "val", "test")
 MANIFEST = "MANIFEST.json"
 _EST_SECONDS_PER_UTT = 2.6  # first guess for planning; the builder tops up until the hours are reached
@@ -246,17 +247,15 @@ def draw_utterance(index: int, opts: CorpusOptions, plan: Plan) -> Draw:
     else:
         emotion = others[int(rng.integers(0, len(others)))]
     intensity = int(rng.integers(1, 4))
-    # per-utterance speaker jitter on top of the emotion's prosody
+    # per-utterance speaker jitter on top of the emotion's prosody; voice quality varies from take to take
+    # too, so no emotion has one fixed spectral tilt or tremor
     jitter = {"rate": float(rng.uniform(0.9, 1.1)), "pitch": float(rng.uniform(0.92, 1.08)),
-              "pitch_range": float(rng.uniform(0.85, 1.15)), "energy": 1.0}
-    # voice quality varies from take to take too, so no emotion has one fixed spectral tilt or tremor
-    quality = {"effort": float(rng.uniform(0.85, 1.15)), "tremor": float(rng.uniform(0.7, 1.3)),
-               "breath": float(rng.uniform(0.7, 1.3))}
+              "pitch_range": float(rng.uniform(0.85, 1.15)), "energy": 1.0,
+              "effort": float(rng.uniform(0.85, 1.15)), "tremor": float(rng.uniform(0.7, 1.3)),
+              "breath": float(rng.uniform(0.7, 1.3))}
     preset = emotion_preset(emotion, intensity)
-    pro = {**{k: float(v) for k, v in preset.prosody.items()},
-           **{k: float(np.clip(jitter[k] * preset.prosody.get(k, 1.0), 0.5, 2.0)) for k in jitter},
-           **{k: float(np.clip(quality[k] * preset.prosody.get(k, PROSODY_DEFAULTS[k]), *PROSODY_RANGES[k]))
-              for k in quality}}
+    pro = {k: float(np.clip(jitter[k] * preset.prosody.get(k, d), *_JITTER_LIMITS.get(k, PROSODY_RANGES[k])))
+           for k, d in PROSODY_DEFAULTS.items()}
     aug_seed, perf_seed = (int(x) for x in rng.integers(0, 2**63, 2))
     return Draw(int(index), voice, sentence, style, emotion, intensity, pro, aug_seed, perf_seed,
                 plan.split_of(voice, sentence.id))

@@ -26,11 +26,8 @@ _MIN_SAMPLES = 64  # the zero-phase filters need some signal to pad
 def _sos(kind: str, freq: float | tuple[float, float], sr: int) -> np.ndarray:
     from scipy.signal import butter
 
-    nyq = sr / 2.0
-    if isinstance(freq, tuple):
-        lo, hi = freq[0], min(freq[1], 0.95 * nyq)
-        return butter(2, [lo, hi], btype=kind, fs=sr, output="sos")
-    return butter(2, min(freq, 0.95 * nyq), btype=kind, fs=sr, output="sos")
+    edges = np.minimum(np.atleast_1d(np.asarray(freq, np.float64)), 0.95 * sr / 2.0)  # below Nyquist
+    return butter(2, edges if edges.size > 1 else float(edges[0]), btype=kind, fs=sr, output="sos")
 
 
 def effort_tilt(audio: np.ndarray, sr: int, effort: float) -> np.ndarray:
