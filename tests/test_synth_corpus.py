@@ -157,8 +157,16 @@ def test_resume_skips_complete_shards_and_repairs_bad_ones(corpus: Path, tmp_pat
 def test_refuses_to_mix_corpora(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
     shutil.copytree(corpus, out)
-    with pytest.raises(CorpusError, match="different options"):
+    with pytest.raises(CorpusError, match="different options .seed: 11 there, 99 now"):
         build_corpus(out, CorpusOptions(**{**OPTS.__dict__, "seed": 99}), progress=False)
+    # a corpus from an older performer is not topped up with the new audio, and the error says why
+    m = json.loads((out / MANIFEST).read_text())
+    m["options"]["performer_version"] = 1
+    (out / MANIFEST).write_text(json.dumps(m))
+    before = _files(out)
+    with pytest.raises(CorpusError, match="performer_version: 1 there.*another TalkRig version"):
+        build_corpus(out, OPTS, progress=False)
+    assert _files(out) == before  # nothing of it was touched
     (out / MANIFEST).write_text('{"format": "talkrig-synth-corpus", "shards": [')  # cut short
     with pytest.raises(CorpusError, match="cannot read"):
         build_corpus(out, OPTS, progress=False)

@@ -433,7 +433,13 @@ def _load_existing(out: Path, opts: CorpusOptions) -> dict[int, dict]:
         if not isinstance(old, dict) or old.get("format") != FORMAT:
             raise CorpusError(f"{mpath} is not a TalkRig synthetic corpus manifest; choose another --out")
         if old.get("options") != opts.identity():
-            raise CorpusError(f"{out} holds a corpus built with different options {old.get('options')}; "
+            have, want = old.get("options") or {}, opts.identity()
+            diff = ", ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} now" for k in sorted(set(have) | set(want))
+                             if have.get(k) != want.get(k))
+            why = ("it was made by another TalkRig version, whose audio or motion differ; "
+                   if {"performer_version", "format_version"} & {k for k in want if have.get(k) != want.get(k)}
+                   else "")
+            raise CorpusError(f"{out} holds a corpus built with different options ({diff}); {why}"
                               "use the same seed/options to resume or choose a new --out")
         for s in old.get("shards", []):
             p = out / s["file"]
