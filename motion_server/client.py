@@ -74,7 +74,8 @@ class JobStatus(NamedTuple):
 
 
 class Job:
-    """A generate request in flight. Poll it (non-blocking) or wait for it; results arrive via the client."""
+    """A generate or transcribe request in flight. Poll it (non-blocking) or wait for it; results arrive
+    via the client. ``result`` is a FaceMotion (generate) or the transcript dict (transcribe)."""
 
     def __init__(self, client: MotionClient, request_id: str, message: P.Message) -> None:
         self._client = client
@@ -84,7 +85,7 @@ class Job:
         self.state = SUBMITTED
         self.fraction = 0.0
         self.stage = "submitted"
-        self.result: FaceMotion | None = None
+        self.result: Any = None
         self.error: Exception | None = None
         self.timing: dict[str, float] = {}
         self.instance: str | None = None
@@ -172,6 +173,15 @@ class Job:
             except P.ProtocolError as e:
                 self._fail(ClientError(f"the server sent an invalid result: {e.message}"))
                 return
+            self.timing = dict(h.get("timing") or {})
+            self.state, self.fraction, self.stage = DONE, 1.0, "done"
+            self._message = None
+        elif t == "transcript":
+            tr = h.get("transcript")
+            if not isinstance(tr, dict) or not isinstance(tr.get("text"), str):
+                self._fail(ClientError("the server sent an invalid transcript"))
+                return
+            self.result = tr
             self.timing = dict(h.get("timing") or {})
             self.state, self.fraction, self.stage = DONE, 1.0, "done"
             self._message = None
@@ -418,8 +428,18 @@ class MotionClient:
             fields["options"] = opts
         if style_ref is not None:
             fields["style_reference"] = P.encode_motion(style_ref, frames)
+        return self._submit("generate", frames, fields)
+
+    def submit_transcribe(self, audio: bytes | str | Path, progress: bool = True) -> Job:
+        """Queue a transcribe job (what the take says, text only) and return at once."""
+        frames: list[Any] = []
+        fields: dict[str, Any] = {"audio": P.encode_blob(_audio_bytes(audio), frames), "progress": bool(progress),
+                                  "heartbeat_s": self.heartbeat_s}
+        return self._submit("transcribe", frames, fields)
+
+    def _submit(self, type_: str, frames: list[Any], fields: dict[str, Any]) -> Job:
         rid = self._new_id()
-        msg = P.make("generate", rid, frames, **fields)
+        msg = P.make(type_, rid, frames, **fields)
         job = Job(self, rid, msg)
         self._jobs[rid] = job
         self._send(msg)
@@ -434,7 +454,16 @@ class MotionClient:
     ) -> FaceMotion:
         """Blocking: audio (file bytes or a path) -> FaceMotion. ``progress(fraction, stage)`` is called
         in this thread; setting ``cancel_event`` (anything with ``is_set()``) cancels the job."""
-        job = self.submit(audio, options, progress=progress is not None)
+        return self._wait_blocking(self.submit(audio, options, progress=progress is not None), progress, cancel_event)
+
+    def transcribe(self, audio: bytes | str | Path, progress: ProgressCallback | None = None,
+                   cancel_event: Any = None) -> dict[str, Any]:
+        """Blocking: what the take says. Returns {text, language, language_probability, words: [[word,
+        start, end, probability]...], model, seconds, notes}; progress and cancel as in :meth:`generate`."""
+        job = self.submit_transcribe(audio, progress=progress is not None)
+        return self._wait_blocking(job, progress, cancel_event)
+
+    def _wait_blocking(self, job: Job, progress: ProgressCallback | None, cancel_event: Any) -> Any:
         job.on_progress = progress
         try:
             while not job.done:

@@ -355,6 +355,8 @@ REQUEST_FIELDS: dict[str, dict[str, str]] = {
         "progress": "bool?",
         "heartbeat_s": "num?",  # the client pings at least this often; silent owners' jobs are cancelled
     },
+    # recognise what a take says (text only, for the user to read and correct); a job like generate
+    "transcribe": {"audio": "map?", "audio_path": "str?", "progress": "bool?", "heartbeat_s": "num?"},
 }
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"cancel": ("job",)}
 
@@ -373,6 +375,7 @@ OPTION_TYPES: dict[str, str] = {
     "sampler": "str",
     "fps": "num",
     "transcript": "str?",
+    "transcribe": "bool",
 }
 OPTION_RANGES: dict[str, tuple[float, float]] = {
     "guidance": (0.0, 100.0),
@@ -447,18 +450,19 @@ def validate_request(header: Mapping[str, Any]) -> None:
             raise ProtocolError(ErrorCode.BAD_TYPE, "ping: 'jobs' must be a list of job id strings")
     elif t == "shutdown" and body.get("mode") is not None and body["mode"] not in SHUTDOWN_MODES:
         raise ProtocolError(ErrorCode.BAD_VALUE, f"shutdown: 'mode' must be one of {SHUTDOWN_MODES}")
-    elif t == "generate":
+    elif t in ("generate", "transcribe"):
         has_audio = body.get("audio") is not None
         has_path = body.get("audio_path") is not None
         if has_audio == has_path:
             raise ProtocolError(
                 ErrorCode.MISSING_FIELD if not has_audio else ErrorCode.BAD_VALUE,
-                "generate: give exactly one of 'audio' (file bytes in a payload frame) or 'audio_path'",
+                f"{t}: give exactly one of 'audio' (file bytes in a payload frame) or 'audio_path'",
             )
         hb = body.get("heartbeat_s")
         if hb is not None and not 0.05 <= hb <= 3600:
-            raise ProtocolError(ErrorCode.BAD_VALUE, "generate: 'heartbeat_s' must be in [0.05, 3600]")
-        validate_options(body.get("options") or {})
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"{t}: 'heartbeat_s' must be in [0.05, 3600]")
+        if t == "generate":
+            validate_options(body.get("options") or {})
 
 
 def validate_options(opts: Mapping[str, Any]) -> dict[str, Any]:

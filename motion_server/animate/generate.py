@@ -12,9 +12,18 @@ import numpy as np
 
 from motion_server.audio.io import audio_sha256, load_audio
 from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn
+from motion_server.pipeline import (
+    SAMPLE_RATE,
+    MotionPipeline,
+    default_recogniser,
+    finish_file_motion,
+    fit_length,
+    read_sidecar,
+    sidecar_transcript,
+)
 from rig_mapping import FaceMotion
 
-SAMPLE_RATE = 16000
+__all__ = ["Generator", "animate_file", "fit_length", "make_generator", "make_pipeline", "sidecar_transcript"]
 
 
 def bundled_checkpoint() -> Path | None:
@@ -57,8 +66,10 @@ class Generator:
             self._close()
 
 
-def make_generator(engine: str, model: str | None = None, server: str | None = None) -> Generator:
-    """An in-process engine from the registry, or a client of the motion server at ``server``."""
+def make_generator(engine: str, model: str | None = None, server: str | None = None,
+                   asr_model: str | None = None) -> Generator:
+    """The in-process pipeline (engine + recogniser), or a client of the motion server at ``server``
+    (whose own pipeline recognises speech)."""
     if server:
         from motion_server.client import MotionClient
 
@@ -70,6 +81,17 @@ def make_generator(engine: str, model: str | None = None, server: str | None = N
 
         return Generator(f"server {server}", via_server, client.close)
 
+    pipe = make_pipeline(engine, model=model, asr_model=asr_model)
+
+    def in_process(path, audio, options, progress, cancel):
+        return pipe.generate(audio, SAMPLE_RATE, options, progress, cancel)
+
+    return Generator(engine, in_process, pipe.close)
+
+
+def make_pipeline(engine: str, model: str | None = None, device: str | None = None,
+                  asr_model: str | None = None, transcribe: bool = True) -> MotionPipeline:
+    """An engine from the registry in a pipeline with the default recogniser (when ``transcribe``)."""
     from motion_server.engine.registry import create_engine
 
     kwargs: dict[str, Any] = {}
@@ -77,12 +99,10 @@ def make_generator(engine: str, model: str | None = None, server: str | None = N
         if engine != "diffusion":
             raise ValueError(f"--model is a diffusion checkpoint; it does not apply to --engine {engine}")
         kwargs["model"] = model
+    if device and engine == "diffusion":
+        kwargs["device"] = device
     eng = create_engine(engine, **kwargs)
-
-    def in_process(path, audio, options, progress, cancel):
-        return eng.generate(audio, SAMPLE_RATE, options, progress, cancel)
-
-    return Generator(engine, in_process)
+    return MotionPipeline(eng, default_recogniser(asr_model) if transcribe else None)
 
 
 def load_style_reference(options: GenerateOptions) -> GenerateOptions:
@@ -107,60 +127,20 @@ class _Event:
         return self._token is not None and self._token.cancelled
 
 
-def fit_length(motion: FaceMotion, n_frames: int) -> tuple[FaceMotion, str | None]:
-    """Trim or hold the last frame so the motion has exactly ``n_frames`` (engines may round the
-    length differently); more than two frames off is reported as a note."""
-    have = motion.n_frames
-    if have == n_frames:
-        return motion, None
-    if have == 0:
-        raise ValueError("the engine returned an empty motion")
-    if have > n_frames:
-        fixed = motion[:n_frames]
-    else:
-        pad = n_frames - have
-        fixed = motion.replace(
-            weights=np.concatenate([motion.weights, np.repeat(motion.weights[-1:], pad, axis=0)]),
-            head=np.concatenate([motion.head, np.repeat(motion.head[-1:], pad, axis=0)]),
-        )
-    note = None
-    if abs(have - n_frames) > 2:
-        note = f"engine returned {have} frames for {n_frames} expected; trimmed/held to the audio length"
-    return fixed, note
-
-
-def sidecar_transcript(path: Path) -> Path | None:
-    """``<stem>.txt`` next to an audio file: its transcript, by the same convention as ``talkrig eval``."""
-    txt = Path(path).with_suffix(".txt")
-    return txt if txt.is_file() else None
-
-
 def animate_file(gen: Generator, path: Path, options: GenerateOptions, progress: ProgressFn | None = None,
                  cancel: CancelToken | None = None,
                  sidecar: bool = True) -> tuple[FaceMotion, float, list[str]]:
     """audio file -> (motion of round(duration * fps) frames, duration in seconds, notes).
 
-    Without a transcript in ``options``, a ``<stem>.txt`` beside the audio is used as one (``sidecar``):
-    engines that read phones align it for exact lip closures."""
+    Without a transcript in ``options``, a ``<stem>.txt`` beside the audio is used as one (``sidecar``);
+    without either, the pipeline (here or in the server) recognises one."""
     audio = load_audio(path, sr=SAMPLE_RATE)
-    duration = audio.size / SAMPLE_RATE
     notes: list[str] = []
-    txt = sidecar_transcript(path) if sidecar and not (options.transcript or "").strip() else None
-    if txt is not None:
-        try:
-            text = txt.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"cannot read the transcript {txt} ({exc}); fix or remove it, or pass "
-                             "--no-transcript-files") from None
+    if sidecar and not (options.transcript or "").strip():
+        text, note = read_sidecar(path)
         if text:
             options = replace(options, transcript=text)
-            notes.append(f"transcript from {txt.name}")
+            notes.append(note)
     motion = gen(path, audio, options, progress, cancel)
-    if abs(motion.fps - options.fps) > 1e-6:
-        motion = motion.resample(options.fps)
-    n = max(1, round(duration * options.fps))
-    motion, note = fit_length(motion, n)
-    meta = dict(motion.meta)
-    meta.setdefault("engine", gen.label)
-    meta.update(audio_file=path.name, audio_sha256=audio_sha256(path), duration=duration)
-    return motion.replace(meta=meta), duration, notes + ([note] if note else [])
+    return finish_file_motion(motion, path, audio.size / SAMPLE_RATE, options.fps, notes, audio_sha256(path),
+                              gen.label)

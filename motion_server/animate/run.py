@@ -16,6 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from motion_server.engine.base import GenerateOptions
+from motion_server.pipeline import transcript_summary
 from rig_mapping.formats import save_motion
 
 from .blender_bridge import BlenderJob, run_blender_jobs
@@ -38,6 +39,7 @@ class Settings:
     overwrite: bool = False
     options: GenerateOptions = field(default_factory=GenerateOptions)
     transcript_files: bool = True  # read <stem>.txt beside an audio file as its transcript
+    asr_model: str | None = None  # speech recogniser for takes without a transcript (None: the default)
 
 
 @dataclass
@@ -98,7 +100,7 @@ def animate(s: Settings, log: Callable[..., None] = print) -> int:
         jobs: list[tuple[Outcome, BlenderJob]] = []
         if todo:
             try:
-                gen = make_generator(engine_name, s.model, s.server)
+                gen = make_generator(engine_name, s.model, s.server, s.asr_model)
             except Exception as exc:  # noqa: BLE001 - bad checkpoint, missing extra, unreachable server...
                 hint = ("; pass --model CHECKPOINT_FOLDER, or --engine procedural (no model needed)"
                         if engine_name == "diffusion" and not s.server else "")
@@ -132,6 +134,9 @@ def _generate_all(todo: list[Outcome], gen: Generator, s: Settings, tmp: Path,
             continue
         o.frames, o.duration = motion.n_frames, duration
         it.notes.extend(notes)
+        heard = transcript_summary(motion)
+        if heard:
+            it.notes.append(heard)
         try:
             if it.out is not None and it.out.suffix.lower() in MOTION_SUFFIXES:
                 it.out.parent.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples, render_engine=args.render_engine,
         engine="diffusion" if args.model and not args.engine else args.engine,
         model=args.model, server=args.server, overwrite=args.overwrite, options=options,
-        transcript_files=args.transcript_files,
+        transcript_files=args.transcript_files, asr_model=args.asr_model,
     )
     return animate(settings)

@@ -39,9 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--diversity-seeds", type=int, default=2,
                    help="run the evaluated engine with N seeds per clip and report the mean pairwise distance "
                         "of the results (default 2; 1 turns the diversity metric off)")
+    p.add_argument("--transcript", choices=("given", "recognised", "none"), default="given", dest="transcript_mode",
+                   help="what the evaluated engine gets (the clips' own transcripts always place the phones the "
+                        "metrics score): given = the clip's transcript; recognised = nothing, as a user who types "
+                        "none (speech is recognised and aligned); none = the audio alone")
     p.add_argument("--audio-only", action="store_true",
-                   help="do not give the evaluated engine the clips' transcripts (they still place the phones "
-                        "the metrics score); measures lip sync from the audio alone")
+                   help="the same as --transcript none: lip sync from the audio alone, no recognition")
+    p.add_argument("--asr-model", metavar="NAME|DIR", help="recogniser for --transcript recognised (default tiny.en)")
     p.add_argument("--steps", type=int, help="sampler steps (diffusion)")
     p.add_argument("--sampler", help="sampler name (diffusion)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"),
@@ -125,12 +129,19 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
         return _fail(f"cannot start engine {args.engine!r}: {exc}\n(fix: --model CHECKPOINT_DIR for the diffusion "
                      "engine, or --engine procedural / energy, which need no checkpoint)")
-    if args.audio_only:
+    mode = "none" if args.audio_only else args.transcript_mode
+    if mode != "given":
         systems[0].uses_transcript = False
+    base.transcribe = mode == "recognised"
+    if mode == "recognised":
+        from motion_server.pipeline import MotionPipeline, default_recogniser
+
+        systems[0].engine = MotionPipeline(systems[0].engine, default_recogniser(args.asr_model))
 
     result: dict[str, Any] = {
         "format": "talkrig-eval", "version": 1, "engine": args.engine, "model": args.model,
-        "systems": [s.label for s in systems], "options": base.to_dict(), "audio_only": bool(args.audio_only),
+        "systems": [s.label for s in systems], "options": base.to_dict(), "audio_only": mode == "none",
+        "transcript_mode": mode,
         "git_commit": git_commit(),
         "machine": machine_info(), "timestamp": timestamp(),
         "thresholds": {"closure_cm": metrics.CLOSURE_THRESHOLD_CM, "ratio_eps_cm": metrics.RATIO_EPS_CM,

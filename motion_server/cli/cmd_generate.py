@@ -20,7 +20,7 @@ Default --out: ./<audio stem>.npz. An existing file is never replaced without --
 examples:
   talkrig generate speech.wav --out speech.csv
   talkrig generate jfk.flac --engine procedural --transcript "And so my fellow Americans" --style happy:3
-  talkrig generate take.m4a --server tcp://127.0.0.1:5577 --out take.npz
+  talkrig generate take.m4a --server tcp://127.0.0.1:5557 --out take.npz
 """
 
 
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_generation_controls(p)
     p.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
-    p.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5577")
+    p.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5557")
     p.add_argument("--server-key", metavar="KEY", help="the server's CurveZMQ public key (server.key from "
                    "`talkrig keygen`, or its 40 characters) for an encrypted remote server")
     p.add_argument("--timeout", type=positive, default=60.0, metavar="S", help="server silence limit (default 60 s)")
@@ -82,18 +82,12 @@ class _Bar:
             self._bar.close()
 
 
-def _make_engine(name: str, args: argparse.Namespace) -> Any:
-    from motion_server.engine.registry import create_engine
+def _make_pipeline(name: str, args: argparse.Namespace) -> Any:
+    from motion_server.animate.generate import make_pipeline
 
-    kwargs: dict[str, Any] = {}
-    if name == "diffusion":
-        kwargs = {"device": args.device}
-        if args.model:
-            kwargs["model"] = args.model
-    elif args.model:
-        raise ValueError(f"--model is a diffusion checkpoint; it does not apply to --engine {name}")
     try:
-        return create_engine(name, **kwargs)
+        return make_pipeline(name, model=args.model, device=args.device if name == "diffusion" else None,
+                             asr_model=args.asr_model, transcribe=args.transcribe)
     except (ImportError, FileNotFoundError, OSError) as exc:
         hint = "pass --model CKPT with a trained checkpoint, or use --engine procedural (no model needed)"
         raise RuntimeError(f"the {name} engine is not available: {exc}\n  {hint}") from exc
@@ -144,8 +138,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             engine_name = args.engine or DEFAULT_ENGINE
             audio = load_audio(audio_path, sr=SAMPLE_RATE)
-            engine = _make_engine(engine_name, args)
-            motion = engine.generate(audio, SAMPLE_RATE, options, progress=bar)
+            pipeline = _make_pipeline(engine_name, args)
+            try:
+                motion = pipeline.generate(audio, SAMPLE_RATE, options, progress=bar)
+            finally:
+                pipeline.close()
     except (AudioError, FormatError, ValueError, RuntimeError) as exc:
         bar.close()
         return _err(str(exc))
@@ -166,5 +163,10 @@ def run(args: argparse.Namespace) -> int:
         path = save_motion(motion, out, overwrite=args.overwrite)
     except (FileExistsError, FormatError, OSError) as exc:
         return _err(str(exc))
+    from motion_server.pipeline import transcript_summary
+
+    heard = transcript_summary(motion)
+    if heard:
+        print(heard)
     print(f"wrote {path} ({motion.n_frames} frames, {motion.duration:.2f} s at {motion.fps:g} fps, {engine_name})")
     return 0

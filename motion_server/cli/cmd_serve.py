@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-message-mb", type=float, default=64.0, help="largest accepted message (default 64)")
     p.add_argument("--max-audio-seconds", type=float, default=600.0, help="longest accepted clip (default 600)")
     p.add_argument("--max-queue", type=int, default=64, help="most jobs waiting at once (default 64)")
+    p.add_argument("--no-transcribe", dest="transcribe", action="store_false",
+                   help="never recognise speech (takes without a transcript are animated from the audio alone, "
+                        "and transcribe requests are refused)")
+    p.add_argument("--asr-model", metavar="NAME|DIR", default=None,
+                   help="speech recogniser: tiny.en (default), base, or a faster-whisper model folder; loaded "
+                        "on first use, once per server")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -65,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
               "engine, or --engine procedural / energy, which need no checkpoint)", file=sys.stderr)
         return 2
     try:
-        return run_server(engine, cfg)
+        from motion_server.pipeline import default_recogniser
+
+        return run_server(engine, cfg, default_recogniser(args.asr_model) if args.transcribe else None)
     except OSError as e:
         print(f"talkrig serve: {e}", file=sys.stderr)
         return 1

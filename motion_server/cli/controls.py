@@ -22,6 +22,11 @@ def add_generation_controls(p: Any) -> None:
     p.add_argument("--steps", type=int, default=8, help="diffusion sampling steps (default 8)")
     p.add_argument("--sampler", default="dpm", metavar="NAME", help="diffusion sampler (default dpm)")
     p.add_argument("--fps", type=positive, default=30.0, help="motion frame rate (default 30)")
+    p.add_argument("--no-transcribe", dest="transcribe", action="store_false",
+                   help="without a transcript, do not recognise one: the audio alone drives the lips "
+                        "(by default speech is recognised with Whisper and, for English, aligned to phones)")
+    p.add_argument("--asr-model", metavar="NAME|DIR", default=None,
+                   help="speech recogniser: tiny.en (default), base, or a faster-whisper model folder")
 
 
 def generate_options(args: argparse.Namespace, transcript: str | None):
@@ -31,5 +36,5 @@ def generate_options(args: argparse.Namespace, transcript: str | None):
     return GenerateOptions(
         style=args.style, guidance=args.guidance, intensity=args.intensity, head_motion=args.head_motion,
         blink_rate=args.blink_rate, seed=args.seed, steps=args.steps, sampler=args.sampler, fps=args.fps,
-        transcript=transcript,
+        transcript=transcript, transcribe=getattr(args, "transcribe", True),
     )

@@ -45,6 +45,9 @@ class GenerateOptions:
         "predicted", or a path to a reference clip (Live Link Face CSV, .npz FaceMotion).
     style_reference: a FaceMotion used as style reference (takes precedence over a path in ``style``).
     style_mix: optional (second style, t) pair interpolating style codes: (1-t)*style + t*second.
+    transcribe: without a transcript, recognise one (motion_server.pipeline does it; engines ignore it).
+    phones: phones already aligned to the audio (set by the pipeline, never sent on the wire); engines
+        that read phones use them instead of aligning ``transcript`` themselves.
     """
 
     style: str | None = None
@@ -59,15 +62,18 @@ class GenerateOptions:
     sampler: str = "dpm"
     fps: float = 30.0
     transcript: str | None = None
+    transcribe: bool = True
+    phones: list | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("style_reference")
+        d.pop("phones")
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GenerateOptions:
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"phones"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown generate option(s): {sorted(unknown)}; known: {sorted(known)}")

@@ -24,6 +24,8 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("diversity", "diversity", "{:.3f}"),
     ("seam", "seam", "{:.2f}"),
     ("seam_control", "no-join", "{:.2f}"),
+    ("transcript_used", "asr used", "{:.2f}"),
+    ("word_error_rate", "WER", "{:.3f}"),
     ("gen_seconds", "gen s", "{:.2f}"),
 )
 

@@ -84,6 +84,7 @@ def run_clip(clip: EvalClip, systems: list[System], base: GenerateOptions,
             continue
         dt = time.perf_counter() - t0
         row.update(score(clip, motion, dt))
+        row.update(_recognition_columns(motion, clip.text))
         if k == 0 and diversity_seeds > 1:
             others = [s.engine.generate(clip.audio, clip.sr, replace(opts, seed=opts.seed + i), None, cancel)
                       for i in range(1, diversity_seeds)]
@@ -100,8 +101,24 @@ def run_clip(clip: EvalClip, systems: list[System], base: GenerateOptions,
     return rows
 
 
+def _recognition_columns(motion: FaceMotion, reference: str | None) -> dict[str, Any]:
+    """For a take whose transcript was recognised: whether it was used, and its word errors against the
+    clip's own transcript (the suite's word error rate is their sum over the reference words)."""
+    info = motion.meta.get("transcript") if isinstance(motion.meta, dict) else None
+    if not isinstance(info, dict) or info.get("source") != "recognised":
+        return {}
+    out: dict[str, Any] = {"transcript_used": int(bool(info.get("used"))), "recognised_language": info.get("language"),
+                           "recognised_text": info.get("text", "")}
+    if reference:
+        from .wer import word_errors
+
+        out["asr_word_errors"], out["asr_reference_words"] = word_errors(reference, info.get("text", ""))
+    return out
+
+
 # Row fields that are labels, not metrics.
-_NOT_METRICS = frozenset({"clip", "system", "phones_source", "notes", "error"})
+_NOT_METRICS = frozenset({"clip", "system", "phones_source", "notes", "error", "recognised_language",
+                          "recognised_text"})
 
 
 def means(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -114,6 +131,9 @@ def means(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for r in sub:
             keys += [k for k in r if k not in keys and k not in _NOT_METRICS]
         agg: dict[str, Any] = {"clips": len(sub), "failed": sum("error" in r for r in sub)}
+        ref_words = sum(int(r.get("asr_reference_words", 0)) for r in sub)
+        if ref_words:
+            agg["word_error_rate"] = round(sum(int(r.get("asr_word_errors", 0)) for r in sub) / ref_words, 4)
         for k in keys:
             vals = [float(r[k]) for r in sub if isinstance(r.get(k), int | float) and math.isfinite(float(r[k]))]
             agg[k] = round(sum(vals) / len(vals), 5) if vals else None

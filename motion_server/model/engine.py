@@ -62,6 +62,11 @@ class DiffusionEngine:
         self.features = make_features(self.cfg["features"], self.fps)
         self.forward_calls = 0  # network evaluations of the denoiser (tests and benchmarks read it)
 
+    @property
+    def reads_phones(self) -> bool:
+        """Whether a transcript changes the result (the pipeline only recognises speech for such engines)."""
+        return self.model.phone_embed is not None
+
     # -- info ---------------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         tr = self.cfg.get("training", {})
@@ -156,10 +161,12 @@ class DiffusionEngine:
         be aligned (other words, another language) is logged and the audio alone is used, as the
         procedural engine does; the motion's meta says which happened."""
         text = (o.transcript or "").strip()
-        if not text:
+        if not text and o.phones is None:
             return None, "none"
         if self.model.phone_embed is None:
             return None, "ignored (this model does not read phones)"
+        if o.phones is not None:  # aligned by the pipeline (a recognised transcript, unsure words marked)
+            return list(o.phones), "aligned"
         from motion_server.align import AlignError, align_transcript
 
         try:

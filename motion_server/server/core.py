@@ -22,6 +22,7 @@ from rig_mapping import FaceMotion
 from .. import __version__
 from .. import protocol as P
 from ..engine.base import Engine, GenerateOptions
+from ..pipeline import MotionPipeline
 from ..protocol import ErrorCode, Message, ProtocolError
 from .config import ServerConfig, check_binds, is_local_address, is_local_peer
 from .jobs import CANCELLED, DONE, ERROR, QUEUED, RUNNING, Event, Job, JobQueue, QueueFull
@@ -54,8 +55,11 @@ def _plain(obj: Any, depth: int = 0) -> Any:
 
 
 class MotionServer:
-    def __init__(self, engine: Engine, config: ServerConfig | None = None) -> None:
+    def __init__(self, engine: Engine, config: ServerConfig | None = None, recogniser: Any = None) -> None:
+        """``recogniser``: speech recognition for takes without a transcript and for ``transcribe``
+        requests (a motion_server.transcribe.Recogniser; loaded on first use, once per process)."""
         self.engine = engine
+        self.pipeline = MotionPipeline(engine, recogniser)
         self.config = config or ServerConfig()
         self.instance = uuid.uuid4().hex[:12]
         self.started = time.monotonic()
@@ -89,6 +93,7 @@ class MotionServer:
             "cancel": self._on_cancel,
             "shutdown": self._on_shutdown,
             "generate": self._on_generate,
+            "transcribe": self._on_generate,  # the same job life cycle; the worker tells them apart
         }
 
     # -- setup ------------------------------------------------------------------------------------
@@ -142,7 +147,7 @@ class MotionServer:
         if self._router is None:
             self.bind()
         cfg = self.config
-        self._worker = EngineWorker(self.engine, self.queue, self._post, cfg.sample_rate, cfg.max_audio_seconds,
+        self._worker = EngineWorker(self.pipeline, self.queue, self._post, cfg.sample_rate, cfg.max_audio_seconds,
                                     cfg.progress_interval_s)
         self._worker.start()
         poller = zmq.Poller()
@@ -226,6 +231,7 @@ class MotionServer:
                 s.close(0)
         if self._ctx is not None and (self._worker is None or not self._worker.is_alive()):
             self._ctx.term()
+        self.pipeline.close()  # the recogniser goes with the engine
         if self.stopping:
             ended = self.ended_while_stopping
             log.info("during shutdown: finished %s, failed %s, cancelled %s", ended[DONE] or "none",
@@ -327,7 +333,12 @@ class MotionServer:
             queue=[j.summary() for j in self.queue.snapshot()],
             counts=dict(self.counts), uptime_s=round(time.monotonic() - self.started, 3),
             shutting_down=self.stopping is not None, endpoints=self.endpoints, pid=os.getpid(),
+            recogniser=self._recogniser_state(),
         )  # fmt: skip
+
+    def _recogniser_state(self) -> dict[str, Any] | None:
+        r = self.pipeline.recogniser
+        return None if r is None else {"model": r.model_name, "loaded": r.loaded, "loads": r.loads}
 
     def _job_state(self, job_id: str) -> str:
         job = self.jobs.get(job_id)
@@ -391,7 +402,7 @@ class MotionServer:
         if audio is not None and len(audio) == 0:
             raise ProtocolError(ErrorCode.BAD_AUDIO, "audio is empty (0 bytes)")
         referenced = 1 if audio is not None else 0
-        opts_d = dict(h.get("options") or {})
+        opts_d = dict(h.get("options") or {}) if req.type == "generate" else {}
         if opts_d.get("style_mix") is not None:
             opts_d["style_mix"] = tuple(opts_d["style_mix"])
         try:
@@ -408,7 +419,7 @@ class MotionServer:
                                 f"generate has {len(req.frames)} payload frame(s) but references {referenced}")
         job = Job(request_id=rid, identity=identity, delimiter=delimiter, options=options,
                   audio=audio, audio_path=h.get("audio_path"), want_progress=h.get("progress", True) is not False,
-                  heartbeat_s=h.get("heartbeat_s"))
+                  heartbeat_s=h.get("heartbeat_s"), kind=req.type)
         try:
             self.queue.put(job)
         except QueueFull as e:
@@ -445,6 +456,10 @@ class MotionServer:
                 enc = P.encode_motion(ev.motion, frames)
                 timing = {k: round(v, 6) for k, v in ev.timing.items()}
                 self._terminal(job, DONE, P.make("result", job.request_id, frames, job=job.id, motion=enc,
+                                                 timing=timing, audio_seconds=job.audio_seconds))
+            elif ev.kind == "transcript":
+                timing = {k: round(v, 6) for k, v in ev.timing.items()}
+                self._terminal(job, DONE, P.make("transcript", job.request_id, job=job.id, transcript=ev.transcript,
                                                  timing=timing, audio_seconds=job.audio_seconds))
             elif ev.kind == "error":
                 self._terminal(job, ERROR, P.error_message(job.request_id, ev.code, ev.message, job=job.id))

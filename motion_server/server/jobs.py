@@ -41,6 +41,7 @@ class Job:
     cancel: CancelToken = field(default_factory=CancelToken)
     cancel_reason: str = "cancelled by a client"
     audio_seconds: float | None = None
+    kind: str = "generate"  # or "transcribe": the request type that made the job
 
     def summary(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -106,7 +107,7 @@ class JobQueue:
 
 @dataclass
 class Event:
-    """Worker -> socket loop. kind: started | progress | result | error | cancelled."""
+    """Worker -> socket loop. kind: started | progress | result | transcript | error | cancelled."""
 
     kind: str
     job: Job
@@ -114,3 +115,4 @@ class Event:
     code: str = ""
     message: str = ""
     timing: dict[str, float] = field(default_factory=dict)
+    transcript: dict[str, Any] | None = None

@@ -13,10 +13,10 @@ from .core import MotionServer
 log = logging.getLogger("talkrig.server")
 
 
-def run_server(engine: Any, config: ServerConfig) -> int:
+def run_server(engine: Any, config: ServerConfig, recogniser: Any = None) -> int:
     """Bind, log where and what, serve. First signal: cancel jobs and stop; second: exit at once."""
     check_binds(config.binds, curve=config.curve_secret is not None)  # before any slow work
-    server = MotionServer(engine, config)
+    server = MotionServer(engine, config, recogniser)
     endpoints = server.bind()
     info = server.info
     log.info("engine %s (model %s) on device %s", server.engine_name, info.get("model", "-"), info.get("device", "cpu"))

@@ -1,4 +1,5 @@
-"""The engine worker: one thread that owns the engine (model + device) and runs jobs one at a time.
+"""The engine worker: one thread that owns the pipeline (model + device, and the speech recogniser) and
+runs jobs one at a time.
 
 The socket loop never waits for it; the worker reports through a thread-safe event list and wakes the
 loop with one byte on an inproc socket.
@@ -16,8 +17,10 @@ import numpy as np
 from rig_mapping import FaceMotion, MotionError
 
 from ..audio import AudioError, load_audio
-from ..engine.base import Cancelled, Engine
+from ..engine.base import Cancelled
+from ..pipeline import MotionPipeline
 from ..protocol import ErrorCode
+from ..transcribe.recogniser import RecogniserError
 from .jobs import Event, Job, JobQueue
 
 log = logging.getLogger("talkrig.server")
@@ -26,7 +29,7 @@ log = logging.getLogger("talkrig.server")
 class EngineWorker(threading.Thread):
     def __init__(
         self,
-        engine: Engine,
+        pipeline: MotionPipeline,
         queue: JobQueue,
         post: Callable[[Event], None],
         sample_rate: int,
@@ -34,7 +37,7 @@ class EngineWorker(threading.Thread):
         progress_interval_s: float,
     ) -> None:
         super().__init__(name="talkrig-engine", daemon=True)
-        self.engine = engine
+        self.pipeline = pipeline
         self.queue = queue
         self.post = post
         self.sr = sample_rate
@@ -75,9 +78,17 @@ class EngineWorker(threading.Thread):
             audio = self._decode(job)
             t1 = time.monotonic()
             job.cancel.check()
+            if job.kind == "transcribe":
+                job.stage = "transcribing"
+                heard = self.pipeline.transcribe(audio, self.sr, self._progress_fn(job), job.cancel)
+                job.cancel.check()
+                self._finish(job, Event("transcript", job, transcript=heard.to_dict(),
+                                        timing={"decode_s": t1 - t0, "asr_s": time.monotonic() - t1,
+                                                "queued_s": t0 - job.submitted}))
+                return
             job.stage = "generating"
-            motion = self.engine.generate(audio, self.sr, job.options, progress=self._progress_fn(job),
-                                          cancel=job.cancel)
+            motion = self.pipeline.generate(audio, self.sr, job.options, progress=self._progress_fn(job),
+                                            cancel=job.cancel)
             t2 = time.monotonic()
             if job.cancel.cancelled:  # engines that never check the token still end up cancelled
                 raise Cancelled("cancelled")
@@ -92,7 +103,7 @@ class EngineWorker(threading.Thread):
         except _TooLong as e:
             self._finish(job, Event("error", job, code=ErrorCode.AUDIO_TOO_LONG, message=str(e)))
             return
-        except (ValueError, MotionError, KeyError) as e:
+        except (ValueError, MotionError, KeyError, RecogniserError) as e:
             # engines raise ValueError for inputs they refuse (unknown style, bad option combination)
             self._finish(job, Event("error", job, code=ErrorCode.ENGINE_REJECTED, message=str(e)))
             return

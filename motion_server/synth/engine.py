@@ -47,6 +47,7 @@ class ProceduralEngine:
     """Engine protocol implementation around :func:`motion_server.synth.performer.perform`."""
 
     name = "procedural"
+    reads_phones = True  # a transcript replaces phone recognition by forced alignment
 
     def __init__(self, **_: Any) -> None:
         # model= / device= are accepted and ignored so callers can build any engine the same way
@@ -100,7 +101,10 @@ class ProceduralEngine:
         report(0.0, "align")
         if cancel is not None:
             cancel.check()
-        phones, source = self.phones(x, sr, options.transcript, cancel, lambda f: report(0.7 * f, "align"))
+        if options.phones is not None:  # aligned by the pipeline
+            phones, source = list(options.phones), "aligned"
+        else:
+            phones, source = self.phones(x, sr, options.transcript, cancel, lambda f: report(0.7 * f, "align"))
         report(0.7, "perform")
         if cancel is not None:
             cancel.check()
