@@ -130,16 +130,19 @@ class MotionPipeline:
                            cancel: CancelToken | None) -> tuple[list | None, str | None, dict[str, Any]]:
         """(phones or None, transcript text or None, what happened for the meta). Never raises for a
         broken recogniser: the take falls back to its audio with a warning."""
-        from motion_server.align import AlignError, align_transcript
         from motion_server.transcribe import ALIGNER_LANGUAGES, decide, mark_unsure_phones
+        from motion_server.transcribe.chunked_align import ChunkedAligner
 
         check = cancel.check if cancel is not None else None
+        aligner = ChunkedAligner(audio, sr, check)  # aligns while the recogniser decodes
         try:
             tr = self.recogniser.transcribe(audio, sr, lambda f: progress(0.8 * f, "transcribing"), check,
-                                            languages=ALIGNER_LANGUAGES)
+                                            languages=ALIGNER_LANGUAGES, on_words=aligner.feed)
         except Cancelled:
+            aligner.close()
             raise
         except Exception as exc:  # weights missing/broken, decoder failure: never fail the take
+            aligner.close()
             log.warning("speech recognition failed (%s); animating from the audio alone", exc)
             return None, None, {"source": "none", "used": False,
                                 "reason": f"speech recognition failed ({exc}); the audio alone drives the lips"}
@@ -151,12 +154,12 @@ class MotionPipeline:
         if tr.notes:
             info["notes"] = list(tr.notes)
         if not d.use:
+            aligner.close()
             return None, None, info
         progress(0.8, "aligning")
-        try:
-            phones = align_transcript(audio, sr, tr.text, check, lambda f: progress(0.8 + 0.2 * f, "aligning"))
-        except AlignError as exc:
-            info.update(used=False, reason=f"the recognised transcript could not be aligned ({exc}); "
+        phones = aligner.finish()
+        if not any(p.word for p in phones):
+            info.update(used=False, reason="the recognised transcript could not be aligned to the audio; "
                                            "the audio alone drives the lips")
             return None, None, info
         return mark_unsure_phones(phones, d.unsure), tr.text, info
@@ -231,5 +234,8 @@ def transcript_summary(motion: FaceMotion) -> str | None:
     lang = info.get("language") or "?"
     text = info.get("text") or ""
     shown = f'"{text[:120]}{"…" if len(text) > 120 else ""}"' if text else "(no text)"
-    state = "used" if info.get("used") else "not used"
-    return f"recognised [{lang}] {shown}: {state}; {info.get('reason', '')}".rstrip("; ")
+    if info.get("used"):
+        unsure = info.get("unsure_words") or []
+        tail = f"; {len(unsure)} unsure word(s) left to the audio: {', '.join(unsure[:8])}" if unsure else ""
+        return f"recognised [{lang}] {shown}: used{tail}"
+    return f"recognised [{lang}] {shown}: not used ({info.get('reason', '')})"

@@ -143,9 +143,11 @@ class Recogniser:
         return str(lang), float(prob)
 
     def transcribe(self, audio: np.ndarray, sr: int = SAMPLE_RATE, progress: Callable[[float], None] | None = None,
-                   cancel_check: Callable[[], None] | None = None, languages: frozenset[str] | None = None) -> Transcript:
+                   cancel_check: Callable[[], None] | None = None, languages: frozenset[str] | None = None,
+                   on_words: Callable[[list[Word]], None] | None = None) -> Transcript:
         """Recognise ``audio`` (mono float32). With ``languages``, speech detected in another language is
-        not transcribed (its Transcript has an empty text): phones only exist for those languages."""
+        not transcribed (its Transcript has an empty text): phones only exist for those languages.
+        ``on_words`` receives each decoded segment's words as soon as they are known."""
         x = np.ascontiguousarray(np.asarray(audio, np.float32).reshape(-1))
         if sr != SAMPLE_RATE:
             import librosa
@@ -180,8 +182,11 @@ class Recogniser:
                 if cancel_check is not None:
                     cancel_check()
                 texts.append(seg.text.strip())
-                words.extend(Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
-                             for w in (seg.words or ()) if w.word.strip())
+                new = [Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+                       for w in (seg.words or ()) if w.word.strip()]
+                words.extend(new)
+                if on_words is not None and new:
+                    on_words(new)
                 if progress is not None:
                     progress(min(1.0, float(seg.end) / duration))
         text = " ".join(t for t in texts if t)
