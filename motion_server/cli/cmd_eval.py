@@ -22,10 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINE_NAMES, help="engine to evaluate")
     p.add_argument("--model", help="checkpoint for the engine (diffusion)")
-    p.add_argument("--suite", choices=("synthetic", "real", "all", "style", "robustness"), default="real",
+    p.add_argument("--suite", choices=("synthetic", "real", "all", "style", "robustness", "recognition"), default="real",
                    help="real: ../shared English recordings; synthetic: --data corpus test split; all: both; "
                         "style: guidance sweep, reference recovery and style prior (diffusion; --data for the "
-                        "synthetic parts); robustness: noisy clips and every shared recording")
+                        "synthetic parts); robustness: noisy clips and every shared recording; recognition: every shared "
+                        "recording with and without automatic transcription")
     p.add_argument("--data", type=Path,
                    help="corpus folder built by `talkrig synth` (synthetic suite; held-out speakers for --suite style)")
     p.add_argument("--user-dir", type=Path,
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         return _fail(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)} or 'none'")
 
-    if args.suite in ("style", "robustness"):
+    if args.suite in ("style", "robustness", "recognition"):
         return _run_checks(args)
 
     # (suite, clip generator, number of clips when known: for the progress bar)
@@ -217,6 +218,12 @@ def _run_checks(args: argparse.Namespace) -> int:
             from motion_server.evaluation.style_checks import run_style_suite
 
             checks = run_style_suite(engine, args.shared_dir, args.data, base)
+        elif args.suite == "recognition":
+            from motion_server.evaluation.recognition_checks import run_recognition_suite
+            from motion_server.pipeline import MotionPipeline, default_recogniser
+
+            checks = run_recognition_suite(MotionPipeline(engine, default_recogniser(args.asr_model)),
+                                           args.shared_dir, base, args.limit)
         else:
             from motion_server.evaluation.robustness import run_robustness_suite
 
@@ -280,6 +287,21 @@ def _check_lines(checks: dict[str, Any]) -> list[str]:
         lines.append(f"noise ({mode.replace('_', ' ')}, {noise['bilabials']} bilabials): clean closure "
                      f"{n['closure'].get('dreamtalk__noisy_audio_narrative.wav')}, worst |noisy - clean| {worst:.2f} "
                      f"(target <= {noise['target']:.2f})  {'PASS' if n['pass'] else 'MISS'}")
+    rec = checks.get("rows") if "non_english" in checks else None
+    if rec is not None:
+        ne = checks["non_english"]
+        lines.append(f"recognition on {checks['clips']} clips: {checks['clips'] - len(checks['failed'])} finite and no "
+                     f"worse than --no-transcribe; English transcript used on {len(ne['english_transcript_used'])} "
+                     f"of {ne['clips']} non-English clips  {'PASS' if not checks['failed'] else 'MISS'}")
+        for f in checks["failed"]:
+            r = rec[f]
+            lines.append(f"  {f}: finite {r['finite']}, no worse {r['no_worse']}, English forced {r['english_forced']}")
+        nz = checks.get("noise")
+        if nz:
+            worst = max((v for v in nz["abs_diff_to_clean"].values() if v is not None), default=float("nan"))
+            lines.append(f"noise, recognised ({nz['bilabials']} bilabials): clean closure {nz['closure'].get(nz['clips'][0])}, "
+                         f"worst |noisy - clean| {worst:.2f} (target <= {nz['target']:.2f})  "
+                         f"{'PASS' if nz['pass'] else 'MISS'}")
     allc = checks.get("all_clips")
     if allc:
         lines.append(f"every shared clip: {allc['clips'] - len(allc['failed'])}/{allc['clips']} finite and in range"
