@@ -1,6 +1,6 @@
 """Operators. Each one runs synchronously from ``execute()`` (scripts, ``blender -b``, where timers and
-modal handlers never run); only Generate has a non-blocking ``invoke()`` path for the UI (modal + timer,
-polling the client without threads)."""
+modal handlers never run); Generate (and Transcribe, in ops_transcribe.py) have a non-blocking
+``invoke()`` path for the UI (modal + timer, polling the client without threads)."""
 
 from __future__ import annotations
 
