@@ -66,15 +66,6 @@ def test_panel_lines_say_what_a_transcript_is_and_whether_it_drives_the_lips():
     assert take_properties(None) == {} and take_line({}) == ""
 
 
-def test_headless_runner_has_no_transcribe():
-    pytest.importorskip("bpy")
-    from blender_addon.headless import build_parser
-
-    assert build_parser().parse_args(["--audio", "a.wav"]).transcribe is True
-    args = build_parser().parse_args(["--audio", "a.wav", "--no-transcribe", "--transcript", "hi"])
-    assert args.transcribe is False and args.transcript == "hi"
-
-
 # -- real Blender + a real motion server ----------------------------------------------------------------
 
 
@@ -286,3 +277,21 @@ def test_a_take_keeps_the_transcript_it_was_made_with(addon, tmp_path):
     drawn = _draw(TALKRIG_PT_audio, bpy.context)
     assert "op:talkrig.transcribe" in drawn and "prop:auto_transcribe" in drawn
     assert language_line("de") in " ".join(drawn) and "prop:transcript_language" in drawn
+
+
+@pytest.mark.blender
+def test_headless_no_transcribe_animates_from_the_audio_alone(server, tmp_path, capsys):
+    import json
+
+    import bpy
+
+    from blender_addon import headless
+
+    audio = tmp_path / "hello.flac"  # no hello.txt beside it
+    shutil.copy(HELLO, audio)
+    argv = ["--demo-head", "--audio", str(audio), "--server", server.address, "--no-transcribe", "--json"]
+    assert headless.main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    (take,) = json.loads(out[out.index("\n{\n") + 1 if not out.startswith("{") else 0:])["takes"]
+    assert take["transcript"]["transcript_source"] == "none" and "switched off" in take["transcript"]["transcript_reason"]
+    assert bpy.data.actions["hello"]["talkrig_transcript_source"] == "none"
