@@ -15,9 +15,9 @@ def register() -> None:
     global _cli_handle
     import bpy
 
-    from . import headless, operators, preferences, properties, ui
+    from . import headless, operators, ops_transcribe, preferences, properties, ui
 
-    for mod in (preferences, properties, operators, ui):
+    for mod in (preferences, properties, operators, ops_transcribe, ui):
         mod.register()
         _registered.append(mod)
     if hasattr(bpy.utils, "register_cli_command"):  # Blender 4.2+

@@ -26,7 +26,7 @@ from .core import export, mapping
 from .core.apply import apply_motion, scene_fps
 from .core.render import fps_pair
 from .core.target import Target, TargetError, find_target
-from .core.transcript import sidecar_transcript
+from .core.transcript import sidecar_transcript, take_line, take_properties
 
 
 class HeadlessError(RuntimeError):
@@ -66,6 +66,9 @@ def build_parser(prog: str = "talkrig") -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--steps", type=int, default=8)
     gen.add_argument("--transcript", help="what is said; default: <audio stem>.txt beside the audio, if any")
+    gen.add_argument("--no-transcribe", dest="transcribe", action="store_false",
+                     help="without a transcript, do not let the server recognise one: the audio alone drives "
+                          "the lips (by default speech is recognised and, for English, used for lip closures)")
     out = ap.add_argument_group("output")
     out.add_argument("--save", type=Path, help="save the animated scene as .blend")
     out.add_argument("--fbx", type=Path)
@@ -126,6 +129,8 @@ def _generate(args: argparse.Namespace, audio: Path, fps: float) -> Any:
         raise HeadlessError(f"{exc}; fix it or pass --transcript") from None
     if text:
         opts["transcript"] = text
+    if not args.transcribe:
+        opts["transcribe"] = False
     if args.style:
         if Path(args.style).suffix.lower() in (".csv", ".npz", ".json"):
             opts["style_reference"] = rig("formats").load_motion(args.style)
@@ -185,6 +190,7 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
         n = motion.resample(fps).n_frames
         takes.append({"name": sorted({a.name for a in created.values()}), "source": str(path), "frame_start": start,
                       "frame_end": start + n - 1, "generate_s": round(t_gen, 3),
+                      "transcript": take_properties(motion.meta.get("transcript")) or None,
                       "apply_s": round(time.perf_counter() - t, 3)})
         start += n + int(args.gap)
     scene.frame_start = takes[0]["frame_start"]
@@ -229,6 +235,8 @@ def main(argv: list[str] | None = None, prog: str = "talkrig") -> int:
     else:
         for t in summary["takes"]:
             print(f"{', '.join(t['name'])}: frames {t['frame_start']}-{t['frame_end']} from {t['source']}")
+            if t.get("transcript"):
+                print(f"  {take_line(t['transcript'])}")
         for k, v in summary["outputs"].items():
             print(f"{k}: {v}")
     return 0

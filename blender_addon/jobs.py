@@ -12,7 +12,7 @@ from ._deps import rig
 from .core import scene_setup
 from .core.apply import scene_fps
 from .core.target import Target
-from .core.transcript import sidecar_transcript
+from .core.transcript import sidecar_transcript, withheld_transcript
 
 
 class JobError(RuntimeError):
@@ -48,6 +48,12 @@ def transcript_for(settings: Any) -> str | None:
     return None
 
 
+def panel_transcript_withheld(settings: Any) -> dict[str, Any] | None:
+    """The take's transcript info when the panel's text is in a language without a phone aligner (it is
+    then not sent: aligned as English it would close the lips in the wrong places); else None."""
+    return withheld_transcript(settings.transcript, settings.transcript_language)
+
+
 def options_from_settings(settings: Any, scene: bpy.types.Scene, target: Target | None = None) -> dict[str, Any]:
     """GenerateOptions as a dict (the client sends it as is), plus ``style_reference`` when one is chosen."""
     opts: dict[str, Any] = {
@@ -61,8 +67,12 @@ def options_from_settings(settings: Any, scene: bpy.types.Scene, target: Target 
     if settings.blink_rate > 0:
         opts["blink_rate"] = float(settings.blink_rate)
     text = transcript_for(settings)
-    if text:
+    if panel_transcript_withheld(settings) is not None:
+        opts["transcribe"] = False  # its language is known to have no aligner: recognising again finds the same
+    elif text:
         opts["transcript"] = text
+    if not settings.auto_transcribe:
+        opts["transcribe"] = False
     mode = settings.style_mode
     if mode == "PRESET":
         opts["style"] = settings.style_preset.strip() or None

@@ -1,6 +1,6 @@
 """Operators. Each one runs synchronously from ``execute()`` (scripts, ``blender -b``, where timers and
-modal handlers never run); only Generate has a non-blocking ``invoke()`` path for the UI (modal + timer,
-polling the client without threads)."""
+modal handlers never run); Generate (and Transcribe, in ops_transcribe.py) have a non-blocking
+``invoke()`` path for the UI (modal + timer, polling the client without threads)."""
 
 from __future__ import annotations
 
@@ -90,11 +90,16 @@ def _connect(context: bpy.types.Context, op: bpy.types.Operator) -> Any | None:
 
 
 def _apply_generated(context: bpy.types.Context, report: Any, motion: Any, audio: Path, start: int,
-                     target: Target) -> set[str]:
-    """Keep the motion as .npz and (if the panel says so) key it as a new take; ``report(levels, msg)``."""
+                     target: Target, withheld: dict[str, Any] | None = None) -> set[str]:
+    """Keep the motion as .npz and (if the panel says so) key it as a new take; ``report(levels, msg)``.
+    ``withheld``: the panel's transcript that was not sent (no aligner for its language), kept as the
+    take's transcript instead of the server's account."""
     settings = context.scene.talkrig
     take = Path(audio).stem
-    motion = motion.replace(meta={**motion.meta, "audio_name": Path(audio).name})
+    meta = {**motion.meta, "audio_name": Path(audio).name}
+    if withheld is not None:
+        meta["transcript"] = withheld
+    motion = motion.replace(meta=meta)
     path = jobs.save_generated(motion, take)
     settings.last_motion = str(path)
     if not settings.apply_on_generate:
@@ -111,8 +116,10 @@ class PendingGenerate:
     """A submitted generate job and what to do with its result. The modal operator drives it from its
     timer; anything else that can loop (a test, a script) can drive it the same way."""
 
-    def __init__(self, job: Any, target_root: str, audio: Path, start: int) -> None:
+    def __init__(self, job: Any, target_root: str, audio: Path, start: int,
+                 withheld: dict[str, Any] | None = None) -> None:
         self.job, self.target_root, self.audio, self.start = job, target_root, audio, start
+        self.withheld = withheld
 
     def tick(self, settings: Any) -> bool:
         """Poll without blocking, mirror progress into the panel settings; True once the job has ended."""
@@ -138,7 +145,8 @@ class PendingGenerate:
             report({"ERROR"}, "the target character was deleted while generating")
             return _CANCELLED
         try:
-            return _apply_generated(context, report, self.job.result, self.audio, self.start, find_target(root))
+            return _apply_generated(context, report, self.job.result, self.audio, self.start, find_target(root),
+                                    self.withheld)
         except (TargetError, ValueError) as e:
             report({"ERROR"}, str(e))
             return _CANCELLED
@@ -325,11 +333,15 @@ class TALKRIG_OT_generate(bpy.types.Operator):
     _timer = None
     _pending: PendingGenerate | None = None
     _starting: server_link.LocalStart | None = None
+    _withheld: dict[str, Any] | None = None
 
     @classmethod
     def poll(cls, context):
         if context.scene.talkrig.running:
             cls.poll_message_set("A generate job is already running")
+            return False
+        if context.scene.talkrig.transcribing:
+            cls.poll_message_set("A transcribe job is running (wait for it, or Cancel it)")
             return False
         return True
 
@@ -339,6 +351,7 @@ class TALKRIG_OT_generate(bpy.types.Operator):
         _show_mapping(settings, target)
         audio, start = jobs.resolve_audio(settings, context.scene)
         opts = jobs.options_from_settings(settings, context.scene, target)
+        self._withheld = jobs.panel_transcript_withheld(settings)
         return target, audio, start, opts
 
     def execute(self, context):
@@ -365,7 +378,7 @@ class TALKRIG_OT_generate(bpy.types.Operator):
             settings.status = "failed"
             return _CANCELLED
         settings.status = "done"
-        return _apply_generated(context, self.report, motion, audio, start, target)
+        return _apply_generated(context, self.report, motion, audio, start, target, self._withheld)
 
     def invoke(self, context, event):
         if bpy.app.background or self.synchronous:
@@ -415,7 +428,7 @@ class TALKRIG_OT_generate(bpy.types.Operator):
             self.report({"ERROR"}, str(e))
             return False
         server_link.set_job(job)
-        self._pending = PendingGenerate(job, root, audio, start)
+        self._pending = PendingGenerate(job, root, audio, start, self._withheld)
         context.scene.talkrig.status = "submitted"
         return True
 
@@ -478,7 +491,7 @@ class TALKRIG_OT_generate(bpy.types.Operator):
 
 
 class TALKRIG_OT_cancel(bpy.types.Operator):
-    """Cancel the generate job in flight"""
+    """Cancel the generate or transcribe job in flight"""
 
     bl_idname = "talkrig.cancel"
     bl_label = "Cancel"
@@ -486,7 +499,7 @@ class TALKRIG_OT_cancel(bpy.types.Operator):
     def execute(self, context):
         job = server_link.current_job()
         if job is None or job.done:
-            context.scene.talkrig.running = False
+            context.scene.talkrig.running = context.scene.talkrig.transcribing = False
             return _CANCELLED
         job.cancel()
         context.scene.talkrig.status = "cancelling"

@@ -54,7 +54,17 @@ class TALKRIG_SceneSettings(bpy.types.PropertyGroup):
     transcript: bpy.props.StringProperty(
         name="Transcript", default="",
         description="What is said (optional). Aligned to the audio for exact lip closures on /p b m/. "
-                    "Empty: a .txt of the same name beside the audio file, if any; else the audio alone")
+                    "Empty: a .txt of the same name beside the audio file, if any; else the server recognises "
+                    "one (Auto-transcribe). Transcribe fills it with the recognised text to correct")
+    transcript_language: bpy.props.StringProperty(
+        name="Language", default="",
+        description="Language of the Transcript (ISO code, set by Transcribe). Only English is aligned to "
+                    "phones: text in another language is kept but not sent. Clear it, or type en, if the text "
+                    "is English")
+    auto_transcribe: bpy.props.BoolProperty(
+        name="Auto-transcribe", default=True,
+        description="With no transcript, let the server recognise one (Whisper) and, for English, use it for "
+                    "the lip closures. Off: the audio alone drives the lips")
     start_frame: bpy.props.IntProperty(name="Start frame", default=1, description="First frame of the take")
     offset_frames: bpy.props.IntProperty(
         name="Offset", default=0, description="Shift the take by this many frames against the audio")
@@ -96,6 +106,7 @@ class TALKRIG_SceneSettings(bpy.types.PropertyGroup):
     last_motion: bpy.props.StringProperty(name="Last motion", subtype="FILE_PATH", default="")
     # -- job state (drawn by the panel; written by timers/modals, never in draw())
     running: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})
+    transcribing: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})
     progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
     status: bpy.props.StringProperty(default="", options={"SKIP_SAVE"})
     server_ok: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import bpy
 
 from . import server_link
+from .core import anim
+from .core.transcript import drives_lips, language_line, take_line
 from .preferences import get_prefs
 
 
@@ -45,7 +47,21 @@ class TALKRIG_PT_audio(_Panel, bpy.types.Panel):
         else:
             col.prop(s, "strip_name", icon="SOUND")
         col.prop(s, "offset_frames")
-        col.prop(s, "transcript", text="", icon="TEXT")
+        row = col.row(align=True)
+        row.prop(s, "transcript", text="", icon="TEXT")
+        row.operator("talkrig.transcribe", text="", icon="OUTLINER_OB_SPEAKER")
+        if s.transcribing:
+            if hasattr(col, "progress"):
+                col.progress(factor=s.progress, text=f"{s.status} {s.progress * 100:.0f}%")
+            else:
+                col.label(text=f"{s.status} {s.progress * 100:.0f}%")
+            col.operator("talkrig.cancel", icon="CANCEL")
+        elif s.transcript_language:
+            icon = "INFO" if drives_lips(s.transcript_language) else "ERROR"
+            for i, chunk in enumerate(_wrap(language_line(s.transcript_language), 44)):
+                col.label(text=chunk, icon=icon if i == 0 else "BLANK1")
+            col.prop(s, "transcript_language")  # editable: clear it (or type en) if the text is English
+        col.prop(s, "auto_transcribe")
 
 
 class TALKRIG_PT_target(_Panel, bpy.types.Panel):
@@ -109,6 +125,9 @@ class TALKRIG_PT_generate(_Panel, bpy.types.Panel):
             col.operator("talkrig.generate", icon="SPEAKER")
             if s.status:
                 col.label(text=s.status)
+        line = take_line(_active_take(context) or {})
+        for chunk in _wrap(line, 48):
+            col.label(text=chunk)
         col.prop(s, "apply_on_generate")
         col.prop(s, "as_nla")
         col.operator("talkrig.apply", icon="KEYINGSET")
@@ -125,6 +144,19 @@ class TALKRIG_PT_files(_Panel, bpy.types.Panel):
         col.separator()
         col.operator("talkrig.export_fbx", icon="EXPORT")
         col.operator("talkrig.export_gltf", icon="EXPORT")
+
+
+def _active_take(context: bpy.types.Context) -> bpy.types.Action | None:
+    """The TalkRig take playing on the active object (its shape keys first, then the object itself)."""
+    ob = context.active_object
+    if ob is None:
+        return None
+    keys = ob.data.shape_keys if ob.type == "MESH" else None
+    for idb in (keys, ob):
+        ad = getattr(idb, "animation_data", None) if idb is not None else None
+        if ad is not None and anim.is_ours(ad.action):
+            return ad.action
+    return None
 
 
 def _wrap(text: str, width: int) -> list[str]:

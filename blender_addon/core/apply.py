@@ -17,6 +17,7 @@ from mathutils import Euler, Quaternion
 
 from . import anim, mapping, scene_setup
 from .target import Target
+from .transcript import take_properties
 
 FACE_GROUP = "TalkRig Face"
 USER_TRACK_PREFIX = "[user] "
@@ -68,6 +69,8 @@ def apply_motion(
     for k in ("seed", "style", "model", "engine", "audio_sha256"):
         if isinstance(motion.meta.get(k), (int, float, str)):
             meta[k] = motion.meta[k]
+    # the take keeps the transcript it was made with (given, recognised or none), shown by the panel
+    meta.update(take_properties(motion.meta.get("transcript")))
 
     jobs: list[tuple[bpy.types.ID, list[tuple[str, int, np.ndarray, str]]]] = []
     for key in target.keys:

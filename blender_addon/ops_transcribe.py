@@ -1,0 +1,272 @@
+"""Transcribe: the motion server recognises what the chosen audio says (Whisper) and the text goes into
+the panel's Transcript field, for the animator to read and correct before Generate.
+
+Like Generate: ``invoke()`` submits the job and polls it from a modal timer (progress bar, Esc or the
+panel's Cancel), ``execute()`` blocks (scripts and ``blender -b``, where timers and modal handlers never
+run). Text already in the field is never replaced without asking: the UI asks first, scripts pass
+``replace=True``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+from . import jobs, server_link
+from ._deps import server
+from .core.transcript import no_aligner_note, transcribed_message
+from .operators import _connect, _network_allowed, _prefs_values, _tag_redraw
+
+_OK = {"FINISHED"}
+_CANCELLED = {"CANCELLED"}
+
+_TYPED = ("The Transcript field has text: Transcribe would replace it. Clear the field first, or confirm "
+          "(scripts: replace=True)")
+
+
+def poll_reason(context: bpy.types.Context) -> str | None:
+    """Why Transcribe cannot run now (the greyed-out button says so), or None when it can."""
+    s = context.scene.talkrig
+    if s.running:
+        return "A generate job is running (wait for it, or Cancel it)"
+    if s.transcribing:
+        return "A transcribe job is already running"
+    if s.audio_source == "STRIP" and not s.strip_name:
+        return "No sound strip chosen: pick one under Audio > Sound strip"
+    if s.audio_source == "FILE" and not s.audio_path:
+        return "No audio chosen: set the Audio file (wav, flac, mp3, ogg)"
+    if not s.server_ok and not _prefs_values(context)["auto_start"]:
+        return "No motion server connected: press Connect or Start local server"
+    return None
+
+
+def fill_transcript(settings: Any, tr: dict[str, Any], replace: bool) -> tuple[str, str]:
+    """Put a transcribe result into the panel; returns (report level, message). Text typed into the field
+    while the job ran is kept unless ``replace`` (the user agreed to replace it when starting)."""
+    level, msg = transcribed_message(tr)
+    text = str(tr.get("text") or "").strip()
+    lang = str(tr.get("language") or "")
+    if text:
+        if settings.transcript.strip() and not replace:
+            return "WARNING", "The Transcript field was edited while transcribing; it is kept (" + msg + ")"
+        settings.transcript = text
+        settings.transcript_language = lang
+    settings.status = (f"transcribed [{lang}]" if level == "INFO" else
+                       no_aligner_note(lang) if text else "no speech recognised")
+    return level, msg
+
+
+class PendingTranscribe:
+    """A submitted transcribe job; the modal operator drives it from its timer (a test can loop on it)."""
+
+    def __init__(self, job: Any, replace: bool) -> None:
+        self.job, self.replace = job, replace
+
+    def tick(self, settings: Any) -> bool:
+        """Poll without blocking, mirror progress into the panel; True once the job has ended."""
+        st = self.job.poll()
+        settings.progress, settings.status = st.fraction, st.stage
+        return self.job.done
+
+    def finish(self, context: bpy.types.Context, report: Any) -> set[str]:
+        settings = context.scene.talkrig
+        st = self.job.status
+        if st.state != "done":
+            err = self.job.error
+            msg = str(err or st.state)
+            if isinstance(err, server("client").ServerUnavailable):
+                pv = _prefs_values(context)
+                msg = server_link.unreachable_message(pv["address"], pv["key"], detail=msg)
+            report({"WARNING"} if st.state == "cancelled" else {"ERROR"}, msg)
+            settings.status = f"transcribe {st.state}"
+            return _CANCELLED
+        level, msg = fill_transcript(settings, self.job.result, self.replace)
+        report({level}, msg)
+        return _OK
+
+
+def _ask_to_replace(context: bpy.types.Context) -> None:
+    # Not invoke_confirm: its OK runs execute(), which would block the UI for the whole recognition. This
+    # popup's button invokes the operator again with replace=True, so the job still runs in the modal.
+    def draw(menu: Any, _context: bpy.types.Context) -> None:
+        col = menu.layout.column()
+        col.label(text="The Transcript field has text. Replace it with the recognised text?")
+        col.operator_context = "INVOKE_DEFAULT"
+        col.operator("talkrig.transcribe", text="Replace", icon="FILE_REFRESH").replace = True
+
+    context.window_manager.popup_menu(draw, title="Transcribe", icon="QUESTION")
+
+
+class TALKRIG_OT_transcribe(bpy.types.Operator):
+    """Recognise what the audio says (on the motion server) and put it in the Transcript field to read and
+    correct (Esc cancels)"""
+
+    bl_idname = "talkrig.transcribe"
+    bl_label = "Transcribe"
+    bl_options = {"UNDO"}  # one Ctrl+Z gives the field back; no redo panel (that would transcribe again)
+
+    replace: bpy.props.BoolProperty(
+        name="Replace", default=False, options={"SKIP_SAVE"},
+        description="Replace text already in the Transcript field (otherwise the operator refuses)")
+    synchronous: bpy.props.BoolProperty(
+        name="Synchronous", default=False, options={"SKIP_SAVE"},
+        description="Block until done (always so in background mode, where timers never run)")
+
+    _timer = None
+    _pending: PendingTranscribe | None = None
+    _starting: server_link.LocalStart | None = None
+    _audio = None
+
+    @classmethod
+    def poll(cls, context):
+        why = poll_reason(context)
+        if why:
+            cls.poll_message_set(why)
+            return False
+        return True
+
+    def execute(self, context):
+        settings = context.scene.talkrig
+        if settings.transcript.strip() and not self.replace:
+            self.report({"ERROR"}, _TYPED)
+            return _CANCELLED
+        try:
+            audio, _start = jobs.resolve_audio(settings, context.scene)
+        except jobs.JobError as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        client = _connect(context, self)
+        if client is None:
+            return _CANCELLED
+        mc = server("client")
+
+        def progress(fraction: float, stage: str) -> None:
+            print(f"talkrig: transcribe {fraction * 100:5.1f}% {stage}", flush=True)
+
+        try:
+            tr = client.transcribe(str(audio), progress=progress)
+        except mc.ClientError as e:  # ServerError, ServerUnavailable, JobCancelled are ClientErrors
+            msg = (server_link.unreachable_message(client.address, _prefs_values(context)["key"], detail=str(e))
+                   if isinstance(e, mc.ServerUnavailable) else str(e))
+            self.report({"ERROR"}, msg)
+            settings.status = "transcribe failed"
+            return _CANCELLED
+        level, msg = fill_transcript(settings, tr, self.replace)
+        self.report({level}, msg)
+        return _OK
+
+    def invoke(self, context, event):
+        settings = context.scene.talkrig
+        if settings.transcript.strip() and not self.replace and not bpy.app.background:
+            _ask_to_replace(context)
+            return _CANCELLED
+        if bpy.app.background or self.synchronous:
+            return self.execute(context)
+        try:
+            self._audio, _start = jobs.resolve_audio(settings, context.scene)
+        except jobs.JobError as e:
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        self._pending, self._starting = None, None
+        pv = _prefs_values(context)
+        if not _network_allowed(pv, self):
+            return _CANCELLED
+        try:
+            server_link.check(pv["address"], pv["key"])
+        except server_link.ServerLinkError as e:
+            settings.server_ok = False
+            if not pv["auto_start"]:
+                self.report({"ERROR"}, str(e))
+                return _CANCELLED
+            try:  # the engine may take a while to load: wait for it in the modal, not here
+                self._starting = server_link.LocalStart(pv["address"], pv["python"], pv["engine"])
+            except server_link.ServerLinkError as e2:
+                self.report({"ERROR"}, str(e2))
+                return _CANCELLED
+            settings.status = "starting the local server"
+        else:
+            settings.server_ok = True
+            if not self._submit(context):
+                return _CANCELLED
+        settings.transcribing, settings.progress = True, 0.0
+        wm = context.window_manager
+        wm.progress_begin(0, 100)
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _submit(self, context) -> bool:
+        pv = _prefs_values(context)
+        client = server_link.client(pv["address"], pv["timeout"], pv["key"])
+        try:
+            job = client.submit_transcribe(str(self._audio))
+        except server("protocol").ClientError as e:
+            self.report({"ERROR"}, str(e))
+            return False
+        server_link.set_job(job)  # the panel's Cancel button finds it there
+        self._pending = PendingTranscribe(job, self.replace)
+        context.scene.talkrig.status = "transcribing"
+        return True
+
+    def _tick_start(self, context) -> set[str]:
+        """While the local server loads: poll it (<= 20 ms a tick), then submit."""
+        settings = context.scene.talkrig
+        if not settings.transcribing:  # the panel's Cancel button
+            self._finish(context)
+            self.report({"WARNING"}, "Cancelled; the local server goes on starting (Stop local server ends it)")
+            return _CANCELLED
+        try:
+            ready = self._starting.tick()
+        except server_link.ServerLinkError as e:
+            self._finish(context)
+            settings.status = "the local server did not start"
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        if not ready:
+            _tag_redraw(context)
+            return {"PASS_THROUGH"}
+        self._starting = None
+        settings.server_ok = True
+        if not self._submit(context):
+            self._finish(context)
+            return _CANCELLED
+        return {"PASS_THROUGH"}
+
+    def modal(self, context, event):
+        if event.type == "ESC":
+            if self._pending is not None:
+                self._pending.job.cancel()
+            else:
+                context.scene.talkrig.transcribing = False
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        if self._starting is not None:
+            return self._tick_start(context)
+        settings = context.scene.talkrig
+        done = self._pending.tick(settings)
+        context.window_manager.progress_update(int(settings.progress * 100))
+        _tag_redraw(context)
+        if not done:
+            return {"PASS_THROUGH"}
+        self._finish(context)
+        return self._pending.finish(context, self.report)
+
+    def _finish(self, context) -> None:
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        context.scene.talkrig.transcribing = False
+        server_link.set_job(None)
+        _tag_redraw(context)
+
+    def cancel(self, context):
+        if self._pending is not None and not self._pending.job.done:
+            self._pending.job.cancel()
+        self._finish(context)
+
+
+classes = (TALKRIG_OT_transcribe,)
+register, unregister = bpy.utils.register_classes_factory(classes)
