@@ -228,10 +228,24 @@ class DiffusionEngine:
             if torch.get_num_threads() != prev:
                 torch.set_num_threads(prev)
 
+    def _with_level(self, o: GenerateOptions) -> GenerateOptions:
+        """``preset:level`` (the grammar every engine reads): the preset, with the level scaling guidance."""
+        from dataclasses import replace
+
+        from motion_server.engine.styles import LEVEL_SCALE, split_level
+
+        if not o.style or o.style_reference is not None:
+            return o
+        name, level = split_level(o.style)
+        if level is None or name not in self.model.preset_names():
+            return o
+        return replace(o, style=name, guidance=o.guidance * LEVEL_SCALE[level])
+
     @torch.inference_mode()
     def _generate(self, audio: np.ndarray, sr: int, options: GenerateOptions | None,
                   progress: ProgressFn | None, cancel: CancelToken | None) -> FaceMotion:
-        o = options or GenerateOptions()
+        requested = (options or GenerateOptions()).style
+        o = self._with_level(options or GenerateOptions())
         t0 = time.perf_counter()
         a = self._check(audio, sr, o)
         report = progress or (lambda f, s: None)
@@ -283,6 +297,8 @@ class DiffusionEngine:
         weights, head = smooth_groups(weights, head, self.fps, self.cfg.get("postprocess", {}).get("smooth_s", {}))
         blink_rate = o.blink_rate if o.blink_rate is not None else self._blink_prior(weights, o, style_label)
         weights, head = apply_controls(weights, head, self.fps, o.intensity, o.head_motion, blink_rate, o.seed)
+        if requested and requested != o.style and style_label == o.style:
+            style_label = requested  # "happy:3", as asked
         meta = {"engine": self.name, "model": self.cfg.get("name"), "seed": int(o.seed), "style": style_label,
                 "sampler": o.sampler, "steps": int(o.steps), "guidance": float(o.guidance),
                 "sample_rate": self.features.sr, "seconds": round(time.perf_counter() - t0, 3),

@@ -7,7 +7,6 @@ The non-neural baseline and the fallback that needs no checkpoint. Style presets
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from motion_server import __version__
 from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn, check_audio
+from motion_server.engine.styles import DEFAULT_LEVEL, split_level
 from rig_mapping import FaceMotion
 
 from .performer import EMOTIONS, INTENSITIES, EmotionPreset, emotion_preset, mix_presets, perform
@@ -22,8 +22,6 @@ from .phones import Phone
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEVEL = 2
-_PRESET = re.compile(r"^(?P<name>[a-z]+)(?:[:_-](?P<level>\d))?$")
 
 
 def preset_names() -> list[str]:
@@ -34,13 +32,13 @@ def parse_preset(style: str | None) -> tuple[str, int]:
     """``"sad"`` -> ("sad", 2); ``"sad:3"`` -> ("sad", 3); None -> ("neutral", 2). Clear error otherwise."""
     if style is None or style == "":
         return "neutral", DEFAULT_LEVEL
-    m = _PRESET.match(style.strip().lower())
-    if m is None or m["name"] not in EMOTIONS or (m["level"] and int(m["level"]) not in INTENSITIES):
+    name, level = split_level(style)
+    if name not in EMOTIONS or (level is not None and level not in INTENSITIES):
         raise ValueError(
             f"the procedural engine has no style {style!r}: use an emotion preset ({', '.join(EMOTIONS)}), "
             "optionally with an intensity 1-3 like 'happy:3'; reference clips need --engine diffusion"
         )
-    return m["name"], int(m["level"] or DEFAULT_LEVEL)
+    return name, int(level or DEFAULT_LEVEL)
 
 
 class ProceduralEngine:
