@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     # the real references' motion statistics, shown next to each suite's (shipped with the package)
     try:
         targets = load_targets()
-        result["motion_targets"] = {k: {f: t.get(f) for f in ("value", "low", "high", "statistic", "source")}
+        result["motion_targets"] = {k: {f: t.get(f) for f in ("value", "low", "high", "value_tracker_smoothed", "statistic", "source")
+                                        if f in t}
                                     for k, t in targets["targets"].items()}
     except (OSError, ValueError, ReferenceError) as exc:
         print(f"talkrig eval: no motion reference targets ({exc})", file=sys.stderr)
@@ -191,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
                 print()
                 print(report.motion_per_clip(data["rows"]))
             print("\nmotion against real people (real: motion_server/evaluation/references/motion_targets.json, "
-                  "range = min-max over the real clips, 10th-90th percentile over blinks for blink shape; "
+                  "range = min-max over the real clips, 10th-90th percentile over blinks for blink shape; smoothed = "
+                  "the HDTF speaker with the face tracker's frame-to-frame noise smoothed out; "
                   "definitions: motion_server/evaluation/motion_stats.py)")
             print(report.motion_summary(data["motion_stats"], result["motion_targets"]))
     if args.json_out:

@@ -13,6 +13,9 @@ Reference groups (each statistic records its group, files, clip count and how it
   speaking (HDTF), Deep3DFaceRecon angles (``coeff[:, 224:227]``, radians, pitch/yaw/roll) at 25 fps.
 - ``mead_clips``: the 24 ``dreamtalk/style_clip_3dmm/*.mat`` MEAD clips (3 actors x 8 emotions, ~4 s,
   25 fps), same layout; actors kept their heads fairly still.
+- ``hdtf_speech_smoothed``: the HDTF clip after Gaussian smoothing of sigma one frame (40 ms): the
+  tracker fits every frame on its own, and its noise inflates speed and jitter; targets carry this
+  clip's value as ``value_tracker_smoothed`` (the speaker without most of the tracker's noise).
 - ``livelink_takes``: the iPhone Live Link Face recordings that are performances (``apfel``, ``facial``,
   ``S07-001``, ``S88-001``, ``MySlate_3``): blinks, brows and jaw. Their head columns are zero.
 - ``livelink_rom``: the two range-of-motion takes (``alex_rom_3``, ``alex_rom_4``): deliberate extremes,
@@ -61,6 +64,7 @@ DEEP3D_FPS = 25.0
 # A blink rate from less tracked time than this is left out (a 5 s take with no blink is not "0 per minute").
 MIN_RATE_S = 20.0
 DEEP3D_ANGLES = slice(224, 227)
+TRACKER_SMOOTHING_FRAMES = 1.0  # Gaussian sigma (frames at 25 fps) for the hdtf_speech_smoothed group
 
 HEAD_KEYS = tuple(k for k in ms.STAT_KEYS if k.startswith("head_") and k != "head_translation_std_mm")
 BLINK_SHAPE_KEYS = {"blink_peak_median": "peak", "blink_duration_ms_median": "duration_ms",
@@ -210,6 +214,11 @@ def derive(ref_dir: Path) -> dict[str, Any]:
         "livelink_takes": _livelink_group("livelink_takes", {f: read_livelink_tracked(ref_dir / f) for f in LIVELINK_TAKES}),
         "livelink_rom": _livelink_group("livelink_rom", {f: read_livelink_tracked(ref_dir / f) for f in LIVELINK_ROM}),
     }
+    # Deep3DFaceRecon fits every frame on its own; its frame-to-frame noise inflates speed and jitter. The
+    # same clip smoothed over one frame (40 ms) shows how much of those is the tracker, not the speaker.
+    groups["hdtf_speech_smoothed"] = _head_group(
+        "hdtf_speech_smoothed",
+        {f: m.smoothed(TRACKER_SMOOTHING_FRAMES, channels=["pitch", "yaw", "roll"]) for f, m in hdtf_m.items()})
     all_head = {**hdtf_m, **mead_m}
     head_all = _head_group("hdtf_speech+mead_clips", all_head)
     targets: dict[str, Any] = {}
@@ -218,7 +227,8 @@ def derive(ref_dir: Path) -> dict[str, Any]:
                       "high": head_all[k]["high"], "source": [HDTF_FILE, f"{MEAD_DIR}/*.mat"],
                       "n_clips": head_all[k]["n_clips"],
                       "statistic": "value: the HDTF speech clip; low/high: min/max over the HDTF clip and the "
-                                   "24 MEAD clips"}
+                                   "24 MEAD clips",
+                      "value_tracker_smoothed": groups["hdtf_speech_smoothed"][k]["value"]}
     for k in FACE_KEYS + tuple(BLINK_SHAPE_KEYS):
         g = groups["livelink_takes"][k]
         targets[k] = {"value": g["value"], "low": g["low"], "high": g["high"], "source": list(LIVELINK_TAKES),
@@ -237,7 +247,8 @@ def derive(ref_dir: Path) -> dict[str, Any]:
         "reference_dir": "../shared/data/motion_reference (README.md there: licenses, formats)",
         "thresholds": {"common_fps": ms.COMMON_FPS, "blink_baseline_s": ms.BLINK_BASELINE_S,
                        "blink_detect": ms.BLINK_DETECT, "blink_min_amplitude": ms.BLINK_MIN_AMPLITUDE,
-                       "blink_edge": ms.BLINK_EDGE, "min_rate_s": MIN_RATE_S},
+                       "blink_edge": ms.BLINK_EDGE, "min_rate_s": MIN_RATE_S,
+                       "tracker_smoothing_frames": TRACKER_SMOOTHING_FRAMES},
         "targets": {k: targets[k] for k in ms.STAT_KEYS},
         "groups": groups,
     }

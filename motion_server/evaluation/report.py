@@ -116,12 +116,13 @@ def _grid(header: list[str], body: list[list[str]]) -> str:
 def motion_summary(per_system: dict[str, dict[str, Any]], targets: dict[str, dict[str, Any]] | None) -> str:
     """One row per statistic: the real references' value and range, then each system's median over clips."""
     systems = list(per_system)
-    header = ["motion statistic (median over clips)", "real", "real range"] + systems
+    header = ["motion statistic (median over clips)", "real", "real range", "smoothed"] + systems
     body = []
     for key, label, f in MOTION_ROWS:
         t = (targets or {}).get(key) or {}
         rng = "-" if t.get("low") is None else f"{_fmt(t['low'], f)}-{_fmt(t['high'], f)}"
-        body.append([label, _fmt(t.get("value"), f), rng] + [_fmt(per_system[s].get(key), f) for s in systems])
+        body.append([label, _fmt(t.get("value"), f), rng, _fmt(t.get("value_tracker_smoothed"), f)]
+                    + [_fmt(per_system[s].get(key), f) for s in systems])
     return _grid(header, body)
 
 
