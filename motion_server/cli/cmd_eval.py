@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="score an engine (and the energy / recognised-phone baselines) with lip-sync and motion metrics",
         description="Score an engine and the baselines on real English recordings (phone metrics), on the "
-        "held-out split of a synthetic corpus (ground-truth metrics) and/or on your own clips.",
+        "held-out split of a synthetic corpus (ground-truth metrics) and/or on your own clips. Every suite also "
+        "reports head, blink, brow and jaw statistics per clip and per suite (median over clips) next to real "
+        "people's (motion_server/evaluation/references/motion_targets.json).",
     )
     p.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINE_NAMES, help="engine to evaluate")
     p.add_argument("--model", help="checkpoint for the engine (diffusion)")
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from motion_server.engine.base import GenerateOptions
     from motion_server.evaluation import metrics, report, suites
     from motion_server.evaluation.baselines import BASELINES
-    from motion_server.evaluation.runner import build_systems, means, run_clip
+    from motion_server.evaluation.reference_targets import ReferenceError, load_targets
+    from motion_server.evaluation.runner import build_systems, means, motion_stat_medians, run_clip
 
     if args.limit is not None and args.limit < 1:
         return _fail("--limit must be at least 1")
@@ -149,6 +152,15 @@ def run(args: argparse.Namespace) -> int:
                        "blink": metrics.BLINK_THRESHOLD},
         "suites": {},
     }
+    # the real references' motion statistics, shown next to each suite's (shipped with the package)
+    try:
+        targets = load_targets()
+        result["motion_targets"] = {k: {f: t.get(f) for f in ("value", "low", "high", "value_tracker_smoothed", "statistic", "source")
+                                        if f in t}
+                                    for k, t in targets["targets"].items()}
+    except (OSError, ValueError, ReferenceError) as exc:
+        print(f"talkrig eval: no motion reference targets ({exc})", file=sys.stderr)
+        result["motion_targets"] = {}
     interrupted = failed = clip_errors = False
     try:
         for suite, clips, total in plan:
@@ -171,10 +183,12 @@ def run(args: argparse.Namespace) -> int:
                 result["suites"][suite]["error"] = str(exc)
                 print(f"talkrig eval: {suite} suite stopped: {exc}", file=sys.stderr)
             result["suites"][suite]["means"] = means(rows) if rows else {}
+            result["suites"][suite]["motion_stats"] = motion_stat_medians(rows) if rows else {}
     except KeyboardInterrupt:
         interrupted = True
         for s in result["suites"].values():
             s["means"] = means(s["rows"]) if s["rows"] else {}
+            s["motion_stats"] = motion_stat_medians(s["rows"]) if s["rows"] else {}
         result["interrupted"] = True
 
     for suite, data in result["suites"].items():
@@ -185,6 +199,15 @@ def run(args: argparse.Namespace) -> int:
             print()
         if data["means"]:
             print(report.summary(data["means"]))
+        if data.get("motion_stats"):
+            if args.per_clip:
+                print()
+                print(report.motion_per_clip(data["rows"]))
+            print("\nmotion against real people (real: motion_server/evaluation/references/motion_targets.json, "
+                  "range = min-max over the real clips, 10th-90th percentile over blinks for blink shape; smoothed = "
+                  "the HDTF speaker with the face tracker's frame-to-frame noise smoothed out; "
+                  "definitions: motion_server/evaluation/motion_stats.py)")
+            print(report.motion_summary(data["motion_stats"], result["motion_targets"]))
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=1, default=_jsonable) + "\n", encoding="utf-8")

@@ -4,4 +4,7 @@
 - ``metrics``: ground-truth, phone-timing and motion-sanity metrics (small pure functions).
 - ``baselines``: the energy (loudness) engine and the recognised-phone procedural baseline.
 - ``suites`` / ``phone_files``: the clips each suite scores; ``runner`` / ``report``: ``talkrig eval``.
+- ``motion_stats``: head, blink, brow and jaw statistics in real people's terms (numpy only);
+  ``reference_targets``: those statistics of the real references, shipped as ``references/motion_targets.json``;
+  ``plot``: ``talkrig plot``'s picture of a motion against its audio and the references.
 """

@@ -12,7 +12,7 @@ from motion_server.engine.base import Cancelled, CancelToken, GenerateOptions
 from motion_server.engine.registry import create_engine
 from rig_mapping import FaceMotion
 
-from . import metrics
+from . import metrics, motion_stats
 from .baselines import BASELINES
 from .suites import EvalClip
 
@@ -51,6 +51,9 @@ def score(clip: EvalClip, motion: FaceMotion, gen_seconds: float) -> dict[str, A
         row["lag_frames"] = metrics.lag_frames(
             lip_gap(motion), metrics.audio_envelope(clip.audio, clip.sr, motion.fps, motion.n_frames))
     row.update(metrics.motion_metrics(motion))
+    # head/blink/brow/jaw statistics in the real references' terms: a block of its own (not averaged by
+    # means(); suites summarise it as medians over clips, see motion_stats.median_over_clips)
+    row["motion_stats"] = motion_stats.motion_stats(motion)
     # Engines that generate in windows list where each window starts (frame indices) in meta.
     bounds = motion.meta.get("window_boundaries") if isinstance(motion.meta, dict) else None
     if bounds:
@@ -118,7 +121,7 @@ def _recognition_columns(motion: FaceMotion, reference: str | None) -> dict[str,
 
 # Row fields that are labels, not metrics.
 _NOT_METRICS = frozenset({"clip", "system", "phones_source", "notes", "error", "recognised_language",
-                          "recognised_text"})
+                          "recognised_text", "motion_stats"})
 
 
 def means(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -139,3 +142,10 @@ def means(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             agg[k] = round(sum(vals) / len(vals), 5) if vals else None
         out[system] = agg
     return out
+
+
+def motion_stat_medians(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per system: every motion statistic's median over the clips (blink rate pooled)."""
+    return {system: motion_stats.median_over_clips(r["motion_stats"] for r in rows
+                                                   if r["system"] == system and r.get("motion_stats"))
+            for system in dict.fromkeys(r["system"] for r in rows)}
