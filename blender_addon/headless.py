@@ -206,7 +206,7 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
                        objects=target.objects, scene=scene)
         outputs["preview"] = str(args.preview)
     if args.save:
-        bpy.ops.wm.save_as_mainfile(filepath=str(args.save.resolve()), check_existing=False)
+        export.save_blend_atomic(args.save, overwrite=args.overwrite)
         outputs["blend"] = str(args.save)
     return {"target": target.name, "fps": fps, "takes": takes, "outputs": outputs,
             "seconds": round(time.perf_counter() - t0, 3)}
