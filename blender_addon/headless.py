@@ -112,6 +112,11 @@ def _check_outputs(args: argparse.Namespace) -> None:
     for p in (args.save, args.fbx, args.gltf, args.preview):
         if p is not None and p.exists() and not args.overwrite:
             raise HeadlessError(f"{p} already exists; pass --overwrite to replace it")
+        if p is not None:
+            try:  # sweep a killed run's temporary files; refuse an unwritable folder before any work
+                rig("atomic").prepare_output(p)
+            except OSError as exc:
+                raise HeadlessError(str(exc)) from None
 
 
 def _generate(args: argparse.Namespace, audio: Path, fps: float) -> Any:
