@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -348,3 +349,47 @@ def test_ctrl_c_in_a_batch_prints_the_summary_and_keeps_finished_files(tmp_path:
     for name in done:  # every file reported as finished is complete
         assert load_motion(out / f"{Path(name).stem}.npz").n_frames > 0
     assert temps(out) == []
+
+
+@pytest.mark.blender
+def test_sigkill_mid_preview_mux_keeps_the_old_mp4_and_the_next_run_sweeps_everything(tmp_path: Path):
+    """Finding 5: a kill while the preview was written left a 0-byte .mp4 in place of the old one. The
+    Blender job renders, then ffmpeg writes the temporary .mp4; the job is SIGKILLed the moment it
+    appears (the rename can only follow ffmpeg's exit). The next run sweeps the temp and the frames."""
+    pytest.importorskip("bpy", reason="the Blender job needs the bpy wheel")
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed: the preview render needs it")
+    from blender_helpers import smooth_motion
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dest = out / "take.mp4"
+    good = os.urandom(200_000)  # stands for the user's earlier preview
+    dest.write_bytes(good)
+    motion_file = save_motion(smooth_motion(45), tmp_path / "take.npz")
+    spec = tmp_path / "jobs.json"
+    spec.write_text(json.dumps({"version": 1, "jobs": [{
+        "motion": str(motion_file), "audio": str(CLIP), "name": "take", "render": str(dest),
+        "resolution": [64, 64], "overwrite": True}]}))
+    child = subprocess.Popen([sys.executable, "-m", "blender_addon.animate_job", "--jobs", str(spec)], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        tmp = wait_for(lambda: [p for p in out.iterdir() if is_temp_name(p.name)], 500,
+                       "ffmpeg's temporary .mp4", interval=0.001)[0]
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    assert dest.read_bytes() == good, "the kill changed the user's preview"
+    frames = [p for p in Path(tempfile.gettempdir()).glob(f"talkrig-scratch-{child.pid}-*")]
+    assert frames, "the killed job's rendered frames should still be there before the next run"
+    r = subprocess.run([sys.executable, "-m", "motion_server", "animate", str(CLIP), "--engine", "energy",
+                        "--out", str(out / "next.npz")], cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert temps(out) == [] and dest.read_bytes() == good and not tmp.exists()
+    assert not any(p.exists() for p in frames)
