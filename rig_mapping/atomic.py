@@ -265,6 +265,12 @@ def fsync_path(p: Path) -> None:
         os.fsync(f.fileno())
 
 
+def _real(path: str | Path) -> Path:
+    """A destination that is a symlink is written through (the link stays a link), as open() would."""
+    p = Path(path)
+    return p.resolve() if p.is_symlink() else p
+
+
 def _commit(tmp: Path, dest: Path, overwrite: bool) -> None:
     if not overwrite and dest.exists():
         raise FileExistsError(f"{dest} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
@@ -279,7 +285,7 @@ def atomic_output(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
 
     ``overwrite=False`` refuses to replace a file that appeared meanwhile (FileExistsError). Errors
     creating or renaming the temporary file name ``path``, not the temporary file."""
-    dest = Path(path)
+    dest = _real(path)
     sweep_stale(dest.parent)
     tmp = temp_name(dest)
     try:
@@ -306,7 +312,7 @@ def atomic_output_group(path: str | Path, overwrite: bool = True) -> Iterator[Pa
     their final names and the main file references them correctly). On success every companion is
     renamed into place first and the main file last, so the main file never points at a missing buffer;
     on failure the temp folder goes and nothing in the destination changes."""
-    dest = Path(path)
+    dest = _real(path)
     sweep_stale(dest.parent)
     stage = temp_name(dest).with_suffix("")
     try:

@@ -393,3 +393,13 @@ def test_sigkill_mid_preview_mux_keeps_the_old_mp4_and_the_next_run_sweeps_every
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert temps(out) == [] and dest.read_bytes() == good and not tmp.exists()
     assert not any(p.exists() for p in frames)
+
+
+def test_a_symlinked_destination_is_written_through(tmp_path: Path):
+    real = tmp_path / "store" / "take.csv"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "take.csv"
+    link.symlink_to(real)
+    save_motion(small_motion(), link, overwrite=True)
+    assert link.is_symlink() and real.read_text().startswith("Timecode,") and temps(tmp_path) == []
