@@ -23,7 +23,7 @@ import bpy
 from ._deps import rig
 from .core.apply import apply_motion
 from .core.demo_head import CREDIT, build_demo_head
-from .core.export import ExportError, export_fbx, export_gltf
+from .core.export import ExportError, export_fbx, export_gltf, save_blend_atomic
 from .core.render import RenderError, fps_pair, render_preview
 from .core.target import Target, TargetError, find_target
 
@@ -89,7 +89,7 @@ def load_character(path: str | None) -> tuple[bpy.types.Scene, Target, bool]:
 def _save_blend(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise JobError(f"{out} already exists; pass --overwrite to replace it")
-    bpy.ops.wm.save_as_mainfile(filepath=str(out), check_existing=False, copy=True)
+    save_blend_atomic(out, overwrite)
 
 
 def run_job(index: int, job: dict[str, Any]) -> dict[str, Any]:

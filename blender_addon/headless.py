@@ -115,6 +115,11 @@ def _check_outputs(args: argparse.Namespace) -> None:
     for p in (args.save, args.fbx, args.gltf, args.preview):
         if p is not None and p.exists() and not args.overwrite:
             raise HeadlessError(f"{p} already exists; pass --overwrite to replace it")
+        if p is not None:
+            try:  # sweep a killed run's temporary files; refuse an unwritable folder before any work
+                rig("atomic").prepare_output(p)
+            except OSError as exc:
+                raise HeadlessError(str(exc)) from None
 
 
 def _generate(args: argparse.Namespace, audio: Path, fps: float) -> Any:
@@ -212,7 +217,7 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
                        objects=target.objects, scene=scene)
         outputs["preview"] = str(args.preview)
     if args.save:
-        bpy.ops.wm.save_as_mainfile(filepath=str(args.save.resolve()), check_existing=False)
+        export.save_blend_atomic(args.save, overwrite=args.overwrite)
         outputs["blend"] = str(args.save)
     return {"target": target.name, "fps": fps, "takes": takes, "outputs": outputs,
             "seconds": round(time.perf_counter() - t0, 3)}

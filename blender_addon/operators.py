@@ -4,6 +4,7 @@ modal handlers never run); Generate (and Transcribe, in ops_transcribe.py) have 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -585,13 +586,17 @@ class TALKRIG_OT_import_livelink(bpy.types.Operator):
         try:
             target = _target(context)
             _show_mapping(settings, target)
-            created = livelink.import_livelink_csv(
-                bpy.path.abspath(self.filepath), target, profile=_profile(settings),
-                start_frame=settings.start_frame + settings.offset_frames, as_nla=settings.as_nla,
-                mirror=self.mirror, scene=context.scene)
+            with warnings.catch_warnings(record=True) as notes:  # e.g. long tracking-lost gaps in the take
+                warnings.simplefilter("always")
+                created = livelink.import_livelink_csv(
+                    bpy.path.abspath(self.filepath), target, profile=_profile(settings),
+                    start_frame=settings.start_frame + settings.offset_frames, as_nla=settings.as_nla,
+                    mirror=self.mirror, scene=context.scene)
         except (TargetError, ValueError, OSError) as e:
             self.report({"ERROR"}, str(e))
             return _CANCELLED
+        for note in notes:
+            self.report({"WARNING"}, str(note.message))
         self.report({"INFO"}, f"Imported into {', '.join(sorted({a.name for a in created.values()}))}")
         return _OK
 

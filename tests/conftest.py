@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# ../shared beside the checkout; TALKRIG_SHARED points elsewhere (a git worktree has another parent)
+SHARED = Path(os.environ.get("TALKRIG_SHARED") or REPO.parent / "shared")
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +30,12 @@ def speech_manifest(shared_dir: Path) -> dict:
     import json
 
     return json.loads((shared_dir / "data" / "speech" / "MANIFEST.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def livelink_dir() -> Path:
+    """Real Live Link Face takes recorded on an iPhone (../shared/data/motion_reference/livelink)."""
+    d = SHARED / "data" / "motion_reference" / "livelink"
+    if not d.is_dir() or not any(d.rglob("*.csv")):
+        pytest.skip(f"{d} not present: these tests read the real Live Link Face takes in ../shared")
+    return d

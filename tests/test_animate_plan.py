@@ -112,3 +112,12 @@ def test_a_transcript_file_beside_the_audio_is_aligned_unless_turned_off(tmp_pat
     assert motion.meta["phones"] == "recognised" and not any("transcript" in n for n in notes)
     assert motion.meta["transcript"] == {"source": "none", "used": False,
                                          "reason": "recognition switched off (--no-transcribe)"}
+
+
+def test_an_output_never_replaces_the_character_or_a_style_clip_even_with_overwrite(tmp_path):
+    a = tmp_path / "line.wav"
+    char, style = tmp_path / "hero.blend", tmp_path / "take.csv"
+    [item] = plan([a], str(char), None, overwrite=True, read_files=(str(char), None))
+    assert "reads" in item.error and "hero.blend" in item.error
+    [item] = plan([a], str(tmp_path / "sub" / ".." / "take.csv"), None, overwrite=True, read_files=(None, str(style)))
+    assert "reads" in item.error

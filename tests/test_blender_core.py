@@ -3,6 +3,7 @@ headless with the bpy wheel. One character is built per module and saved; each t
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -277,6 +278,28 @@ def test_export_never_overwrites(exported):
         export.export_fbx(exported["fbx"], None)
     with pytest.raises(export.ExportError, match="already exists"):
         export.export_gltf(exported["glb"], None)
+
+
+def test_gltf_with_its_buffer_and_a_blend_copy_are_written_atomically(character_blend, tmp_path):
+    """The .gltf exporter writes a .bin named after the file and puts that name in the JSON: both are
+    written in a temporary folder and moved into place, so the .gltf points at its own buffer."""
+    from rig_mapping.atomic import is_temp_name
+
+    bpy.ops.wm.open_mainfile(filepath=character_blend)
+    target = find_target(bpy.data.objects["TalkRigHead"])
+    apply.apply_motion(smooth_motion(10), target, start_frame=1)
+    (tmp_path / "take.gltf").write_text("{}")  # an earlier export, replaced with --overwrite
+    (tmp_path / "take.bin").write_bytes(b"old buffer")
+    p = export.export_gltf(tmp_path / "take.gltf", target.objects, overwrite=True)
+    js = json.loads(p.read_text())
+    assert [b["uri"] for b in js["buffers"]] == ["take.bin"]
+    assert (tmp_path / "take.bin").stat().st_size == js["buffers"][0]["byteLength"]
+    blend = export.save_blend_atomic(tmp_path / "scene.blend")
+    assert blend.stat().st_size > 100_000 and bpy.data.filepath == character_blend  # a copy: session unchanged
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["scene.blend", "take.bin", "take.gltf"]
+    with pytest.raises(export.ExportError, match="already exists"):
+        export.save_blend_atomic(blend)
+    assert not any(is_temp_name(f.name) for f in tmp_path.iterdir())
 
 
 def test_euler_to_quaternion_matches_mathutils():

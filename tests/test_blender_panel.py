@@ -146,3 +146,15 @@ def test_transcript_comes_from_the_panel_or_a_text_file_beside_the_audio(head, t
     assert options_from_settings(s, bpy.context.scene)["transcript"] == "Hello there, my friend."
     s.transcript = "  Typed in the panel  "
     assert options_from_settings(s, bpy.context.scene)["transcript"] == "Typed in the panel"
+
+
+def test_import_live_link_take_with_tracking_lost_rows(head, tmp_path):
+    """The iPhone writes 'timecode,0' where it lost the face; Import Live Link keys the take anyway."""
+    path = save_motion(smooth_motion(120), tmp_path / "take.csv")
+    lines = path.read_text().splitlines()
+    for i in range(40, 90):  # 50 frames (1.7 s) without tracking: eased to neutral and reported
+        lines[i] = lines[i].split(",", 1)[0] + ",0"
+    path.write_text("\n".join(lines) + "\n")
+    assert bpy.ops.talkrig.import_livelink(filepath=str(path)) == {"FINISHED"}
+    key = head.mesh.data.shape_keys
+    assert key.animation_data.action.name == "take"

@@ -154,3 +154,18 @@ def test_procedural_engine_options_cancel_and_info():
         eng.generate(x, 16000, GenerateOptions(style_reference=calm))
     slow = eng.generate(x, 16000, GenerateOptions(fps=24.0))
     assert slow.fps == 24.0 and slow.n_frames == 48
+
+
+def test_real_live_link_takes_with_tracking_lost_rows_are_style_references(livelink_dir, tmp_path):
+    """Finding 10: `--style take.csv` refused the iPhone takes that have 'timecode,0' rows."""
+    from pathlib import Path
+
+    clip = Path(__file__).resolve().parents[1] / "examples" / "hello_flite.flac"
+    with pytest.warns(UserWarning, match="tracking was lost"):  # S88-001 loses the face for 4.4 s
+        rc = main(["generate", str(clip), "--style", str(livelink_dir / "alexdjulin" / "S88-001.csv"),
+                   "--out", str(tmp_path / "a.npz"), "-q"])
+    assert rc == 0
+    rc = main(["generate", str(clip), "--style", str(livelink_dir / "alexdjulin" / "apfel.csv"),
+               "--out", str(tmp_path / "b.npz"), "-q"])
+    assert rc == 0
+    assert load_motion(tmp_path / "a.npz").meta["style"] == "reference"

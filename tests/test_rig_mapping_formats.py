@@ -13,7 +13,12 @@ import pytest
 
 from rig_mapping import ARKIT_INDEX, ARKIT_NAMES, FaceMotion
 from rig_mapping.formats import FORMATS, FormatError, load_motion, save_motion
-from rig_mapping.formats.livelink_csv import LLF_HEADER, format_livelink_csv, parse_livelink_csv
+from rig_mapping.formats.livelink_csv import (
+    LLF_HEADER,
+    format_livelink_csv,
+    parse_livelink_csv,
+    parse_timecode,
+)
 
 # The header as documented in shared/reference/blender-and-formats.md section 4.2.
 REFERENCE_HEADER = (
@@ -224,6 +229,99 @@ def test_llf_iphone_style_file_with_sub_frame_timecodes_parses():
     assert j.fps == 60 and j.meta["resampled"] is True and abs(j.n_frames - 90) <= 1
     np.testing.assert_allclose(j.channel("jawOpen")[:80], 0.5 * np.arange(80) / 90, atol=0.5 / 90)
     np.testing.assert_allclose(j.channel("eyeBlinkLeft")[:80], 1 - np.arange(80) / 90, atol=1 / 90)
+
+
+def iphone_take_with_lost_tracking(lost: dict[int, int], frames: int = 240, trailing_newline: bool = True) -> str:
+    """An iPhone-style 60 fps take where tracking is lost for ``{first_frame: n_frames}``: the app then
+    writes rows of only ``timecode,0`` (BlendShapeCount 0). JawOpen is a slow ramp 0.1 -> 0.9, so a
+    bridged gap can be checked against the straight line."""
+    lines = [",".join(LLF_HEADER)]
+    dead = {f for a, n in lost.items() for f in range(a, a + n)}
+    for f in range(frames):
+        sec, ff = divmod(f, 60)
+        tc = f"09:15:{10 + sec:02d}:{ff:02d}.250"
+        if f in dead:
+            lines.append(f"{tc},0")
+            continue
+        vals = {"JawOpen": f"{0.1 + 0.8 * f / frames:.7f}", "BrowInnerUp": "0.4000000"}
+        shapes = [vals.get(c, "0.0000000") for c in LLF_HEADER[2:54]]
+        lines.append(",".join([tc, "61", *shapes] + ["0"] * 9))
+    return "\r\n".join(lines) + ("\r\n" if trailing_newline else "")
+
+
+def test_llf_tracking_lost_rows_short_gaps_are_bridged_long_gaps_ease_to_neutral_and_are_reported(tmp_path: Path):
+    """Finding 10: rows of only ``timecode,0`` (tracking lost) used to refuse the whole take."""
+    p = tmp_path / "take.csv"
+    # 6 frames (0.12 s hole) are bridged; 90 frames (1.52 s) ease to neutral and are reported
+    p.write_text(iphone_take_with_lost_tracking({30: 6, 100: 90}), newline="")
+    with pytest.warns(UserWarning, match=r"tracking was lost .*1\.52 s from 1\.67 s") as rec:
+        m = load_motion(p)
+    assert len([w for w in rec if "tracking" in str(w.message)]) == 1
+    assert m.fps == 60 and m.n_frames == 240  # the clip keeps its length (and its sync with audio)
+    jaw = m.channel("jawOpen")
+    ramp = 0.1 + 0.8 * np.arange(240) / 240
+    np.testing.assert_allclose(jaw[:100], ramp[:100], atol=1e-6)  # bridged: the straight line
+    np.testing.assert_allclose(jaw[190:], ramp[190:], atol=1e-6)
+    assert np.all(m.weights[125:165] == 0) and np.all(m.head[125:165] == 0)  # neutral in the middle
+    assert np.abs(np.diff(jaw)).max() < 0.1  # eased, no jump at the edges of the hole
+    gaps = m.meta["tracking_gaps"]
+    assert [(g["fill"], g["rows"]) for g in gaps] == [("interpolated", 6), ("neutral", 90)]
+    assert gaps[0]["start"] == pytest.approx(30 / 60, abs=1e-3) and gaps[0]["seconds"] == pytest.approx(7 / 60, abs=1e-3)
+    assert gaps[1]["start"] == pytest.approx(100 / 60, abs=1e-3) and gaps[1]["seconds"] == pytest.approx(91 / 60, abs=1e-3)
+    # the report survives a round trip through the lossless format
+    assert load_motion(save_motion(m, tmp_path / "take.npz")).meta["tracking_gaps"] == gaps
+
+
+def test_llf_tracking_lost_at_the_edges_holds_or_eases_and_a_never_tracked_take_is_neutral(tmp_path: Path):
+    p = tmp_path / "edges.csv"
+    p.write_text(iphone_take_with_lost_tracking({0: 10, 230: 10}), newline="")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # short edge gaps are no cause for a warning
+        m = load_motion(p)
+    assert m.n_frames == 240 and [g["fill"] for g in m.meta["tracking_gaps"]] == ["held", "held"]
+    assert m.channel("jawOpen")[0] == pytest.approx(0.1 + 0.8 * 10 / 240, abs=1e-6)  # first tracked frame
+    p.write_text(iphone_take_with_lost_tracking({0: 120}), newline="")
+    with pytest.warns(UserWarning, match="tracking was lost"):
+        m = load_motion(p)
+    assert m.meta["tracking_gaps"][0]["fill"] == "neutral" and not m.weights[:100].any()
+    assert m.channel("jawOpen")[-1] == pytest.approx(0.1 + 0.8 * 239 / 240, abs=1e-6)
+    p.write_text(iphone_take_with_lost_tracking({0: 240}), newline="")
+    with pytest.warns(UserWarning, match="tracking was lost"):
+        m = load_motion(p)
+    assert m.n_frames == 240 and not m.weights.any()
+
+
+def test_llf_a_take_cut_off_mid_line_drops_the_last_row_with_a_warning(tmp_path: Path):
+    text = iphone_take_with_lost_tracking({}, frames=120, trailing_newline=False)
+    p = tmp_path / "cut.csv"
+    p.write_text(text[: len(text) - 200], newline="")  # the recording stopped while writing a row
+    with pytest.warns(UserWarning, match="cut off"):
+        m = load_motion(p)
+    assert m.n_frames == 119
+
+
+def test_llf_real_iphone_takes_all_load(livelink_dir: Path):
+    """Every real Live Link Face take in ../shared loads (2 of the 7 have tracking-lost rows)."""
+    takes = sorted(livelink_dir.rglob("*.csv"))
+    assert len(takes) >= 7
+    with_gaps = {}
+    for take in takes:
+        rows = [ln for ln in take.read_text().splitlines()[1:] if ln.strip()]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # clamping notes and the long-gap report
+            m = load_motion(take)
+        assert np.isfinite(m.weights).all() and m.n_frames > 0
+        first, last = (parse_timecode(r.split(",", 1)[0]) for r in (rows[0], rows[-1]))
+        span = (last[0] - first[0]) * m.fps + last[1] - first[1]
+        assert m.n_frames == round(span) + 1, take.name  # lost rows keep their time
+        lost = sum(1 for r in rows if r.split(",")[1] == "0")
+        assert sum(g["rows"] for g in m.meta["tracking_gaps"]) == lost
+        if lost:
+            with_gaps[take.name] = m.meta["tracking_gaps"]
+    assert {"apfel.csv", "S88-001.csv"} <= set(with_gaps)
+    assert all(g["fill"] == "interpolated" for g in with_gaps["apfel.csv"])  # all under 0.3 s
+    long_gaps = [g for g in with_gaps["S88-001.csv"] if g["fill"] == "neutral"]
+    assert [round(g["seconds"], 1) for g in long_gaps] == [4.4, 4.1, 0.9]
 
 
 def good_rows(n: int = 6) -> list[dict[str, str]]:

@@ -4,6 +4,11 @@ glTF: every morph weight of a mesh is sampled on the same frames into one "weigh
 demands all targets per keyframe), only the assigned takes are exported as one clip, and no
 optimisation drops keys. FBX: one baked take over the scene range (NLA-strip and all-actions takes
 off, which would split and time-shift the clip), curve simplification off so every frame survives.
+
+Every file is written atomically (``rig_mapping.atomic``): the exporter writes a hidden temporary file
+in the destination folder, which replaces the destination only once it is complete, so a crash or a
+kill mid-export never destroys the previous file. A ``.gltf`` and its ``.bin`` are written in a hidden
+temporary folder there and moved into place, the ``.bin`` first.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import bpy
+
+from .._deps import rig
 
 
 class ExportError(RuntimeError):
@@ -156,9 +163,10 @@ def export_gltf(
         export_yup=True,
     )
     kw.update(options)
-    _run_exporter("glTF", bpy.ops.export_scene.gltf, kw, objs)
-    if not p.exists():
-        raise ExportError(f"the glTF exporter reported success but {p} was not written")
+    # .gltf: the exporter names the .bin after the file and writes its name into the JSON, so it must
+    # see the final name: it writes into a temporary folder and both files are moved into place.
+    group = p.suffix.lower() == ".gltf"
+    _write_atomic("glTF", p, overwrite, bpy.ops.export_scene.gltf, kw, objs, group)
     return p
 
 
@@ -188,9 +196,46 @@ def export_fbx(
         axis_up="Y",
     )
     kw.update(options)
-    _run_exporter("FBX", bpy.ops.export_scene.fbx, kw, objs)
-    if not p.exists():
-        raise ExportError(f"the FBX exporter reported success but {p} was not written")
+    _write_atomic("FBX", p, overwrite, bpy.ops.export_scene.fbx, kw, objs, False)
+    return p
+
+
+def _write_atomic(label: str, p: Path, overwrite: bool, op: Any, kw: dict[str, Any],
+                  objs: list[bpy.types.Object] | None, group: bool) -> None:
+    """Run the exporter into a temporary file beside ``p`` and rename it over ``p`` once complete."""
+    atomic = rig("atomic")
+    writer = atomic.atomic_output_group if group else atomic.atomic_output
+    try:
+        with writer(p, overwrite=overwrite) as tmp:
+            kw["filepath"] = str(tmp)
+            try:
+                _run_exporter(label, op, kw, objs)
+            except ExportError as exc:  # the user should read their file's name, not the temporary one
+                msg = str(exc).replace(str(tmp), str(p))
+                raise ExportError(msg.replace(str(tmp.parent), str(p.parent)) if group else msg) from exc
+    except atomic.OutputError as exc:
+        raise ExportError(f"{label} export: {exc}") from exc
+    except FileExistsError as exc:
+        raise ExportError(str(exc)) from exc
+
+
+def save_blend_atomic(path: str | Path, overwrite: bool = False) -> Path:
+    """Save a copy of the open file as ``path`` (.blend) atomically; the session keeps its own file name
+    (``copy=True``), so nothing later saves over the copy by accident."""
+    p = _check_path(path, overwrite, (".blend",))
+    atomic = rig("atomic")
+    try:
+        with atomic.atomic_output(p, overwrite=overwrite) as tmp:
+            try:
+                result = bpy.ops.wm.save_as_mainfile(filepath=str(tmp), check_existing=False, copy=True)
+            except RuntimeError as exc:
+                raise ExportError(f"could not save {p}: {str(exc).replace(str(tmp), str(p))}") from exc
+            if "FINISHED" not in result:
+                raise ExportError(f"saving {p} did not finish ({result}); see Blender's console for details")
+    except atomic.OutputError as exc:
+        raise ExportError(str(exc)) from exc
+    except FileExistsError as exc:
+        raise ExportError(str(exc)) from exc
     return p
 
 

@@ -2,6 +2,10 @@
 them with the audio into an H.264/AAC mp4 whose length is exactly the frame range.
 
 Works in ``blender -b`` and with the bpy wheel: no timers, no modal operators, no viewport.
+
+The mp4 is written atomically (``rig_mapping.atomic``): ffmpeg writes a hidden temporary .mp4 beside the
+destination, renamed over it only when complete, so a kill never leaves a truncated or empty video in
+place of the previous one. Frames go to a scratch folder that a later run sweeps if this one is killed.
 """
 
 from __future__ import annotations
@@ -9,7 +13,6 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +21,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 from mathutils import Vector
+
+from .._deps import rig
 
 ENGINES = {"workbench": "BLENDER_WORKBENCH", "cycles": "CYCLES", "eevee": "BLENDER_EEVEE"}
 CAMERA_NAME = "TalkRig_PreviewCamera"
@@ -155,7 +160,10 @@ def setup_lighting(scene: bpy.types.Scene, engine_id: str, camera: bpy.types.Obj
         bg.inputs["Strength"].default_value = 0.5
 
 
-def _mux(frames_dir: Path, first: int, n_frames: int, fps: float, audio_path: str | None, out: Path) -> None:
+def _mux(frames_dir: Path, first: int, n_frames: int, fps: float, audio_path: str | None, out: Path,
+         shown: Path | None = None) -> None:
+    """ffmpeg: frames + audio -> ``out``; errors name ``shown`` (the destination) when ``out`` is a
+    temporary file."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise RenderError("rendering a preview needs ffmpeg (sudo apt-get install ffmpeg)")
@@ -171,7 +179,8 @@ def _mux(frames_dir: Path, first: int, n_frames: int, fps: float, audio_path: st
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         tail = p.stderr.strip().splitlines()[-3:]
-        raise RenderError(f"ffmpeg could not write {out}: {' | '.join(tail) or 'unknown error'}")
+        why = " | ".join(tail).replace(str(out), str(shown or out)) or "unknown error"
+        raise RenderError(f"ffmpeg could not write {shown or out}: {why}")
 
 
 def render_preview(
@@ -235,23 +244,29 @@ def render_preview(
             progress(min(done, n), n)
 
     prev = (scene.frame_start, scene.frame_end, render.filepath)
-    tmp = Path(tempfile.mkdtemp(prefix="talkrig_frames_"))
+    atomic = rig("atomic")
     bpy.app.handlers.render_write.append(_count)
     try:
-        scene.frame_start, scene.frame_end = frame_start, frame_end
-        render.filepath = str(tmp / "frame_######")
-        t0 = time.perf_counter()
-        bpy.ops.render.render(animation=True, scene=scene.name)
-        seconds = time.perf_counter() - t0
-        written = sorted(tmp.glob("frame_*.png"))
-        if len(written) != n:
-            raise RenderError(f"renderer wrote {len(written)} of {n} frames to {tmp}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _mux(tmp, frame_start, n, fps, str(audio_path) if audio_path else None, out)
+        with atomic.scratch_dir("frames") as tmp:
+            scene.frame_start, scene.frame_end = frame_start, frame_end
+            render.filepath = str(tmp / "frame_######")
+            t0 = time.perf_counter()
+            bpy.ops.render.render(animation=True, scene=scene.name)
+            seconds = time.perf_counter() - t0
+            written = sorted(tmp.glob("frame_*.png"))
+            if len(written) != n:
+                raise RenderError(f"renderer wrote {len(written)} of {n} frames to {tmp}")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with atomic.atomic_output(out, overwrite=overwrite) as part:
+                    _mux(tmp, frame_start, n, fps, str(audio_path) if audio_path else None, part, shown=out)
+            except atomic.OutputError as exc:
+                raise RenderError(str(exc)) from exc
+            except FileExistsError as exc:
+                raise RenderError(f"{out} exists; pass --overwrite to replace it") from exc
     finally:
         bpy.app.handlers.render_write.remove(_count)
         scene.frame_start, scene.frame_end, render.filepath = prev
-        shutil.rmtree(tmp, ignore_errors=True)
     return RenderStats(path=out, frames=n, seconds=seconds)
 
 

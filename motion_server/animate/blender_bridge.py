@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rig_mapping.atomic import scratch_dir
+
 PROGRESS_PREFIX = "@talkrig "
 EventFn = Callable[[dict[str, Any]], None]
 
@@ -53,7 +55,9 @@ def run_blender_jobs(jobs: list[BlenderJob], on_event: EventFn | None = None,
     results = [JobResult() for _ in jobs]
     if not jobs:
         return results
-    with tempfile.TemporaryDirectory(prefix="talkrig_jobs_", dir=workdir) as tmp:
+    # a scratch folder a later run sweeps if this process is killed (a TemporaryDirectory would stay)
+    scratch = scratch_dir("jobs") if workdir is None else tempfile.TemporaryDirectory(prefix="talkrig_jobs_", dir=workdir)
+    with scratch as tmp:
         spec = Path(tmp) / "jobs.json"
         spec.write_text(json.dumps({"version": 1, "jobs": [asdict(j) for j in jobs]}, indent=1))
         errlog = Path(tmp) / "stderr.txt"

@@ -111,10 +111,26 @@ def load_style_reference(options: GenerateOptions) -> GenerateOptions:
     from rig_mapping.formats import FORMATS, load_motion
 
     style = options.style
-    if style and Path(style).suffix.lower() in FORMATS and Path(style).is_file():
+    if style and _names_a_file(style):
+        p = Path(style)
+        if p.is_dir():
+            raise ValueError(f"{p} is a folder; give a motion file ({', '.join(FORMATS)}) or a preset name")
+        if not p.is_file():
+            raise ValueError(f"style reference file not found: {p}")
+        if p.suffix.lower() not in FORMATS:
+            raise ValueError(f"{p}: a style reference is a motion file ({', '.join(FORMATS)})")
         options.style_reference = load_motion(style)
         options.style = None
     return options
+
+
+def _names_a_file(style: str) -> bool:
+    """A style that is a path rather than a preset ('happy:3', 'predicted'): a motion suffix, a path
+    separator, or an existing file (a bare folder name could be a preset and is left to the engine)."""
+    from rig_mapping.formats import FORMATS
+
+    p = Path(style)
+    return p.suffix.lower() in FORMATS or "/" in style or "\\" in style or p.is_file()
 
 
 class _Event:

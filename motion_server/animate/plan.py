@@ -106,16 +106,21 @@ def plan(
     out: str | Path | None,
     render: str | Path | None,
     overwrite: bool,
+    read_files: tuple[str | Path | None, ...] = (),
 ) -> list[Item]:
     """One Item per input. Without --out and --render the motion goes to ./talkrig_out/<stem>.glb; with
     only --render, only the video is written. Existing files are never replaced without ``overwrite``:
-    such an input fails with a message naming the file, and the others still run."""
+    such an input fails with a message naming the file, and the others still run. Neither the inputs
+    nor ``read_files`` (the --character, a --style reference clip) are ever written, even with
+    ``overwrite``."""
     out_spec = Path(out) if out is not None else None
     render_spec = None if render in (None, RENDER_NEXT_TO_OUT) else Path(render)
     n = len(inputs)
     items: list[Item] = []
     claimed: dict[Path, Path] = {}  # output -> the input that writes it
-    sources = {a.resolve() for a in inputs}  # never written, even with --overwrite (mp4/m4a inputs)
+    # never written, even with --overwrite (mp4/m4a inputs, the character, a style clip)
+    sources = {a.resolve() for a in inputs}
+    read = {Path(f).resolve(): Path(f) for f in read_files if f}
     for audio in inputs:
         item = Item(audio=audio, stem=audio.stem)
         items.append(item)
@@ -132,6 +137,8 @@ def plan(
             key = p.resolve()
             if key in sources:
                 item.error = f"its output {p} is one of the input recordings; choose another output name"
+            elif key in read:
+                item.error = f"its output {p} is a file this run reads ({read[key]}); choose another output name"
             elif key in claimed:
                 item.error = (f"its output {p} would also be written for {claimed[key]} (same file name): "
                               "rename one input or use an --out pattern with a folder per input")

@@ -5,10 +5,12 @@ summary. An input that fails is reported with its reason; the others still compl
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
-import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from tqdm import tqdm
 
 from motion_server.engine.base import GenerateOptions
 from motion_server.pipeline import transcript_summary
+from rig_mapping.atomic import prepare_output, scratch_dir
 from rig_mapping.formats import save_motion
 
 from .blender_bridge import BlenderJob, run_blender_jobs
@@ -40,6 +43,7 @@ class Settings:
     options: GenerateOptions = field(default_factory=GenerateOptions)
     transcript_files: bool = True  # read <stem>.txt beside an audio file as its transcript
     asr_model: str | None = None  # speech recogniser for takes without a transcript (None: the default)
+    style_file: str | None = None  # the --style reference clip this run reads (never written)
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Outcome:
     outputs: list[str] = field(default_factory=list)
     error: str | None = None
     render_fps: float | None = None
+    done: bool = False  # every output of this input is written
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -77,10 +82,11 @@ def animate(s: Settings, log: Callable[..., None] = print) -> int:
     try:
         inputs, notes = expand_inputs(s.inputs)
         _check_character(s.character)
-        items = plan(inputs, s.out, s.render, s.overwrite)
+        items = plan(inputs, s.out, s.render, s.overwrite, read_files=(s.character, s.style_file))
         if any(it.render is not None for it in items) and shutil.which("ffmpeg") is None:
             raise PlanError("--render needs ffmpeg to write the video (sudo apt-get install ffmpeg); "
                             "leave out --render to write only the animation")
+        _prepare_outputs(items)
     except PlanError as exc:
         log(f"talkrig animate: {exc}", file=sys.stderr)
         return 2
@@ -96,24 +102,71 @@ def animate(s: Settings, log: Callable[..., None] = print) -> int:
     outcomes = [Outcome(item=it, error=it.error) for it in items]
     todo = [o for o in outcomes if o.error is None]
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="talkrig_animate_") as tmp:
-        jobs: list[tuple[Outcome, BlenderJob]] = []
-        if todo:
-            try:
-                gen = make_generator(engine_name, s.model, s.server, s.asr_model)
-            except Exception as exc:  # noqa: BLE001 - bad checkpoint, missing extra, unreachable server...
-                hint = ("; pass --model CHECKPOINT_FOLDER, or --engine procedural (no model needed)"
-                        if engine_name == "diffusion" and not s.server else "")
-                log(f"talkrig animate: cannot start engine {engine_name!r}: {_reason(exc)}{hint}", file=sys.stderr)
-                return 2
-            try:
-                _generate_all(todo, gen, s, Path(tmp), jobs)
-            finally:
-                gen.close()
-        if jobs:
-            _blender_all(jobs)
+    interrupted = False
+    try:
+        with scratch_dir("animate") as tmp:
+            jobs: list[tuple[Outcome, BlenderJob]] = []
+            if todo:
+                try:
+                    gen = make_generator(engine_name, s.model, s.server, s.asr_model)
+                except Exception as exc:  # noqa: BLE001 - bad checkpoint, missing extra, unreachable server...
+                    hint = ("; pass --model CHECKPOINT_FOLDER, or --engine procedural (no model needed)"
+                            if engine_name == "diffusion" and not s.server else "")
+                    log(f"talkrig animate: cannot start engine {engine_name!r}: {_reason(exc)}{hint}",
+                        file=sys.stderr)
+                    return 2
+                try:
+                    _generate_all(todo, gen, s, tmp, jobs)
+                finally:
+                    gen.close()
+            if jobs:
+                _blender_all(jobs)
+    except KeyboardInterrupt:
+        # Ctrl-C: what finished is on disk, complete (every write is atomic); say so, and what did not
+        interrupted = True
+        for o in todo:
+            if o.error is None and not o.done:
+                o.error = "interrupted (Ctrl-C) before this input finished"
     _summary(outcomes, time.perf_counter() - t_start, log)
+    if interrupted:
+        log("talkrig animate: interrupted", file=sys.stderr)
+        return 130
     return 0 if all(o.error is None for o in outcomes) else 1
+
+
+@contextmanager
+def _ctrl_c_after() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives while a finished file is renamed into place and recorded, and raise it
+    right after, so an input is never reported interrupted once its file is complete (main thread only:
+    elsewhere Python delivers no signals anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
+
+
+def _prepare_outputs(items: list[Item]) -> None:
+    """Before any generation: sweep leftovers of killed runs from every output folder and refuse a
+    folder that cannot be written (one line naming it), instead of failing after minutes of work."""
+    seen: set[Path] = set()
+    for it in items:
+        if it.error:
+            continue
+        for p in (it.out, it.render):
+            if p is None or p.absolute().parent in seen:
+                continue
+            seen.add(p.absolute().parent)
+            try:
+                prepare_output(p)
+            except OSError as exc:
+                raise PlanError(str(exc)) from None
 
 
 def _generate_all(todo: list[Outcome], gen: Generator, s: Settings, tmp: Path,
@@ -138,9 +191,12 @@ def _generate_all(todo: list[Outcome], gen: Generator, s: Settings, tmp: Path,
         if heard:
             it.notes.append(heard)
         try:
-            if it.out is not None and it.out.suffix.lower() in MOTION_SUFFIXES:
-                it.out.parent.mkdir(parents=True, exist_ok=True)
-                o.outputs.append(str(save_motion(motion, it.out, overwrite=s.overwrite)))
+            with _ctrl_c_after():  # the summary must agree with what is on disk
+                if it.out is not None and it.out.suffix.lower() in MOTION_SUFFIXES:
+                    it.out.parent.mkdir(parents=True, exist_ok=True)
+                    o.outputs.append(str(save_motion(motion, it.out, overwrite=s.overwrite)))
+                if not it.needs_blender:
+                    o.done = True
             if it.needs_blender:
                 tmp_motion = tmp / f"{len(jobs):04d}_{it.stem}.npz"
                 save_motion(motion, tmp_motion, overwrite=True)
@@ -174,6 +230,9 @@ def _blender_all(jobs: list[tuple[Outcome, BlenderJob]]) -> None:
             bar.set_postfix_str(f"{name} render {ev.get('done')}/{ev.get('total')} frames", refresh=True)
         elif kind in ("done", "error"):
             bar.update(1)
+            if kind == "done" and isinstance(i, int) and 0 <= i < len(jobs):
+                jobs[i][0].done = True  # so a Ctrl-C later still reports this one as finished
+                _record_outputs(jobs[i][0], ev.get("outputs", []))
 
     try:
         results = run_blender_jobs([j for _, j in jobs], on_event)
@@ -181,13 +240,16 @@ def _blender_all(jobs: list[tuple[Outcome, BlenderJob]]) -> None:
         bar.close()
     for (o, _job), r in zip(jobs, results, strict=True):
         if r.ok:
-            # the child reports absolute paths; show them as the user wrote them, like the motion files
-            given = {str(p.resolve()): str(p) for p in (o.item.out, o.item.render) if p is not None}
-            o.outputs.extend(given.get(out, out) for out in r.outputs)
             if r.render_frames and r.render_seconds > 0:
                 o.render_fps = r.render_frames / r.render_seconds
         else:
             o.error = r.error
+
+
+def _record_outputs(o: Outcome, outputs: list[str]) -> None:
+    # the child reports absolute paths; show them as the user wrote them, like the motion files
+    given = {str(p.resolve()): str(p) for p in (o.item.out, o.item.render) if p is not None}
+    o.outputs.extend(given.get(out, out) for out in outputs if given.get(out, out) not in o.outputs)
 
 
 def _reason(exc: BaseException) -> str:

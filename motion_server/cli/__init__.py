@@ -7,6 +7,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 
 from motion_server import __version__
 
@@ -24,7 +25,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    # TalkRig's own notes (a clamped value, a gap in a Live Link take) read as one line, not as a
+    # source location and a line of code
+    if issubclass(category, UserWarning) and not issubclass(category, DeprecationWarning):
+        return f"talkrig: note: {message}\n"
+    return _default_format(message, category, filename, lineno, line)
+
+
+_default_format = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
+    previous = warnings.formatwarning
+    warnings.formatwarning = _format_warning
+    try:
+        return _main(argv)
+    finally:  # callers that run the CLI in-process get their own formatting back
+        warnings.formatwarning = previous
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"talkrig animate: {exc}", file=sys.stderr)
         return 2
     options = generate_options(args, args.transcript)
+    style_file = args.style if options.style_reference is None and args.style else None
     try:
         options = load_style_reference(options)  # read once here, used for every input
     except (ValueError, OSError) as exc:
@@ -93,5 +94,6 @@ def run(args: argparse.Namespace) -> int:
         engine="diffusion" if args.model and not args.engine else args.engine,
         model=args.model, server=args.server, overwrite=args.overwrite, options=options,
         transcript_files=args.transcript_files, asr_model=args.asr_model,
+        style_file=style_file if options.style_reference is not None else None,
     )
     return animate(settings)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from motion_server.engine.registry import ENGINE_NAMES
+from rig_mapping.atomic import write_bytes_atomic
 
 
 def _floats(text: str) -> list[float]:
@@ -150,6 +151,6 @@ def run(args: argparse.Namespace) -> int:
     print(_table(out["results"]))
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(out, indent=1, default=str) + "\n", encoding="utf-8")
+        write_bytes_atomic(args.json_out, (json.dumps(out, indent=1, default=str) + "\n").encode("utf-8"))
         print(f"wrote {args.json_out}")
     return rc

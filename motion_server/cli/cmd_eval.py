@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from motion_server.engine.registry import DEFAULT_ENGINE, ENGINE_NAMES
+from rig_mapping.atomic import write_bytes_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
             print(report.motion_summary(data["motion_stats"], result["motion_targets"]))
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=1, default=_jsonable) + "\n", encoding="utf-8")
+        write_bytes_atomic(args.json_out, (json.dumps(result, indent=1, default=_jsonable) + "\n").encode("utf-8"))
         print(f"\nwrote {args.json_out}")
     # 2: a suite stopped on bad input; 1: an engine failed on some clips (their rows hold the error).
     return 130 if interrupted else 2 if failed else 1 if clip_errors else 0
@@ -264,7 +265,7 @@ def _run_checks(args: argparse.Namespace) -> int:
               "timestamp": timestamp(), "suites": {args.suite: {"checks": _finite_or_null(checks)}}}
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=1, default=_jsonable) + "\n", encoding="utf-8")
+        write_bytes_atomic(args.json_out, (json.dumps(result, indent=1, default=_jsonable) + "\n").encode("utf-8"))
         print(f"\nwrote {args.json_out}")
     return 0
 

@@ -82,6 +82,13 @@ class _Bar:
             self._bar.close()
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b) or a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def _make_pipeline(name: str, args: argparse.Namespace) -> Any:
     from motion_server.animate.generate import make_pipeline
 
@@ -107,6 +114,15 @@ def run(args: argparse.Namespace) -> int:
         return _err(f"{out} already exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         return _err(f"output folder {out.parent} does not exist; create it first")
+    for flag, given in (("AUDIO", args.audio), ("--transcript-file", args.transcript_file), ("--style", args.style)):
+        if given and _same_file(out, Path(given)):  # even with --overwrite: it is what this run reads
+            return _err(f"--out {out} is the {flag} input; choose another output name")
+    try:  # before generating, not after: a read-only folder is reported naming the folder
+        from rig_mapping.atomic import prepare_output
+
+        prepare_output(out)
+    except OSError as exc:
+        return _err(str(exc))
 
     transcript = args.transcript
     if args.transcript_file:
@@ -143,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 motion = pipeline.generate(audio, SAMPLE_RATE, options, progress=bar)
             finally:
                 pipeline.close()
-    except (AudioError, FormatError, ValueError, RuntimeError) as exc:
+    except (AudioError, FormatError, ValueError, RuntimeError, OSError) as exc:
         bar.close()
         return _err(str(exc))
     except Exception as exc:  # server/client errors carry their own clear messages

@@ -17,6 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from rig_mapping.arkit import ARKIT_NAMES, HEAD_CHANNELS
+from rig_mapping.atomic import atomic_output, write_bytes_atomic
 
 from .config import validate_config
 from .network import TalkRigModel
@@ -51,10 +52,10 @@ def save_checkpoint(model: TalkRigModel, out_dir: str | Path, extra: dict[str, A
     cfg["channel_order"] = channel_order()
     cfg.update(extra or {})
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = out / (WEIGHTS + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT, "bound": _bound(cfg)})
-    tmp.replace(out / WEIGHTS)
-    (out / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
+    # atomic (temp beside + rename): a kill mid-save never leaves a truncated checkpoint in place
+    with atomic_output(out / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT, "bound": _bound(cfg)})
+    write_bytes_atomic(out / CONFIG, (json.dumps(cfg, indent=2) + "\n").encode("utf-8"))
     model.cfg = cfg
     return out
 
@@ -65,7 +66,22 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if not cfg_file.is_file():
         raise CheckpointError(f"no {CONFIG} next to the weights at {p}; a checkpoint is a folder with "
                               f"{WEIGHTS} and {CONFIG}")
-    return json.loads(cfg_file.read_text())
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{cfg_file} is not readable JSON ({e}); use the {CONFIG} saved with the "
+                              "weights (or copy the checkpoint folder again)") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_file} holds a JSON {type(cfg).__name__}, not an object; use the "
+                              f"{CONFIG} saved with the weights (or copy the checkpoint folder again)")
+    return cfg
+
+
+def _damaged(weights: Path, e: Exception) -> CheckpointError:
+    size = weights.stat().st_size if weights.exists() else 0
+    what = "is empty" if size == 0 else f"is not a complete safetensors file ({size} bytes: {e})"
+    return CheckpointError(f"{weights} {what}; it was cut off while copying or saving: copy the checkpoint "
+                           "folder again, or retrain it with `talkrig train`")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> TalkRigModel:
@@ -81,17 +97,24 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tal
                               "the model was trained for another layout and cannot be used as is")
     try:
         validate_config(cfg)
-    except ValueError as e:
-        raise CheckpointError(f"{p}: {e}") from None
-    with safe_open(str(weights), "pt") as f:
-        meta = f.metadata() or {}
-    stored = json.loads(meta.get("bound", "{}") or "{}")
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{p}: {CONFIG} is not a usable model config ({type(e).__name__}: {e}); use "
+                              f"the {CONFIG} saved with the weights") from None
+    try:
+        with safe_open(str(weights), "pt") as f:
+            meta = f.metadata() or {}
+        stored = json.loads(meta.get("bound", "{}") or "{}")
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for a damaged header
+        raise _damaged(weights, e) from None
     diff = sorted(k for k in BOUND_KEYS if stored.get(k) != cfg.get(k))
     if diff or "bound" not in meta:
         raise CheckpointError(f"{p}: {CONFIG} does not match the weights in {diff or 'metadata'}; "
                               "use the config.json saved with these weights")
     model = TalkRigModel(cfg)
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # noqa: BLE001 - a header that parses but tensor data cut short
+        raise _damaged(weights, e) from None
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -138,8 +161,9 @@ def save_train_state(out_dir: str | Path, optim_state: dict[str, Any], info: dic
                 tensors[f"state.{idx}.{k}"] = v.detach().contiguous().cpu()
             else:
                 plain["state"][str(idx)][k] = v
-    save_file(tensors, str(out / "train_state.safetensors"))
-    (out / "train_state.json").write_text(json.dumps({"optimizer": plain, **info}, indent=1))
+    with atomic_output(out / "train_state.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    write_bytes_atomic(out / "train_state.json", json.dumps({"optimizer": plain, **info}, indent=1).encode("utf-8"))
 
 
 def load_train_state(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]] | None:

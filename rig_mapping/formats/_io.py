@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
+
+from ..atomic import write_bytes_atomic
 
 
 def check_writable(path: str | Path, overwrite: bool) -> Path:
@@ -18,15 +18,6 @@ def check_writable(path: str | Path, overwrite: bool) -> Path:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file next to ``path`` then rename, so a crash never leaves half a file."""
-    # A random name opened exclusively (not mkstemp, which makes 0600 files): the result gets the
-    # permissions any plain open() would, i.e. the user's umask.
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write to a temporary file next to ``path`` then rename (:mod:`rig_mapping.atomic`), so a crash
+    never leaves half a file and an error names ``path``, not the temporary file."""
+    write_bytes_atomic(path, data)

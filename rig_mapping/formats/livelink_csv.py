@@ -20,6 +20,16 @@ zeros and ignored on read (the eyeLook* channels carry gaze).
 
 Irregular timecodes (dropped or jittered frames) are resampled onto a uniform grid at the file's fps by
 linear interpolation; duplicate timecodes keep the first row.
+
+Tracking lost: where the phone sees no face the app writes ``timecode,0`` (BlendShapeCount 0, no other
+fields). Such rows keep their time (the clip stays as long as the recording, in sync with its audio).
+A hole of up to ``MAX_BRIDGE_SECONDS`` (0.5 s) is bridged by linear interpolation between the tracked
+frames around it (at the start or end of the take: the nearest tracked frame is held); a longer hole
+eases to the neutral face (every weight and head angle 0) over ``GAP_EASE_SECONDS`` at each edge and is
+reported in a warning. ``meta["tracking_gaps"]`` lists every hole: ``start``/``end`` (seconds from the
+clip start), ``seconds`` (time without tracking), ``rows``, ``fill`` (interpolated, held or neutral).
+A last row cut off mid-line (the recording stopped while writing it, no line end) is left out with a
+warning; anything else malformed is refused with the line number.
 """
 
 from __future__ import annotations
@@ -69,6 +79,11 @@ DEFAULT_FPS = 60.0
 # Rates detection can report (the smallest one above the largest frame field). Lower rates are safe to
 # list: a file spanning a second boundary holds that second's last frame, so a 24 fps file shows 23.
 STANDARD_RATES = (12.0, 15.0, 20.0, 24.0, 25.0, 30.0, 48.0, 50.0, 60.0, 120.0)
+# Tracking-lost rows (BlendShapeCount 0): a hole of up to this long is bridged by interpolation; a
+# blink lasts 0.1-0.4 s and a syllable about 0.2 s, so up to half a second a straight line between the
+# tracked frames is a plausible face. Longer holes ease to neutral over GAP_EASE_SECONDS and are reported.
+MAX_BRIDGE_SECONDS = 0.5
+GAP_EASE_SECONDS = 0.2
 _TIMECODE = re.compile(r"^(\d{1,3}):(\d{2}):(\d{2})[:;](\d+(?:\.\d*)?)$")
 
 
@@ -132,10 +147,26 @@ def parse_livelink_csv(
     if any(c is not None for c in head_cols) and not has_head:
         raise FormatError("header has some but not all of HeadPitch, HeadYaw, HeadRoll; include all three "
                           "or none", path=source, line=1)
-    for lineno, row in enumerate(rows[1:], start=2):
-        if not row or all(not c.strip() for c in row):
-            continue  # blank line (e.g. the trailing newline)
+    count_col = col.get("BlendShapeCount")
+    body = [(lineno, row) for lineno, row in enumerate(rows[1:], start=2) if row and any(c.strip() for c in row)]
+    # A file whose writer was stopped mid-line (the phone app killed, a disk full) ends without a
+    # newline; that one incomplete last row is dropped with a warning instead of refusing the take.
+    cut_last = bool(body) and not text.rstrip(" \t").endswith(("\n", "\r"))
+    n_cols = len(wanted) + (3 if has_head else 0)
+    for k, (lineno, row) in enumerate(body):
+        if _tracking_lost(row, count_col):
+            try:  # a row the app writes while it sees no face: "timecode,0"
+                timecodes.append(parse_timecode(row[col["Timecode"]]))
+            except (ValueError, IndexError) as e:
+                raise FormatError(str(e), path=source, line=lineno) from None
+            values.append([math.nan] * n_cols)
+            lines.append(lineno)
+            continue
         if len(row) != len(header):
+            if cut_last and k == len(body) - 1 and len(row) < len(header):
+                warnings.warn(f"{source}: line {lineno} is cut off ({len(row)} of {len(header)} fields, no "
+                              "line end): the recording stopped mid-line; that row is left out", stacklevel=3)
+                continue
             raise FormatError(f"row has {len(row)} fields but the header has {len(header)}; "
                               "the file is truncated or has a stray comma", path=source, line=lineno)
         try:
@@ -164,7 +195,18 @@ def parse_livelink_csv(
     t = secs + ff / rate
     data = np.array(values, np.float64)
     t, data, lines_kept = _monotonic(t, data, lines, source)
-    grid_t, data, resampled = _to_grid(t, data, rate)
+    lost = np.isnan(data[:, 0])
+    grid_t, data, resampled = _to_grid(t[~lost], data[~lost], rate, all_t=t)
+    gaps = _tracking_gaps(t, lost, float(t[0]))
+    if gaps:
+        _fill_long_gaps(grid_t, data, gaps)
+        long_gaps = [g for g in gaps if g["fill"] == "neutral"]
+        if long_gaps:
+            listed = ", ".join(f"{g['seconds']:.2f} s from {g['start']:.2f} s" for g in long_gaps[:4])
+            more = f" and {len(long_gaps) - 4} more" if len(long_gaps) > 4 else ""
+            warnings.warn(f"{source}: face tracking was lost for more than {MAX_BRIDGE_SECONDS:g} s "
+                          f"{len(long_gaps)} time(s) ({listed}{more}); those stretches ease to the neutral "
+                          "face (meta['tracking_gaps'] lists every gap)", stacklevel=3)
 
     weights = data[:, :NUM_CHANNELS]
     head = np.zeros((len(grid_t), 6), np.float64)
@@ -189,6 +231,7 @@ def parse_livelink_csv(
         "angle_unit": unit,
         "resampled": resampled,
         "mirrored": bool(mirror),
+        "tracking_gaps": gaps,
     }
     try:
         motion = FaceMotion.from_arrays(weights, head, fps=rate, meta=meta, clamp=True)
@@ -251,16 +294,95 @@ def _monotonic(t: np.ndarray, data: np.ndarray, lines: list[int], source: str):
     return t[keep], data[keep], [ln for ln, k in zip(lines, keep, strict=True) if k]
 
 
-def _to_grid(t: np.ndarray, data: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray, bool]:
-    rel = (t - t[0]) * fps
-    n = int(round(rel[-1])) + 1
-    if len(t) == n and np.allclose(rel, np.arange(n), atol=1e-3):
-        return rel / fps, data, False  # already one row per frame
+def _to_grid(t: np.ndarray, data: np.ndarray, fps: float,
+             all_t: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Put rows at times ``t`` on a uniform grid at ``fps`` spanning ``all_t`` (every row's time,
+    tracking-lost rows included, so the clip keeps its length and its sync with the audio); frames
+    between or beyond the rows are interpolated / held."""
+    span = t if all_t is None else all_t
+    rel_all = (span - span[0]) * fps
+    n = int(round(rel_all[-1])) + 1
+    on_grid = len(span) == n and np.allclose(rel_all, np.arange(n), atol=1e-3)
+    if on_grid and len(t) == len(span):
+        return rel_all / fps, data, False  # already one row per frame
+    rel = (t - span[0]) * fps
     grid = np.arange(n, dtype=np.float64)
     out = np.empty((n, data.shape[1]), np.float64)
+    if len(t) == 0:  # the face was never tracked: the neutral face throughout
+        out[:] = 0.0
+        return grid / fps, out, not on_grid
     for c in range(data.shape[1]):
         out[:, c] = np.interp(grid, rel, data[:, c])
-    return grid / fps, out, True
+    return grid / fps, out, not on_grid
+
+
+def _tracking_lost(row: list[str], count_col: int | None) -> bool:
+    """A ``BlendShapeCount`` of 0: the app saw no face in this frame and wrote only the timecode."""
+    if count_col is None or count_col >= len(row):
+        return False
+    try:
+        return float(row[count_col]) == 0
+    except ValueError:
+        return False
+
+
+def _tracking_gaps(t: np.ndarray, lost: np.ndarray, t0: float) -> list[dict]:
+    """Runs of tracking-lost rows as {start, end, seconds, rows, fill} (times from the clip start).
+
+    ``seconds`` is the time without tracking that has to be filled: from the last tracked row before
+    the run to the first one after it (or to the clip's edge). Up to ``MAX_BRIDGE_SECONDS`` the curves
+    are interpolated across (an edge gap holds the nearest tracked frame); longer gaps ease to neutral."""
+    gaps: list[dict] = []
+    idx = np.flatnonzero(lost)
+    if idx.size == 0:
+        return gaps
+    runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+    for run in runs:
+        a, b = int(run[0]), int(run[-1])
+        before = float(t[a - 1]) if a > 0 else None
+        after = float(t[b + 1]) if b + 1 < len(t) else None
+        lo = before if before is not None else float(t[a])
+        hi = after if after is not None else float(t[b])
+        seconds = hi - lo
+        if before is None and after is None:
+            fill = "neutral"
+        elif seconds <= MAX_BRIDGE_SECONDS + 1e-9:
+            fill = "interpolated" if before is not None and after is not None else "held"
+        else:
+            fill = "neutral"
+        gaps.append({"start": round(float(t[a]) - t0, 4), "end": round(float(t[b]) - t0, 4),
+                     "seconds": round(seconds, 4), "rows": b - a + 1, "fill": fill,
+                     "_lo": None if before is None else before - t0,
+                     "_hi": None if after is None else after - t0})
+    return gaps
+
+
+def _fill_long_gaps(grid_t: np.ndarray, data: np.ndarray, gaps: list[dict]) -> None:
+    """Ease the frames inside each long gap to the neutral face (every column 0) and back, over
+    ``GAP_EASE_SECONDS`` at each tracked edge, so nothing jumps and a frozen mid-blink or mid-word pose
+    is not held for seconds. In place; removes the private edge times from ``gaps``."""
+    for g in gaps:
+        lo, hi = g.pop("_lo"), g.pop("_hi")
+        if g["fill"] != "neutral":
+            continue
+        start = lo if lo is not None else g["start"] - 1e-9
+        end = hi if hi is not None else g["end"] + 1e-9
+        inside = (grid_t > start) & (grid_t < end)
+        if not inside.any():
+            continue
+        tt = grid_t[inside]
+        ease = min(GAP_EASE_SECONDS, 0.5 * (end - start))
+        w = np.ones_like(tt)  # 1 = neutral
+        if lo is not None:
+            w = np.minimum(w, _smoothstep((tt - lo) / ease))
+        if hi is not None:
+            w = np.minimum(w, _smoothstep((hi - tt) / ease))
+        data[inside] *= (1.0 - w)[:, None]
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
 
 
 def format_livelink_csv(motion: FaceMotion, head_signs: tuple[float, float, float] = (1.0, 1.0, 1.0),
