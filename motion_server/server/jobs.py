@@ -41,6 +41,11 @@ class Job:
     cancel: CancelToken = field(default_factory=CancelToken)
     cancel_reason: str = "cancelled by a client"
     audio_seconds: float | None = None
+    audio_bytes: int = 0  # size of the upload while the job holds it (for the queue quotas)
+
+    def __post_init__(self) -> None:
+        if self.audio is not None:
+            self.audio_bytes = memoryview(self.audio).nbytes
 
     def summary(self) -> dict[str, Any]:
         now = time.monotonic()
