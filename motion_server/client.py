@@ -20,9 +20,10 @@ Non-blocking use (a Blender timer; no threads touch bpy)::
         return 0.1
 
 Reliability: requests follow the Lazy Pirate pattern (on timeout close and reopen the socket, resend the
-same request id; the server de-duplicates by request id so a job never runs twice). While a job runs the
-client pings every ``heartbeat_s``; a server silent for ``timeout_s`` fails the job with a clear error,
-and a server that restarted (new instance id) fails it too rather than leaving it waiting forever.
+same request id from the same routing id; the server de-duplicates per client so a job never runs
+twice). While a job runs the client pings every ``heartbeat_s``; a server silent for ``timeout_s``
+fails the job with a clear error, and a server that restarted (new instance id) fails it too rather
+than leaving it waiting forever.
 """
 
 from __future__ import annotations
@@ -405,7 +406,8 @@ class MotionClient:
         return time.perf_counter() - t0
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        """Cancel a job by its server job id (any client's). Returns {"job", "state"}."""
+        """Cancel a job by its server job id: one of this client's own (another client's answers
+        not_found unless the server runs with --shared-jobs). Returns {"job", "state"}."""
         return self._request("cancel", job=job_id)
 
     def shutdown(self, mode: str = "cancel") -> dict[str, Any]:
