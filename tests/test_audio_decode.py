@@ -183,6 +183,8 @@ def test_common_containers_decode(tmp_path) -> None:
         data = ffmpeg_make(tmp_path, name, "-f", "lavfi", "-i", "sine=f=220:r=44100", "-t", "2", "-c:a", codec)
         x = load_audio(data)
         assert abs(x.size - 32000) < 2000 and np.abs(x).max() > 0.1, name
+        info = probe_audio(data)
+        assert info.sample_rate in (44100, 48000) and info.channels == 1 and abs(info.seconds - 2) < 0.1, name
         assert np.allclose(load_audio(tmp_path / name), x)
 
 

@@ -288,3 +288,75 @@ def test_keygen_writes_the_secret_private_from_the_start(tmp_path) -> None:
             assert "pid" in st  # a loopback peer is local; remote peers get neither pid nor model path
     finally:
         s.close()
+
+
+# -- finding 4: a decode never holds the worker ------------------------------------------------------
+
+
+def _ffmpeg_children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (d / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"ffmpeg" in cmd:
+            out.append(int(d.name))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_cancel_during_a_long_decode_kills_ffmpeg_and_frees_the_worker(tmp_path) -> None:
+    """Finding 4: a decode that blocked (a concat script at a FIFO) could not be cancelled, held every
+    later job, and left ffmpeg running after the server exited."""
+    import shutil
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    slow = tmp_path / "slow.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "anoisesrc=r=22050:a=0.1", "-t", "3000",
+                    "-c:a", "flac", str(slow)], check=True, timeout=120)
+    mb = str(slow.stat().st_size // (1 << 20) + 8)
+    s = ServerProcess(tmp_path, engine="energy", extra=["--max-audio-seconds", "4000", "--max-message-mb", mb,
+                                                       "--max-client-mb", mb, "--max-queued-mb", mb])
+    try:
+        with MotionClient(s.address, timeout_s=30) as c:
+            job = c.submit(slow.read_bytes(), {})
+            deadline = time.monotonic() + 30
+            while not _ffmpeg_children(s.proc.pid):
+                job.poll()
+                assert time.monotonic() < deadline and not job.done, f"the decode never started: {job.error}"
+                time.sleep(0.02)
+            t0 = time.monotonic()
+            job.cancel()
+            with pytest.raises(Exception, match="cancelled"):
+                job.wait(10)
+            assert time.monotonic() - t0 < 3
+            deadline = time.monotonic() + 5
+            while _ffmpeg_children(s.proc.pid):
+                assert time.monotonic() < deadline, "ffmpeg outlived its cancelled job"
+                time.sleep(0.02)
+            assert c.generate(speech_like_wav(1.0)).n_frames == 30  # the worker is free
+            # and a server stopped mid-decode leaves no ffmpeg behind
+            job = c.submit(slow.read_bytes(), {})
+            deadline = time.monotonic() + 30
+            while not (kids := _ffmpeg_children(s.proc.pid)):
+                job.poll()
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            s.proc.kill()
+            s.proc.wait(10)
+            deadline = time.monotonic() + 5
+            from pathlib import Path
+
+            while any(Path(f"/proc/{k}").exists() and Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                      != "Z" for k in kids):
+                assert time.monotonic() < deadline, "ffmpeg survived a killed server"
+                time.sleep(0.02)
+    finally:
+        s.close()

@@ -235,8 +235,9 @@ def probe_audio(src: str | Path | bytes, max_seconds: float | None = None,
         info = _soundfile_info(source, fmt, max_seconds)
         if info is not None:
             return info
-    with _ffmpeg_input(source) as url:
-        return _ffprobe(url, SOUNDFILE_FORMATS.get(fmt, fmt), max_seconds, None, timeout_s)
+    inp = _ffmpeg_input(source)
+    with inp as url:
+        return _ffprobe(url, SOUNDFILE_FORMATS.get(fmt, fmt), max_seconds, None, timeout_s, inp.fds)
 
 
 # -- libsndfile ---------------------------------------------------------------------------------------
