@@ -239,6 +239,9 @@ def test_one_client_cannot_fill_the_queue(server) -> None:
         assert e.value.code == "busy" and "bytes of audio" in e.value.message
         first.cancel()
         second.cancel()
+        with pytest.raises(ServerError) as e:  # more than a client may ever queue: not worth retrying
+            big.generate(speech_like_wav(40.0))  # 1.3 MB > the 1 MB per-client quota, < 2 MB messages
+        assert e.value.code == "too_large" and "--max-client-mb" in e.value.message
 
 
 # -- finding 9: local peers, keys ---------------------------------------------------------------------

@@ -562,6 +562,11 @@ class MotionServer:
         """Per-client and total limits on what queued jobs hold, so no client (or crowd of sockets) can
         make the server keep gigabytes of uploads; each refusal is ``busy`` and says which limit."""
         cfg = self.config
+        cap = min(cfg.max_client_bytes, cfg.max_queued_bytes)
+        if nbytes > cap:  # could never be queued: not "busy", which would invite retries
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"the audio is {nbytes} bytes; this server queues at most {cap} "
+                                "per client (compress it, split it, or restart the server with larger "
+                                "--max-client-mb / --max-queued-mb)")
         queued = self.queue.snapshot()
         total = sum(j.audio_bytes for j in queued)
         mine = [j for j in self.jobs.values() if j.identity == identity]
