@@ -161,6 +161,30 @@ def test_same_request_id_from_two_clients_gives_each_its_own_result(server) -> N
         b.close()
 
 
+def test_the_very_same_request_from_another_socket_is_one_job_answered_to_both(server) -> None:
+    """A re-sent copy (a Lazy Pirate retry whose first copy came through a replaced pipe, or a socket
+    without a routing id of its own) runs once; both senders get the result; only the owner cancels."""
+    wav = speech_like_wav(1.0, seed=4)
+    a, b = Raw(server.address), Raw(server.address)  # anonymous: zmq names them
+    named, other = Raw(server.address, b"tn" + os.urandom(8)), Raw(server.address, b"to" + os.urandom(8))
+    try:
+        for x, y in ((a, b), (named, other)):
+            for r in (x, y):
+                r.send({"type": "generate", "id": "twin", "audio": {"frame": 0}, "options": {"steps": 5}}, wav)
+            jx = x.until(lambda m: m["type"] == "accepted")["job"]
+            jy = y.until(lambda m: m["type"] == "accepted")["job"]
+            assert jx == jy, "an identical re-send must not run twice"
+            if x is named:  # the second sender watches but does not own it
+                h = other.request("cancel", "c1", job=jx)
+                assert h["type"] == "error" and h["code"] == "not_found"
+            rx = x.until(lambda m: m["type"] in ("result", "error"))
+            ry = y.until(lambda m: m["type"] in ("result", "error"))
+            assert rx["type"] == ry["type"] == "result" and rx["job"] == ry["job"] == jx
+    finally:
+        for r in (a, b, named, other):
+            r.close()
+
+
 def test_a_client_sees_and_cancels_only_its_own_jobs(server) -> None:
     """Finding 9: any client could cancel anyone's job and saw every job id, the pid and the model."""
     with MotionClient(server.address, timeout_s=10) as owner, MotionClient(server.address, timeout_s=10) as other:

@@ -7,6 +7,7 @@ structured error and the loop goes on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -60,6 +61,20 @@ def _malloc_trim() -> None:
 def _printable(text: str, limit: int = 64) -> str:
     """For log lines: a peer's string with control characters escaped, so it cannot forge lines."""
     return text[:limit] if text.isprintable() else repr(text[:limit])
+
+
+def _anonymous(identity: bytes) -> bool:
+    """zmq names sockets without a routing id of their own (and pipes it replaced on handover) with a
+    leading zero byte; client-chosen routing ids never start with one."""
+    return identity[:1] == b"\x00"
+
+
+def _fingerprint(req: Message) -> bytes:
+    """The request's bytes, hashed: identical for a client's re-send of the same message."""
+    h = hashlib.sha256(P.pack_header(req.header))
+    for f in req.frames:
+        h.update(memoryview(f).cast("B"))
+    return h.digest()
 
 
 def _msg_bytes(msg: Message) -> int:
@@ -347,6 +362,8 @@ class MotionServer:
 
     def _send_job(self, job: Job, msg: Message) -> None:
         self._send(job.identity, job.delimiter, msg)
+        for identity, delimiter in job.watchers:
+            self._send(identity, delimiter, msg)
 
     # -- receiving ---------------------------------------------------------------------------------
     def _drain_router(self) -> None:
@@ -395,16 +412,19 @@ class MotionServer:
             return False
 
     # -- job identity and authorisation -------------------------------------------------------------
-    def _may_act_on(self, identity: bytes, owner: bytes) -> bool:
+    def _may_act_on(self, identity: bytes, owner: bytes, job: Job | None = None) -> bool:
         """The one ownership rule for every request that names a job (cancel, ping, status, and request
-        types to come): a client acts only on its own jobs unless the server shares them."""
-        return self.config.shared_jobs or identity == owner
+        types to come): a client acts only on its own jobs unless the server shares them. A job whose
+        owner is anonymous (a socket without a routing id of its own) is also its watchers'."""
+        if self.config.shared_jobs or identity == owner:
+            return True
+        return job is not None and _anonymous(owner) and any(w == identity for w, _ in job.watchers)
 
     def _job_for(self, identity: bytes, job_id: str) -> Job | None:
         """A live job this client may act on, or None (someone else's job looks unknown, not forbidden,
         so job ids cannot be probed)."""
         job = self.jobs.get(job_id)
-        return job if job is not None and self._may_act_on(identity, job.identity) else None
+        return job if job is not None and self._may_act_on(identity, job.identity, job) else None
 
     def _finished_for(self, identity: bytes, job_id: str) -> str | None:
         ended = self.finished.get(job_id)
@@ -442,11 +462,11 @@ class MotionServer:
     def _on_status(self, identity: bytes, delimiter: bool, req: Message, local: bool) -> None:
         run = self._worker.current if self._worker else None
         snap = self.queue.snapshot()
-        mine = [j for j in snap if self._may_act_on(identity, j.identity)]
+        mine = [j for j in snap if self._may_act_on(identity, j.identity, j)]
         fields: dict[str, Any] = dict(
             instance=self.instance, engine=self.engine_name,
             model=self._model_name(local), device=self.info.get("device"),
-            running=run.summary() if run is not None and self._may_act_on(identity, run.identity) else None,
+            running=run.summary() if run is not None and self._may_act_on(identity, run.identity, run) else None,
             queue=[j.summary() for j in mine], queue_length=len(snap), busy=run is not None,
             counts=dict(self.counts), uptime_s=round(time.monotonic() - self.started, 3),
             shutting_down=self.stopping is not None,
@@ -511,11 +531,25 @@ class MotionServer:
         old = self.by_request.get(key)
         if old is not None:
             log.info("job %s: request %s re-sent by its client (retry); not queued again", old.id, _printable(rid))
-            old.delimiter = delimiter
-            self._reply_accepted(old, req)
+            if old.identity == identity:
+                old.delimiter = delimiter
+            self._reply_accepted(old, req, identity, delimiter)
             return
-        if key in self.replay:
-            job, msg = self.replay[key]
+        fp = _fingerprint(req)
+        twin = next((j for (_, r), j in self.by_request.items() if r == rid and j.fingerprint == fp), None)
+        if twin is not None:
+            # The very same request from another connection: a retry whose first copy came through a
+            # pipe zmq renamed when the client reconnected (or an anonymous socket's retry). The sender
+            # asked for exactly this computation, so it gets the job's events too; nothing is mixed.
+            log.info("job %s: request %s re-sent from another connection; not queued again", twin.id,
+                     _printable(rid))
+            self._watch(twin, identity, delimiter)
+            self._reply_accepted(twin, req, identity, delimiter)
+            return
+        ended = self.replay.get(key) or next(((j, m) for (_, r), (j, m) in self.replay.items()
+                                              if r == rid and j.fingerprint == fp), None)
+        if ended is not None:
+            job, msg = ended
             log.info("job %s: request %s re-sent after it ended; answering again", job.id, _printable(rid))
             self._send(identity, delimiter, P.make("accepted", rid, job=job.id, position=0, queue_length=len(self.queue)))
             self._send(identity, delimiter, msg)
@@ -547,7 +581,7 @@ class MotionServer:
         self._check_quota(identity, len(audio) if audio is not None else 0)
         job = Job(request_id=rid, identity=identity, delimiter=delimiter, options=options,
                   audio=audio, audio_path=h.get("audio_path"), want_progress=h.get("progress", True) is not False,
-                  heartbeat_s=h.get("heartbeat_s"))
+                  heartbeat_s=h.get("heartbeat_s"), fingerprint=fp)
         try:
             self.queue.put(job)
         except QueueFull as e:
@@ -556,7 +590,17 @@ class MotionServer:
         self.by_request[key] = job
         log.info("job %s queued (request %s, %s, queue %d)", job.id, _printable(rid),
                  f"{len(audio)} bytes" if audio is not None else "a local file", len(self.queue))
-        self._reply_accepted(job, req)
+        self._reply_accepted(job, req, identity, delimiter)
+
+    def _watch(self, job: Job, identity: bytes, delimiter: bool) -> None:
+        """Add a connection that sent the same request. A client with a routing id of its own takes
+        over a job whose owner is anonymous (zmq's name for the replaced pipe of that very client)."""
+        self.by_request[(identity, job.request_id)] = job
+        if _anonymous(job.identity) and not _anonymous(identity):
+            job.watchers.append((job.identity, job.delimiter))
+            job.identity, job.delimiter = identity, delimiter
+        elif identity != job.identity and all(w != identity for w, _ in job.watchers):
+            job.watchers.append((identity, delimiter))
 
     def _check_quota(self, identity: bytes, nbytes: int) -> None:
         """Per-client and total limits on what queued jobs hold, so no client (or crowd of sockets) can
@@ -581,12 +625,12 @@ class MotionServer:
             raise ProtocolError(ErrorCode.BUSY, f"the queue holds {total} bytes of audio; at most "
                                 f"{cfg.max_queued_bytes} in all: retry later")
 
-    def _reply_accepted(self, job: Job, req: Message) -> None:
+    def _reply_accepted(self, job: Job, req: Message, identity: bytes, delimiter: bool) -> None:
         snap = self.queue.snapshot()
         pos = next((i for i, j in enumerate(snap) if j is job), 0)
-        self._send_job(job, P.make("accepted", req.id, job=job.id, state=job.state, position=pos,
-                                   queue_length=len(snap), instance=self.instance,
-                                   heartbeat_s=self.config.heartbeat_s))
+        self._send(identity, delimiter, P.make("accepted", req.id, job=job.id, state=job.state, position=pos,
+                                               queue_length=len(snap), instance=self.instance,
+                                               heartbeat_s=self.config.heartbeat_s))
 
     # -- worker events -----------------------------------------------------------------------------
     def _drain_events(self) -> None:
@@ -621,6 +665,8 @@ class MotionServer:
         self.jobs.pop(job.id, None)
         key = (job.identity, job.request_id)
         self.by_request.pop(key, None)
+        for w, _ in job.watchers:
+            self.by_request.pop((w, job.request_id), None)
         job.audio = None  # a cancelled queued job still held its upload
         self.finished[job.id] = (state, job.identity)
         while len(self.finished) > _FINISHED_KEEP:
