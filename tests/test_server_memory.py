@@ -250,8 +250,9 @@ def test_queue_flood(server) -> None:
             d.routing_id = b"flood%d" % client
             d.connect(server.address)
             for j in range(8):
-                d.send_multipart([b"", P.pack_header({"v": 1, "type": "generate", "id": f"f{j}", "audio": {"frame": 0}}),
-                                  blob], copy=False)
+                # distinct requests (the seed differs per client): identical ones would be one job
+                d.send_multipart([b"", P.pack_header({"v": 1, "type": "generate", "id": f"f{j}", "audio": {"frame": 0},
+                                                      "options": {"seed": client}}), blob], copy=False)
                 assert d.poll(30_000)
                 answers.append(P.unpack_header(P.split_frames(d.recv_multipart())[1][0]).get("code", "accepted"))
             d.close(0)
