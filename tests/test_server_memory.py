@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -145,14 +146,15 @@ def test_decode_bombs(server, tmp_path) -> None:
     b = io.BytesIO()
     sf.write(b, x, 8000, format="FLAC")
     flac = b.getvalue()
-    mkv = tmp_path / "long.mkv"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "3000",
-                    "-c:a", "flac", str(mkv)], check=True, timeout=120)
-    for name, data, code in (("wav 100 MHz header (4 KB)", _wav(100_000_000, b"\0" * 4000), "bad_audio"),
-                             ("wav 1 Hz header (20 KB)", _wav(1, b"\0" * 20000), "bad_audio"),
-                             (f"flac of silence ({len(flac) // 1024} KB, 3000 s)", flac, "audio_too_long"),
-                             (f"matroska ({mkv.stat().st_size // 1024} KB, 3000 s)", mkv.read_bytes(),
-                              "audio_too_long")):
+    attacks = [("wav 100 MHz header (4 KB)", _wav(100_000_000, b"\0" * 4000), "bad_audio"),
+               ("wav 1 Hz header (20 KB)", _wav(1, b"\0" * 20000), "bad_audio"),
+               (f"flac of silence ({len(flac) // 1024} KB, 3000 s)", flac, "audio_too_long")]
+    if shutil.which("ffmpeg") is not None:
+        mkv = tmp_path / "long.mkv"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "3000",
+                        "-c:a", "flac", str(mkv)], check=True, timeout=120)
+        attacks.append((f"matroska ({mkv.stat().st_size // 1024} KB, 3000 s)", mkv.read_bytes(), "audio_too_long"))
+    for name, data, code in attacks:
         server.reset_peak()
         h = _generate(server.address, data)
         assert h["type"] == "error" and h["code"] == code, (name, h)
