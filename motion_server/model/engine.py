@@ -70,7 +70,7 @@ class DiffusionEngine:
             "name": self.name, "device": str(self.device), "threads": self.threads, "model": str(self.path),
             "model_name": self.cfg.get("name"), "format": self.cfg.get("format"), "fps": self.fps,
             "style_presets": self.model.preset_names(),
-            "styles": ["<preset>", "predicted", "<path to .csv/.npz/.json reference clip>"],
+            "styles": ["<preset>", "predicted", "<.csv/.npz/.json reference clip: a path in-process, style_reference data via a server>"],
             "samplers": sorted(SAMPLERS), "default_steps": self.cfg["sampling"]["steps"],
             "default_sampler": self.cfg["sampling"]["sampler"],
             "options": ["style", "style_reference", "style_mix", "guidance", "intensity", "head_motion",
