@@ -20,13 +20,15 @@ Non-blocking use (a Blender timer; no threads touch bpy)::
         return 0.1
 
 Reliability: requests follow the Lazy Pirate pattern (on timeout close and reopen the socket, resend the
-same request id; the server de-duplicates by request id so a job never runs twice). While a job runs the
-client pings every ``heartbeat_s``; a server silent for ``timeout_s`` fails the job with a clear error,
-and a server that restarted (new instance id) fails it too rather than leaving it waiting forever.
+same request id from the same routing id; the server de-duplicates per client so a job never runs
+twice). While a job runs the client pings every ``heartbeat_s``; a server silent for ``timeout_s``
+fails the job with a clear error, and a server that restarted (new instance id) fails it too rather
+than leaving it waiting forever.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -216,6 +218,10 @@ class MotionClient:
         self.server_public_key = load_server_key(server_public_key) if server_public_key is not None else None
         self._ctx = zmq.Context.instance()
         self._sock: zmq.Socket | None = None
+        # The server keys jobs by this (its ROUTER sees it as our identity): it stays the same across
+        # Lazy Pirate reconnects so a re-sent request finds its job, and it is random so no other client
+        # can claim our jobs. Never starts with a zero byte (zmq reserves those).
+        self._routing_id = b"tr" + os.urandom(16)
         self._jobs: dict[str, Job] = {}  # request id -> active job
         self._replies: dict[str, P.Message | None] = {}  # request id -> reply (None: still waiting)
         self._pings: set[str] = set()
@@ -229,6 +235,7 @@ class MotionClient:
             raise ClientError("this MotionClient is closed")
         if self._sock is None:
             s = self._ctx.socket(zmq.DEALER)
+            s.routing_id = self._routing_id
             s.linger = 0
             s.rcvhwm = 0
             s.sndhwm = 0
@@ -310,6 +317,10 @@ class MotionClient:
                     f"the motion server at {self.address} restarted while job {job.id} was running; "
                     "the job was lost, submit it again"))
                 self._jobs.pop(job.request_id, None)
+            elif states.get(job.id) in TERMINAL and job._message is not None:
+                # it ended but its final event never came (the server dropped connections): the same
+                # request again makes the server repeat it
+                self._send(job._message)
 
     def _tick(self) -> None:
         """Heartbeats and timeouts for active jobs; called from every wait/poll loop."""
@@ -405,7 +416,8 @@ class MotionClient:
         return time.perf_counter() - t0
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        """Cancel a job by its server job id (any client's). Returns {"job", "state"}."""
+        """Cancel a job by its server job id: one of this client's own (another client's answers
+        not_found unless the server runs with --shared-jobs). Returns {"job", "state"}."""
         return self._request("cancel", job=job_id)
 
     def shutdown(self, mode: str = "cancel") -> dict[str, Any]:
@@ -533,6 +545,25 @@ def _split_options(options: Mapping[str, Any] | Any | None) -> tuple[dict[str, A
         raise ClientError(f"options must be a dict or GenerateOptions, got {type(options).__name__}")
     if d.get("style_mix") is not None:
         d["style_mix"] = list(d["style_mix"])
+        if _is_clip_path(d["style_mix"][0]):
+            raise ClientError("style_mix takes a style preset name through a server; mix a reference clip "
+                              "in-process instead (talkrig generate without --server)")
+    if ref is None and _is_clip_path(d.get("style")):
+        # the server never opens a path a client names: read the clip here and send it as data
+        from rig_mapping.formats import load_motion
+
+        try:
+            ref = load_motion(d["style"])
+        except Exception as e:  # FileNotFoundError, MotionError, a bad CSV cell: one line for the user
+            raise ClientError(f"style reference clip {d['style']}: {e}") from None
+        d["style"] = None
     if ref is not None and not isinstance(ref, FaceMotion):
         raise ClientError("style_reference must be a FaceMotion")
     return d, ref
+
+
+def _is_clip_path(style: Any) -> bool:
+    """A style string that names a motion file on this machine (not a preset name)."""
+    if not isinstance(style, str) or not style or P.STYLE_NAME.fullmatch(style):
+        return False
+    return Path(style).suffix.lower() in (".csv", ".npz", ".json") or Path(style).is_file()

@@ -17,6 +17,7 @@ C order). No pickle anywhere.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,13 @@ MAX_ID_LEN = 64
 MAX_STR_LEN = 4096  # for ordinary string fields (paths, style names, transcripts get their own)
 MAX_TRANSCRIPT_LEN = 100_000
 MAX_ARRAY_DIMS = 4
+
+# A style a client names: a preset ("happy", "happy:3"), "predicted", never a path. The server opens no
+# file a peer names; a reference clip travels as data (``style_reference``), read by the client.
+STYLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_:+\-]{0,63}")
+# A style reference clip: its rate and length are checked before anything resamples it.
+STYLE_REFERENCE_FPS = (1.0, 240.0)
+STYLE_REFERENCE_MAX_FRAMES = 72_000  # 5 min at 240 fps; style encoders use a few seconds
 
 # dtypes allowed on the wire; all explicitly little-endian (or single byte)
 WIRE_DTYPES: frozenset[str] = frozenset({"<f4", "<f8", "<i2", "<i4", "<i8", "|u1", "|i1", "<u2", "<u4"})
@@ -212,8 +220,9 @@ def decode_message(frames: Sequence[Any]) -> Message:
 def check_envelope(header: Mapping[str, Any]) -> None:
     """v, type and id: present and of the right type. Version mismatch is its own error code."""
     rid = header.get("id")
-    if not isinstance(rid, str) or not (0 < len(rid) <= MAX_ID_LEN):
-        raise ProtocolError(ErrorCode.BAD_TYPE, f"'id' must be a string of 1..{MAX_ID_LEN} characters")
+    # printable only: ids end up in log lines, and a newline in one would forge a line
+    if not isinstance(rid, str) or not (0 < len(rid) <= MAX_ID_LEN) or not rid.isprintable():
+        raise ProtocolError(ErrorCode.BAD_TYPE, f"'id' must be a string of 1..{MAX_ID_LEN} printable characters")
     v = header.get("v")
     if isinstance(v, bool) or not isinstance(v, int):
         raise ProtocolError(ErrorCode.MISSING_FIELD if v is None else ErrorCode.BAD_TYPE,
@@ -309,7 +318,10 @@ def encode_motion(motion: FaceMotion, frames: list[Any]) -> dict[str, Any]:
     }
 
 
-def decode_motion(ref: Any, frames: Sequence[Any], what: str = "motion") -> FaceMotion:
+def decode_motion(ref: Any, frames: Sequence[Any], what: str = "motion", fps_range: tuple[float, float] | None = None,
+                  max_frames: int | None = None) -> FaceMotion:
+    """Encoded FaceMotion -> FaceMotion. ``fps_range`` / ``max_frames`` bound a clip from a peer before
+    anything (resampling, style encoding) can act on it."""
     if not isinstance(ref, Mapping):
         raise ProtocolError(ErrorCode.BAD_TYPE, f"{what} must be a map with fps, weights, head, meta")
     unknown = set(ref) - {"fps", "weights", "head", "meta"}
@@ -321,6 +333,13 @@ def decode_motion(ref: Any, frames: Sequence[Any], what: str = "motion") -> Face
     fps = ref["fps"]
     if isinstance(fps, bool) or not isinstance(fps, (int, float)):
         raise ProtocolError(ErrorCode.BAD_TYPE, f"{what}.fps must be a number")
+    if fps_range is not None and not (math.isfinite(fps) and fps_range[0] <= fps <= fps_range[1]):
+        raise ProtocolError(ErrorCode.BAD_VALUE, f"{what}.fps must be within {fps_range[0]:g}..{fps_range[1]:g}")
+    if max_frames is not None:
+        for k in ("weights", "head"):
+            shape = ref[k].get("shape") if isinstance(ref[k], Mapping) else None
+            if isinstance(shape, list) and shape and isinstance(shape[0], int) and shape[0] > max_frames:
+                raise ProtocolError(ErrorCode.TOO_LARGE, f"{what} has {shape[0]} frames; at most {max_frames}")
     meta = ref.get("meta", {})
     if not isinstance(meta, dict):
         raise ProtocolError(ErrorCode.BAD_TYPE, f"{what}.meta must be a map")
@@ -483,4 +502,16 @@ def validate_options(opts: Mapping[str, Any]) -> dict[str, Any]:
         )
         if not ok:
             raise ProtocolError(ErrorCode.BAD_VALUE, "generate.options: style_mix must be [style name, t in 0..1]")
+    for key, name in (("style", opts.get("style")), ("style_mix", mix[0] if mix is not None else None)):
+        check_style_name(name, f"generate.options.{key}")
     return dict(opts)
+
+
+def check_style_name(name: str | None, where: str) -> None:
+    """A style named over the wire is a preset or "predicted": never a path the server would open."""
+    if name and not STYLE_NAME.fullmatch(name):
+        raise ProtocolError(
+            ErrorCode.BAD_VALUE,
+            f"{where} must be a style preset name or 'predicted' (letters, digits, _ - : +, at most 64); "
+            "a reference clip is sent as data in 'style_reference' (MotionClient reads a clip file for you)",
+        )

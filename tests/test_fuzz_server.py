@@ -113,7 +113,7 @@ def _is_valid_shutdown(frames: list[bytes]) -> bool:
 
 
 def test_server_survives_10000_fuzzed_messages(tmp_path) -> None:
-    s = ServerProcess(tmp_path, engine="energy", extra=["--max-queue", "8"])
+    s = ServerProcess(tmp_path, engine="energy", extra=["--max-queue", "8", "--max-client-jobs", "2"])
     ctx = zmq.Context.instance()
     socks = []
     for _ in range(N_SOCKETS):

@@ -67,6 +67,8 @@ def test_curve_server_talks_only_to_clients_with_its_key(tmp_path) -> None:
         if ip is not None:  # from a non-loopback peer: serving yes, shutting the server down no
             with MotionClient(f"tcp://{ip}:{port}", timeout_s=10, server_public_key=server_key) as remote:
                 assert remote.generate(speech_like_wav(0.5)).n_frames == 15
+                st = remote.status()  # this machine's details are not a remote peer's business
+                assert "pid" not in st and "endpoints" not in st
                 with pytest.raises(ServerError) as e:
                     remote.shutdown()
                 assert e.value.code == "forbidden"

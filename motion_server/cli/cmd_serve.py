@@ -33,6 +33,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--asr-model", metavar="NAME|DIR", default=None,
                    help="speech recogniser: tiny.en (default), base, or a faster-whisper model folder; loaded "
                         "on first use, once per server")
+    p.add_argument("--max-queued-mb", type=float, default=256.0,
+                   help="audio bytes all queued jobs may hold together (default 256)")
+    p.add_argument("--max-client-jobs", type=int, default=8,
+                   help="queued + running jobs one client may have (default 8)")
+    p.add_argument("--max-client-mb", type=float, default=128.0,
+                   help="audio bytes one client's queued jobs may hold (default 128)")
+    p.add_argument("--max-memory-mb", type=float, default=0.0,
+                   help="resident memory above which all connections are dropped to free network buffers "
+                   "(jobs continue; clients reconnect). Default 0: memory at start-up + 640 MB")
+    p.add_argument("--shared-jobs", action="store_true",
+                   help="let every client see and cancel every job (one trusted user); by default a client "
+                   "sees and cancels only its own")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -51,9 +63,16 @@ def run(args: argparse.Namespace) -> int:
         max_message_mb=args.max_message_mb,
         max_audio_seconds=args.max_audio_seconds,
         max_queue=args.max_queue,
+        max_queued_mb=args.max_queued_mb,
+        max_client_jobs=args.max_client_jobs,
+        max_client_mb=args.max_client_mb,
+        max_memory_mb=args.max_memory_mb,
+        shared_jobs=args.shared_jobs,
     )
-    if args.max_message_mb <= 0 or args.max_audio_seconds <= 0 or args.max_queue <= 0:
-        print("talkrig serve: --max-message-mb, --max-audio-seconds and --max-queue must be positive", file=sys.stderr)
+    if min(args.max_message_mb, args.max_audio_seconds, args.max_queue, args.max_queued_mb, args.max_client_jobs,
+           args.max_client_mb) <= 0 or args.max_memory_mb < 0:
+        print("talkrig serve: --max-message-mb, --max-audio-seconds, --max-queue, --max-queued-mb, "
+              "--max-client-jobs and --max-client-mb must be positive", file=sys.stderr)
         return 2
     try:
         check_binds(cfg.binds, curve=cfg.curve_secret is not None)

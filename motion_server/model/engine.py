@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn
+from motion_server.protocol import STYLE_REFERENCE_FPS
 from rig_mapping import FaceMotion
 
 from . import DEFAULT_CHECKPOINT, MOTION_DIM
@@ -74,7 +75,7 @@ class DiffusionEngine:
             "name": self.name, "device": str(self.device), "threads": self.threads, "model": str(self.path),
             "model_name": self.cfg.get("name"), "format": self.cfg.get("format"), "fps": self.fps,
             "style_presets": self.model.preset_names(),
-            "styles": ["<preset>", "predicted", "<path to .csv/.npz/.json reference clip>"],
+            "styles": ["<preset>", "predicted", "<.csv/.npz/.json reference clip: a path in-process, style_reference data via a server>"],
             "samplers": sorted(SAMPLERS), "default_steps": self.cfg["sampling"]["steps"],
             "default_sampler": self.cfg["sampling"]["sampler"],
             "options": ["style", "style_reference", "style_mix", "guidance", "intensity", "head_motion",
@@ -90,8 +91,15 @@ class DiffusionEngine:
     def encode_reference(self, motion: FaceMotion) -> torch.Tensor:
         if motion.n_frames < 2:
             raise ValueError("a style reference clip needs at least 2 frames")
+        lo, hi = STYLE_REFERENCE_FPS
+        if not lo <= motion.fps <= hi:
+            raise ValueError(f"a style reference clip must be {lo:g}-{hi:g} fps, got {motion.fps:g}")
+        n_out = self.model.style_encoder.max_frames
+        # cut to the frames the encoder reads before resampling: the cost then never depends on the
+        # clip's length (or on a tiny fps that would make a short clip hours long)
+        motion = motion[: math.ceil(n_out * motion.fps / self.fps) + 2]
         m = motion if abs(motion.fps - self.fps) < 1e-6 else motion.resample(self.fps)
-        x = np.concatenate([m.weights, m.head], axis=1)[: self.model.style_encoder.max_frames]
+        x = np.concatenate([m.weights, m.head], axis=1)[:n_out]
         xn = self.model.normalize(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
         return self.model.encode_style(xn[None])[0]
 
@@ -120,7 +128,9 @@ class DiffusionEngine:
             return sp.sample(toks, st, self.model.schedule, self.cfg["style_predictor"]["steps"], gen,
                              **prior_sampling(self.cfg))[0], style
         p = Path(style)
-        if p.suffix.lower() in MOTION_FILE_SUFFIXES or p.exists():
+        # only a name with a motion-file suffix is a path (in-process callers); the server refuses such
+        # names before they get here, so a peer never makes this engine open or probe a file
+        if p.suffix.lower() in MOTION_FILE_SUFFIXES:
             if not p.is_file():
                 raise FileNotFoundError(f"style reference file not found: {p}")
             from rig_mapping.formats import load_motion

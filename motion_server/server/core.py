@@ -7,6 +7,7 @@ structured error and the loop goes on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -34,6 +35,51 @@ log = logging.getLogger("talkrig.server")
 _MAX_BATCH = 256  # messages handled per loop turn before worker events get a look-in
 _FINISHED_KEEP = 1024  # finished job states remembered for cancel/ping answers
 _REPLAY_KEEP = 32  # terminal messages kept to answer a re-sent generate (Lazy Pirate retry)
+_REPLAY_MAX_BYTES = 64 << 20  # ... and at most this many bytes of them (results can be tens of MB)
+_GUARD_EVERY_S = 0.02  # how often the loop compares its RSS with the memory guard
+_GUARD_MARGIN_MB = 640.0  # default guard: the RSS after start-up plus this
+
+
+def _rss_mb() -> float | None:
+    """This process's resident memory in MB (Linux /proc), or None where it cannot be read cheaply."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _malloc_trim() -> None:
+    """Hand freed heap pages back to the system now (glibc), so RSS shows what is really in use."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _printable(text: str, limit: int = 64) -> str:
+    """For log lines: a peer's string with control characters escaped, so it cannot forge lines."""
+    return text[:limit] if text.isprintable() else repr(text[:limit])
+
+
+def _anonymous(identity: bytes) -> bool:
+    """zmq names sockets without a routing id of their own (and pipes it replaced on handover) with a
+    leading zero byte; client-chosen routing ids never start with one."""
+    return identity[:1] == b"\x00"
+
+
+def _fingerprint(req: Message) -> bytes:
+    """The request's bytes, hashed: identical for a client's re-send of the same message."""
+    h = hashlib.sha256(P.pack_header(req.header))
+    for f in req.frames:
+        h.update(memoryview(f).cast("B"))
+    return h.digest()
+
+
+def _msg_bytes(msg: Message) -> int:
+    return sum(memoryview(f).nbytes for f in msg.frames)
 
 
 def _plain(obj: Any, depth: int = 0) -> Any:
@@ -68,9 +114,15 @@ class MotionServer:
         self.engine_name = str(getattr(engine, "name", self.info.get("name", type(engine).__name__)))
         self.queue = JobQueue(self.config.max_queue)
         self.jobs: dict[str, Job] = {}  # queued and running
-        self.by_request: dict[str, Job] = {}
-        self.finished: OrderedDict[str, str] = OrderedDict()  # job id -> terminal state
-        self.replay: OrderedDict[str, tuple[Job, Message]] = OrderedDict()  # request id -> terminal msg
+        # Jobs belong to the client (socket identity) that submitted them: a request id is only unique
+        # per client, and only the owner sees, retries or cancels a job (unless config.shared_jobs).
+        self.by_request: dict[tuple[bytes, str], Job] = {}
+        self.finished: OrderedDict[str, tuple[str, bytes]] = OrderedDict()  # job id -> (state, owner)
+        self.replay: OrderedDict[tuple[bytes, str], tuple[Job, Message]] = OrderedDict()  # -> terminal msg
+        self._replay_bytes = 0
+        self.memory_limit_mb: float | None = None  # set when serving starts (see _guard_memory)
+        self.connection_drops = 0
+        self._guard_at = 0.0
         self.last_seen: dict[bytes, float] = {}
         self.counts = {DONE: 0, ERROR: 0, CANCELLED: 0}
         self.stopping: str | None = None  # None | "cancel" | "finish"
@@ -79,6 +131,7 @@ class MotionServer:
         self._events: deque[Event] = deque()
         self._stop_request: tuple[str, str] | None = None
         self._all_local = True
+        self._ipc_local = True
         self._ctx: zmq.Context | None = None
         self._router: zmq.Socket | None = None
         self._wake_pull: zmq.Socket | None = None
@@ -101,16 +154,21 @@ class MotionServer:
         cfg = self.config
         check_binds(cfg.binds, curve=cfg.curve_secret is not None)
         self._all_local = all(is_local_address(b) for b in cfg.binds)
+        self._ipc_local = not any(b.startswith("ipc://@") for b in cfg.binds)
         self._ctx = zmq.Context()
         r = self._ctx.socket(zmq.ROUTER)
         r.linger = 0
-        # zmq drops a peer sending more than this, before buffering it. Set it above our own limit so
-        # moderately oversized messages still get a structured too_large error the user can read.
-        r.setsockopt(zmq.MAXMSGSIZE, 2 * cfg.max_message_bytes + (1 << 20))
+        # zmq drops a peer sending a frame above this before buffering it (it limits frames, not whole
+        # messages). 1 MiB above our own limit so a slightly oversized message still gets a structured
+        # too_large error the user can read.
+        r.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes + (1 << 20))
         r.sndhwm = 10_000
         if any(b.startswith("tcp://[") for b in cfg.binds):
             r.ipv6 = True
-        r.rcvhwm = 10_000
+        r.rcvhwm = 64  # complete messages waiting per peer; the loop reads them as fast as they come
+        # A client keeps its routing id across reconnects (the reference client sets one), so its jobs
+        # and their events follow it to the new connection.
+        r.router_handover = 1
         if cfg.curve_secret is not None:
             pub, sec = load_secret(cfg.curve_secret)
             apply_server_keys(r, pub, sec)
@@ -148,8 +206,12 @@ class MotionServer:
             self.bind()
         cfg = self.config
         self._worker = EngineWorker(self.pipeline, self.queue, self._post, cfg.sample_rate, cfg.max_audio_seconds,
-                                    cfg.progress_interval_s)
+                                    cfg.progress_interval_s, cfg.decode_timeout_s)
         self._worker.start()
+        base = _rss_mb()
+        if base is not None:
+            self.memory_limit_mb = cfg.max_memory_mb or base + _GUARD_MARGIN_MB
+            log.info("memory guard: %.0f MB (now %.0f MB)", self.memory_limit_mb, base)
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_pull, zmq.POLLIN)
@@ -157,7 +219,7 @@ class MotionServer:
         try:
             while True:
                 try:
-                    ready = dict(poller.poll(100))
+                    ready = dict(poller.poll(50))
                 except zmq.ZMQError as e:
                     if e.errno == zmq.EINTR:
                         continue
@@ -176,6 +238,9 @@ class MotionServer:
                     self._stop_request = None
                     self.request_stop(mode, reason)
                 now = time.monotonic()
+                if now - self._guard_at > _GUARD_EVERY_S:
+                    self._guard_at = now
+                    self._guard_memory()
                 if now - last_housekeeping > 0.25:
                     last_housekeeping = now
                     self._reap_orphans(now)
@@ -222,6 +287,59 @@ class MotionServer:
             return True
         return False
 
+    def _guard_memory(self) -> None:
+        """libzmq buffers a multipart message until its last frame arrives, with no limit on the frames
+        of a message that never ends, and whole messages up to MAXMSGSIZE per frame from every peer at
+        once. Nothing names the peer doing it, so above the limit every connection is dropped (unbind +
+        bind frees those buffers); jobs keep running and clients reconnect on their own."""
+        if self.memory_limit_mb is None:
+            return
+        rss = _rss_mb()
+        if rss is None or rss <= self.memory_limit_mb:
+            return
+        self.connection_drops += 1
+        log.warning("memory guard: %.0f MB resident, limit %.0f MB: dropping every connection (a peer is "
+                    "sending more than the limits allow); jobs continue", rss, self.memory_limit_mb)
+        r = self._router
+        for ep in self.endpoints:
+            try:
+                r.unbind(ep)
+            except zmq.ZMQError as e:
+                log.warning("memory guard: cannot unbind %s: %s", ep, e.strerror)
+        # measure while nobody can connect: what is left is not network buffers
+        deadline = time.monotonic() + 0.3
+        after = rss
+        while time.monotonic() < deadline:
+            _malloc_trim()
+            after = _rss_mb() or after
+            if after < 0.8 * self.memory_limit_mb:
+                break
+            time.sleep(0.01)
+        for ep in self.endpoints:
+            self._rebind(ep)
+        if after > 0.8 * self.memory_limit_mb:
+            # the engine itself holds this (a big model, a long clip): dropping clients again would
+            # not help, so the guard moves above it
+            self.memory_limit_mb = after + _GUARD_MARGIN_MB
+            log.warning("memory guard: %.0f MB stay in use without connections (the engine's own); limit "
+                        "raised to %.0f MB (set --max-memory-mb above the engine's working memory)", after,
+                        self.memory_limit_mb)
+
+    def _rebind(self, ep: str) -> None:
+        deadline = time.monotonic() + 5.0
+        path = ep[len("ipc://"):] if ep.startswith("ipc:///") else None
+        while path is not None and os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.005)  # the old listener removes its socket file; binding first would lose ours
+        while True:
+            try:
+                self._router.bind(ep)
+                return
+            except zmq.ZMQError as e:
+                if time.monotonic() > deadline:
+                    log.error("memory guard: cannot listen on %s again: %s", ep, e.strerror)
+                    return
+                time.sleep(0.01)
+
     def _close(self) -> None:
         if self._worker is not None:
             self._worker.stop()
@@ -250,6 +368,8 @@ class MotionServer:
 
     def _send_job(self, job: Job, msg: Message) -> None:
         self._send(job.identity, job.delimiter, msg)
+        for identity, delimiter in job.watchers:
+            self._send(identity, delimiter, msg)
 
     # -- receiving ---------------------------------------------------------------------------------
     def _drain_router(self) -> None:
@@ -278,7 +398,7 @@ class MotionServer:
                 raise ProtocolError(ErrorCode.BAD_FRAME, "message has no header frame")
             header = P.unpack_header(body[0].buffer)
             r = header.get("id")
-            rid = r if isinstance(r, str) and 0 < len(r) <= P.MAX_ID_LEN else None
+            rid = r if isinstance(r, str) and 0 < len(r) <= P.MAX_ID_LEN and r.isprintable() else None
             total = sum(len(f) for f in body)
             if total > self.config.max_message_bytes:
                 raise ProtocolError(ErrorCode.TOO_LARGE, f"message is {total} bytes; this server accepts up to "
@@ -293,9 +413,28 @@ class MotionServer:
 
     def _peer_local(self, frame: zmq.Frame) -> bool:
         try:
-            return is_local_peer(frame.get("Peer-Address"))
+            return is_local_peer(frame.get("Peer-Address"), self._ipc_local)
         except Exception:
             return False
+
+    # -- job identity and authorisation -------------------------------------------------------------
+    def _may_act_on(self, identity: bytes, owner: bytes, job: Job | None = None) -> bool:
+        """The one ownership rule for every request that names a job (cancel, ping, status, and request
+        types to come): a client acts only on its own jobs unless the server shares them. A job whose
+        owner is anonymous (a socket without a routing id of its own) is also its watchers'."""
+        if self.config.shared_jobs or identity == owner:
+            return True
+        return job is not None and _anonymous(owner) and any(w == identity for w, _ in job.watchers)
+
+    def _job_for(self, identity: bytes, job_id: str) -> Job | None:
+        """A live job this client may act on, or None (someone else's job looks unknown, not forbidden,
+        so job ids cannot be probed)."""
+        job = self.jobs.get(job_id)
+        return job if job is not None and self._may_act_on(identity, job.identity, job) else None
+
+    def _finished_for(self, identity: bytes, job_id: str) -> str | None:
+        ended = self.finished.get(job_id)
+        return ended[0] if ended is not None and self._may_act_on(identity, ended[1]) else None
 
     # -- handlers ----------------------------------------------------------------------------------
     def _reply(self, identity: bytes, delimiter: bool, req: Message, **fields: Any) -> None:
@@ -311,12 +450,15 @@ class MotionServer:
         self._reply(identity, delimiter, req, version=max(common), server="talkrig", server_version=__version__,
                     instance=self.instance, engine=self.engine_name, heartbeat_s=self.config.heartbeat_s,
                     limits={"max_message_bytes": self.config.max_message_bytes,
-                            "max_audio_seconds": self.config.max_audio_seconds, "max_queue": self.config.max_queue})
+                            "max_audio_seconds": self.config.max_audio_seconds, "max_queue": self.config.max_queue,
+                            "max_queued_bytes": self.config.max_queued_bytes,
+                            "max_client_jobs": self.config.max_client_jobs,
+                            "max_client_bytes": self.config.max_client_bytes})
 
     def _on_list(self, identity: bytes, delimiter: bool, req: Message, local: bool) -> None:
         from ..engine.registry import ENGINE_NAMES
 
-        info = self.info
+        info = self.info if local else {**self.info, "model": self._model_name(False)}
         # engines name their presets "style_presets" when "styles" describes the accepted forms (diffusion)
         styles = info.get("style_presets", info.get("styles", []))
         defaults = {k: v for k, v in asdict(GenerateOptions()).items() if k in P.OPTION_TYPES}
@@ -325,51 +467,63 @@ class MotionServer:
 
     def _on_status(self, identity: bytes, delimiter: bool, req: Message, local: bool) -> None:
         run = self._worker.current if self._worker else None
-        self._reply(
-            identity, delimiter, req,
+        snap = self.queue.snapshot()
+        mine = [j for j in snap if self._may_act_on(identity, j.identity, j)]
+        fields: dict[str, Any] = dict(
             instance=self.instance, engine=self.engine_name,
-            model=self.info.get("model"), device=self.info.get("device"),
-            running=run.summary() if run is not None else None,
-            queue=[j.summary() for j in self.queue.snapshot()],
+            model=self._model_name(local), device=self.info.get("device"),
+            running=run.summary() if run is not None and self._may_act_on(identity, run.identity, run) else None,
+            queue=[j.summary() for j in mine], queue_length=len(snap), busy=run is not None,
             counts=dict(self.counts), uptime_s=round(time.monotonic() - self.started, 3),
-            shutting_down=self.stopping is not None, endpoints=self.endpoints, pid=os.getpid(),
-            recogniser=self._recogniser_state(),
+            shutting_down=self.stopping is not None, recogniser=self._recogniser_state(),
         )  # fmt: skip
+        if local:  # where it listens and its pid are this machine's business
+            fields.update(endpoints=self.endpoints, pid=os.getpid())
+        self._reply(identity, delimiter, req, **fields)
 
     def _recogniser_state(self) -> dict[str, Any] | None:
         r = self.pipeline.recogniser
         return None if r is None else {"model": r.model_name, "loaded": r.loaded, "loads": r.loads}
 
-    def _job_state(self, job_id: str) -> str:
-        job = self.jobs.get(job_id)
+    def _model_name(self, local: bool) -> Any:
+        """The engine's model: its path for local peers, only its last component for remote ones."""
+        model = self.info.get("model")
+        if local or not isinstance(model, str):
+            return model
+        return os.path.basename(model.rstrip("/\\")) or model
+
+    def _job_state(self, identity: bytes, job_id: str) -> str:
+        job = self._job_for(identity, job_id)
         if job is not None:
             return job.state
-        return self.finished.get(job_id, "unknown")
+        return self._finished_for(identity, job_id) or "unknown"
 
     def _on_ping(self, identity: bytes, delimiter: bool, req: Message, local: bool) -> None:
         jobs = req.header.get("jobs") or []
         self._reply(identity, delimiter, req, instance=self.instance, time=time.time(),
-                    jobs={j: self._job_state(j) for j in jobs}, queue_length=len(self.queue),
+                    jobs={j: self._job_state(identity, j) for j in jobs}, queue_length=len(self.queue),
                     busy=bool(self._worker and self._worker.current))
 
     def _on_cancel(self, identity: bytes, delimiter: bool, req: Message, local: bool) -> None:
         job_id = req.header["job"]
-        job = self.queue.remove(job_id)
+        job = self.queue.remove(job_id) if self._job_for(identity, job_id) is not None else None
         if job is not None:
             job.cancel_reason = "cancelled by a client"
             self._terminal(job, "cancelled", P.make("cancelled", job.request_id, job=job.id, reason=job.cancel_reason))
             self._reply(identity, delimiter, req, job=job_id, state=CANCELLED)
             return
-        job = self.jobs.get(job_id)
+        job = self._job_for(identity, job_id)
         if job is not None:  # running: the worker stops at the engine's next check
             job.cancel_reason = "cancelled by a client"
             job.cancel.cancel()
             self._reply(identity, delimiter, req, job=job_id, state="cancelling")
             return
-        if job_id in self.finished:
-            self._reply(identity, delimiter, req, job=job_id, state=self.finished[job_id])
+        ended = self._finished_for(identity, job_id)
+        if ended is not None:
+            self._reply(identity, delimiter, req, job=job_id, state=ended)
             return
-        raise ProtocolError(ErrorCode.NOT_FOUND, f"no job {job_id!r} on this server (finished long ago or never existed)")
+        raise ProtocolError(ErrorCode.NOT_FOUND, f"no job {job_id!r} of yours on this server (finished long ago, "
+                            "never existed, or submitted by another client)")
 
     def _on_shutdown(self, identity: bytes, delimiter: bool, req: Message, local: bool) -> None:
         if not local:
@@ -381,16 +535,32 @@ class MotionServer:
     def _on_generate(self, identity: bytes, delimiter: bool, req: Message, local: bool) -> None:
         h = req.header
         rid = req.id
-        # A re-sent request (client retry after a timeout): route to the new socket, do not run twice.
-        old = self.by_request.get(rid)
+        key = (identity, rid)
+        # A re-sent request (client retry after a timeout, same client identity): answer again, do not
+        # run twice. Another client's request with the same id is a different request.
+        old = self.by_request.get(key)
         if old is not None:
-            log.info("job %s: request %s re-sent by its client (retry); not queued again", old.id, rid)
-            old.identity, old.delimiter = identity, delimiter
-            self._reply_accepted(old, req)
+            log.info("job %s: request %s re-sent by its client (retry); not queued again", old.id, _printable(rid))
+            if old.identity == identity:
+                old.delimiter = delimiter
+            self._reply_accepted(old, req, identity, delimiter)
             return
-        if rid in self.replay:
-            job, msg = self.replay[rid]
-            log.info("job %s: request %s re-sent after it ended; answering again", job.id, rid)
+        fp = _fingerprint(req)
+        twin = next((j for (_, r), j in self.by_request.items() if r == rid and j.fingerprint == fp), None)
+        if twin is not None:
+            # The very same request from another connection: a retry whose first copy came through a
+            # pipe zmq renamed when the client reconnected (or an anonymous socket's retry). The sender
+            # asked for exactly this computation, so it gets the job's events too; nothing is mixed.
+            log.info("job %s: request %s re-sent from another connection; not queued again", twin.id,
+                     _printable(rid))
+            self._watch(twin, identity, delimiter)
+            self._reply_accepted(twin, req, identity, delimiter)
+            return
+        ended = self.replay.get(key) or next(((j, m) for (_, r), (j, m) in self.replay.items()
+                                              if r == rid and j.fingerprint == fp), None)
+        if ended is not None:
+            job, msg = ended
+            log.info("job %s: request %s re-sent after it ended; answering again", job.id, _printable(rid))
             self._send(identity, delimiter, P.make("accepted", rid, job=job.id, position=0, queue_length=len(self.queue)))
             self._send(identity, delimiter, msg)
             return
@@ -411,31 +581,66 @@ class MotionServer:
             raise ProtocolError(ErrorCode.BAD_VALUE, str(e)) from None
         if h.get("style_reference") is not None:
             ref = h["style_reference"]
-            ref_motion: FaceMotion = P.decode_motion(ref, req.frames, "style_reference")
+            ref_motion: FaceMotion = P.decode_motion(ref, req.frames, "style_reference", fps_range=P.STYLE_REFERENCE_FPS,
+                                                     max_frames=P.STYLE_REFERENCE_MAX_FRAMES)
             options.style_reference = ref_motion
             referenced += 2
         if len(req.frames) != referenced:
             raise ProtocolError(ErrorCode.BAD_FRAME,
                                 f"generate has {len(req.frames)} payload frame(s) but references {referenced}")
+        self._check_quota(identity, len(audio) if audio is not None else 0)
         job = Job(request_id=rid, identity=identity, delimiter=delimiter, options=options,
                   audio=audio, audio_path=h.get("audio_path"), want_progress=h.get("progress", True) is not False,
-                  heartbeat_s=h.get("heartbeat_s"), kind=req.type)
+                  heartbeat_s=h.get("heartbeat_s"), fingerprint=fp, kind=req.type)
         try:
             self.queue.put(job)
         except QueueFull as e:
             raise ProtocolError(ErrorCode.BUSY, str(e)) from None
         self.jobs[job.id] = job
-        self.by_request[rid] = job
-        log.info("job %s queued (request %s, %s, queue %d)", job.id, rid,
-                 f"{len(audio)} bytes" if audio is not None else job.audio_path, len(self.queue))
-        self._reply_accepted(job, req)
+        self.by_request[key] = job
+        log.info("job %s queued (request %s, %s, queue %d)", job.id, _printable(rid),
+                 f"{len(audio)} bytes" if audio is not None else "a local file", len(self.queue))
+        self._reply_accepted(job, req, identity, delimiter)
 
-    def _reply_accepted(self, job: Job, req: Message) -> None:
+    def _watch(self, job: Job, identity: bytes, delimiter: bool) -> None:
+        """Add a connection that sent the same request. A client with a routing id of its own takes
+        over a job whose owner is anonymous (zmq's name for the replaced pipe of that very client)."""
+        self.by_request[(identity, job.request_id)] = job
+        if _anonymous(job.identity) and not _anonymous(identity):
+            job.watchers.append((job.identity, job.delimiter))
+            job.identity, job.delimiter = identity, delimiter
+        elif identity != job.identity and all(w != identity for w, _ in job.watchers):
+            job.watchers.append((identity, delimiter))
+
+    def _check_quota(self, identity: bytes, nbytes: int) -> None:
+        """Per-client and total limits on what queued jobs hold, so no client (or crowd of sockets) can
+        make the server keep gigabytes of uploads; each refusal is ``busy`` and says which limit."""
+        cfg = self.config
+        cap = min(cfg.max_client_bytes, cfg.max_queued_bytes)
+        if nbytes > cap:  # could never be queued: not "busy", which would invite retries
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"the audio is {nbytes} bytes; this server queues at most {cap} "
+                                "per client (compress it, split it, or restart the server with larger "
+                                "--max-client-mb / --max-queued-mb)")
+        queued = self.queue.snapshot()
+        total = sum(j.audio_bytes for j in queued)
+        mine = [j for j in self.jobs.values() if j.identity == identity]
+        mine_bytes = sum(j.audio_bytes for j in mine if j.state == QUEUED)
+        if len(mine) >= cfg.max_client_jobs:
+            raise ProtocolError(ErrorCode.BUSY, f"you have {len(mine)} jobs queued or running; this server takes "
+                                f"at most {cfg.max_client_jobs} per client: wait for one to finish")
+        if mine_bytes + nbytes > cfg.max_client_bytes:
+            raise ProtocolError(ErrorCode.BUSY, f"your queued jobs hold {mine_bytes + nbytes} bytes of audio with "
+                                f"this one; at most {cfg.max_client_bytes} per client: wait for one to finish")
+        if total + nbytes > cfg.max_queued_bytes:
+            raise ProtocolError(ErrorCode.BUSY, f"the queue holds {total} bytes of audio; at most "
+                                f"{cfg.max_queued_bytes} in all: retry later")
+
+    def _reply_accepted(self, job: Job, req: Message, identity: bytes, delimiter: bool) -> None:
         snap = self.queue.snapshot()
         pos = next((i for i, j in enumerate(snap) if j is job), 0)
-        self._send_job(job, P.make("accepted", req.id, job=job.id, state=job.state, position=pos,
-                                   queue_length=len(snap), instance=self.instance,
-                                   heartbeat_s=self.config.heartbeat_s))
+        self._send(identity, delimiter, P.make("accepted", req.id, job=job.id, state=job.state, position=pos,
+                                               queue_length=len(snap), instance=self.instance,
+                                               heartbeat_s=self.config.heartbeat_s))
 
     # -- worker events -----------------------------------------------------------------------------
     def _drain_events(self) -> None:
@@ -472,13 +677,21 @@ class MotionServer:
         job.state = state
         job.finished = job.finished or time.monotonic()
         self.jobs.pop(job.id, None)
-        self.by_request.pop(job.request_id, None)
-        self.finished[job.id] = state
+        key = (job.identity, job.request_id)
+        self.by_request.pop(key, None)
+        for w, _ in job.watchers:
+            self.by_request.pop((w, job.request_id), None)
+        job.audio = None  # a cancelled queued job still held its upload
+        self.finished[job.id] = (state, job.identity)
         while len(self.finished) > _FINISHED_KEEP:
             self.finished.popitem(last=False)
-        self.replay[job.request_id] = (job, msg)
-        while len(self.replay) > _REPLAY_KEEP:
-            self.replay.popitem(last=False)
+        old = self.replay.pop(key, None)
+        if old is not None:
+            self._replay_bytes -= _msg_bytes(old[1])
+        self.replay[key] = (job, msg)
+        self._replay_bytes += _msg_bytes(msg)
+        while self.replay and (len(self.replay) > _REPLAY_KEEP or self._replay_bytes > _REPLAY_MAX_BYTES):
+            self._replay_bytes -= _msg_bytes(self.replay.popitem(last=False)[1][1])
         self.counts[state] = self.counts.get(state, 0) + 1
         if self.stopping:
             self.ended_while_stopping.setdefault(state, []).append(job.id)

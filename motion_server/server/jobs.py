@@ -42,6 +42,15 @@ class Job:
     cancel_reason: str = "cancelled by a client"
     audio_seconds: float | None = None
     kind: str = "generate"  # or "transcribe": the request type that made the job
+    audio_bytes: int = 0  # size of the upload while the job holds it (for the queue quotas)
+    fingerprint: bytes = b""  # hash of the request's frames: an identical re-send is the same request
+    # other connections that sent this very request (a retry whose first copy arrived through a pipe
+    # zmq renamed on handover, or an anonymous socket's retry): they receive the job's events too
+    watchers: list[tuple[bytes, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.audio is not None:
+            self.audio_bytes = memoryview(self.audio).nbytes
 
     def summary(self) -> dict[str, Any]:
         now = time.monotonic()

@@ -17,6 +17,7 @@ import numpy as np
 from rig_mapping import FaceMotion, MotionError
 
 from ..audio import AudioError, load_audio
+from ..audio.io import AudioTooLong
 from ..engine.base import Cancelled
 from ..pipeline import MotionPipeline
 from ..protocol import ErrorCode
@@ -35,6 +36,7 @@ class EngineWorker(threading.Thread):
         sample_rate: int,
         max_audio_seconds: float,
         progress_interval_s: float,
+        decode_timeout_s: float = 120.0,
     ) -> None:
         super().__init__(name="talkrig-engine", daemon=True)
         self.pipeline = pipeline
@@ -43,6 +45,7 @@ class EngineWorker(threading.Thread):
         self.sr = sample_rate
         self.max_audio_seconds = max_audio_seconds
         self.progress_interval_s = progress_interval_s
+        self.decode_timeout_s = decode_timeout_s
         self.current: Job | None = None
         self._stop_event = threading.Event()
         self._wake_sock = None  # set by the server's post() the first time this thread posts
@@ -97,11 +100,14 @@ class EngineWorker(threading.Thread):
         except Cancelled:
             self._finish(job, Event("cancelled", job, message=job.cancel_reason))
             return
+        except AudioTooLong as e:
+            more = "at least " if e.at_least else ""
+            self._finish(job, Event("error", job, code=ErrorCode.AUDIO_TOO_LONG, message=(
+                f"audio is {more}{e.seconds:.1f} s long; this server accepts up to {self.max_audio_seconds:g} s "
+                "(split the clip, or restart the server with a larger --max-audio-seconds)")))
+            return
         except AudioError as e:
             self._finish(job, Event("error", job, code=ErrorCode.BAD_AUDIO, message=str(e)))
-            return
-        except _TooLong as e:
-            self._finish(job, Event("error", job, code=ErrorCode.AUDIO_TOO_LONG, message=str(e)))
             return
         except (ValueError, MotionError, KeyError, RecogniserError) as e:
             # engines raise ValueError for inputs they refuse (unknown style, bad option combination)
@@ -119,13 +125,11 @@ class EngineWorker(threading.Thread):
         job.stage = "decoding audio"
         src = job.audio_path if job.audio_path is not None else bytes(job.audio)
         job.audio = None  # free the container bytes early
-        x = load_audio(src, sr=self.sr)
+        # header facts are checked before decoding, decoding stops at the limit, and a cancel (or the
+        # server stopping) kills an ffmpeg child at once
+        x = load_audio(src, sr=self.sr, max_seconds=self.max_audio_seconds, cancel=job.cancel.check,
+                       timeout_s=self.decode_timeout_s)
         job.audio_seconds = x.size / self.sr
-        if job.audio_seconds > self.max_audio_seconds:
-            raise _TooLong(
-                f"audio is {job.audio_seconds:.1f} s long; this server accepts up to {self.max_audio_seconds:g} s "
-                "(split the clip, or restart the server with a larger --max-audio-seconds)"
-            )
         return x
 
     def _progress_fn(self, job: Job) -> Callable[[float, str], None]:
@@ -141,7 +145,3 @@ class EngineWorker(threading.Thread):
                 self.post(Event("progress", job))
 
         return progress
-
-
-class _TooLong(Exception):
-    pass
