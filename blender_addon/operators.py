@@ -15,6 +15,7 @@ from ._deps import rig, server
 from .core import export, livelink, mapping
 from .core.apply import apply_motion
 from .core.target import Target, TargetError, find_target
+from .job_modal import ServerJobModal, tag_redraw
 from .preferences import get_prefs
 
 _OK = {"FINISHED"}
@@ -54,11 +55,7 @@ def _show_mapping(settings: Any, target: Target) -> Any:
     return rep
 
 
-def _tag_redraw(context: bpy.types.Context) -> None:
-    for window in context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
+_tag_redraw = tag_redraw
 
 
 def _network_allowed(pv: dict[str, Any], op: bpy.types.Operator) -> bool:
@@ -320,7 +317,7 @@ class TALKRIG_OT_save_profile(bpy.types.Operator):
 # -- generate ------------------------------------------------------------------------------------------------
 
 
-class TALKRIG_OT_generate(bpy.types.Operator):
+class TALKRIG_OT_generate(ServerJobModal, bpy.types.Operator):
     """Generate facial animation from the audio with the motion server (Esc cancels)"""
 
     bl_idname = "talkrig.generate"
@@ -432,63 +429,6 @@ class TALKRIG_OT_generate(bpy.types.Operator):
         self._pending = PendingGenerate(job, root, audio, start, self._withheld)
         context.scene.talkrig.status = "submitted"
         return True
-
-    def _tick_start(self, context) -> set[str]:
-        """While the local server loads: poll it (<= 20 ms a tick), then submit the job."""
-        settings = context.scene.talkrig
-        if not settings.running:  # the panel's Cancel button
-            self._finish(context)
-            self.report({"WARNING"}, "Cancelled; the local server goes on starting (Stop local server ends it)")
-            return _CANCELLED
-        try:
-            ready = self._starting.tick()
-        except server_link.ServerLinkError as e:
-            self._finish(context)
-            settings.status = "the local server did not start"
-            self.report({"ERROR"}, str(e))
-            return _CANCELLED
-        if not ready:
-            _tag_redraw(context)
-            return {"PASS_THROUGH"}
-        self._starting = None
-        settings.server_ok = True
-        if not self._submit(context):
-            self._finish(context)
-            return _CANCELLED
-        return {"PASS_THROUGH"}
-
-    def modal(self, context, event):
-        if event.type == "ESC":
-            if self._pending is not None:
-                self._pending.job.cancel()
-            else:
-                context.scene.talkrig.running = False
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        if self._starting is not None:
-            return self._tick_start(context)
-        done = self._pending.tick(context.scene.talkrig)
-        context.window_manager.progress_update(int(context.scene.talkrig.progress * 100))
-        _tag_redraw(context)
-        if not done:
-            return {"PASS_THROUGH"}
-        self._finish(context)
-        return self._pending.finish(context, self.report)
-
-    def _finish(self, context):
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        context.scene.talkrig.running = False
-        server_link.set_job(None)
-        _tag_redraw(context)
-
-    def cancel(self, context):
-        if self._pending is not None and not self._pending.job.done:
-            self._pending.job.cancel()
-        self._finish(context)
 
 
 class TALKRIG_OT_cancel(bpy.types.Operator):

@@ -16,7 +16,8 @@ import bpy
 from . import jobs, server_link
 from ._deps import server
 from .core.transcript import no_aligner_note, transcribed_message
-from .operators import _connect, _network_allowed, _prefs_values, _tag_redraw
+from .job_modal import ServerJobModal
+from .operators import _connect, _network_allowed, _prefs_values
 
 _OK = {"FINISHED"}
 _CANCELLED = {"CANCELLED"}
@@ -98,7 +99,7 @@ def _ask_to_replace(context: bpy.types.Context) -> None:
     context.window_manager.popup_menu(draw, title="Transcribe", icon="QUESTION")
 
 
-class TALKRIG_OT_transcribe(bpy.types.Operator):
+class TALKRIG_OT_transcribe(ServerJobModal, bpy.types.Operator):
     """Recognise what the audio says (on the motion server) and put it in the Transcript field to read and
     correct (Esc cancels)"""
 
@@ -114,6 +115,7 @@ class TALKRIG_OT_transcribe(bpy.types.Operator):
         description="Block until done (always so in background mode, where timers never run)")
 
     _timer = None
+    busy_flag = "transcribing"
     _pending: PendingTranscribe | None = None
     _starting: server_link.LocalStart | None = None
     _audio = None
@@ -208,64 +210,6 @@ class TALKRIG_OT_transcribe(bpy.types.Operator):
         self._pending = PendingTranscribe(job, self.replace)
         context.scene.talkrig.status = "transcribing"
         return True
-
-    def _tick_start(self, context) -> set[str]:
-        """While the local server loads: poll it (<= 20 ms a tick), then submit."""
-        settings = context.scene.talkrig
-        if not settings.transcribing:  # the panel's Cancel button
-            self._finish(context)
-            self.report({"WARNING"}, "Cancelled; the local server goes on starting (Stop local server ends it)")
-            return _CANCELLED
-        try:
-            ready = self._starting.tick()
-        except server_link.ServerLinkError as e:
-            self._finish(context)
-            settings.status = "the local server did not start"
-            self.report({"ERROR"}, str(e))
-            return _CANCELLED
-        if not ready:
-            _tag_redraw(context)
-            return {"PASS_THROUGH"}
-        self._starting = None
-        settings.server_ok = True
-        if not self._submit(context):
-            self._finish(context)
-            return _CANCELLED
-        return {"PASS_THROUGH"}
-
-    def modal(self, context, event):
-        if event.type == "ESC":
-            if self._pending is not None:
-                self._pending.job.cancel()
-            else:
-                context.scene.talkrig.transcribing = False
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        if self._starting is not None:
-            return self._tick_start(context)
-        settings = context.scene.talkrig
-        done = self._pending.tick(settings)
-        context.window_manager.progress_update(int(settings.progress * 100))
-        _tag_redraw(context)
-        if not done:
-            return {"PASS_THROUGH"}
-        self._finish(context)
-        return self._pending.finish(context, self.report)
-
-    def _finish(self, context) -> None:
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        context.scene.talkrig.transcribing = False
-        server_link.set_job(None)
-        _tag_redraw(context)
-
-    def cancel(self, context):
-        if self._pending is not None and not self._pending.job.done:
-            self._pending.job.cancel()
-        self._finish(context)
 
 
 classes = (TALKRIG_OT_transcribe,)

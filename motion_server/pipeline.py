@@ -8,7 +8,6 @@ all call :class:`MotionPipeline`; nothing else decides whether a take gets a tra
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,14 @@ def read_sidecar(path: Path) -> tuple[str | None, str | None]:
         raise ValueError(f"cannot read the transcript {txt} ({exc}); fix or remove it, or pass "
                          "--no-transcript-files") from None
     return (text, f"transcript from {txt.name}") if text else (None, None)
+
+
+def with_sidecar(path: Path, options: GenerateOptions) -> tuple[GenerateOptions, list[str]]:
+    """Options with the ``<stem>.txt`` beside ``path`` as the transcript when none was given, and a note."""
+    if (options.transcript or "").strip():
+        return options, []
+    text, note = read_sidecar(path)
+    return (replace(options, transcript=text), [note]) if text else (options, [])
 
 
 def fit_length(motion: FaceMotion, n_frames: int) -> tuple[FaceMotion, str | None]:
@@ -191,26 +198,6 @@ class MotionPipeline:
         meta = dict(motion.meta)
         meta["transcript"] = info
         return motion.replace(meta=meta)
-
-    def generate_file(self, path: Path, options: GenerateOptions, progress: ProgressFn | None = None,
-                      cancel: CancelToken | None = None, sidecar: bool = True,
-                      load: Callable[[Path], np.ndarray] | None = None) -> tuple[FaceMotion, float, list[str]]:
-        """audio file -> (motion of round(duration * fps) frames, duration in seconds, notes).
-
-        Without a transcript in ``options``, a ``<stem>.txt`` beside the audio is used as one (``sidecar``)."""
-        from motion_server.audio.io import audio_sha256, load_audio
-
-        path = Path(path)
-        audio = load(path) if load is not None else load_audio(path, sr=SAMPLE_RATE)
-        duration = audio.size / SAMPLE_RATE
-        notes: list[str] = []
-        if sidecar and not (options.transcript or "").strip():
-            text, note = read_sidecar(path)
-            if text:
-                options = replace(options, transcript=text)
-                notes.append(note)
-        motion = self.generate(audio, SAMPLE_RATE, options, progress, cancel)
-        return finish_file_motion(motion, path, duration, options.fps, notes, audio_sha256(path))
 
 
 def finish_file_motion(motion: FaceMotion, path: Path, duration: float, fps: float, notes: list[str],

@@ -4,7 +4,7 @@ file into a FaceMotion that lasts exactly as long as the audio."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ from motion_server.pipeline import (
     default_recogniser,
     finish_file_motion,
     fit_length,
-    read_sidecar,
     sidecar_transcript,
+    with_sidecar,
 )
 from rig_mapping import FaceMotion
 
@@ -151,12 +151,7 @@ def animate_file(gen: Generator, path: Path, options: GenerateOptions, progress:
     Without a transcript in ``options``, a ``<stem>.txt`` beside the audio is used as one (``sidecar``);
     without either, the pipeline (here or in the server) recognises one."""
     audio = load_audio(path, sr=SAMPLE_RATE)
-    notes: list[str] = []
-    if sidecar and not (options.transcript or "").strip():
-        text, note = read_sidecar(path)
-        if text:
-            options = replace(options, transcript=text)
-            notes.append(note)
+    options, notes = with_sidecar(path, options) if sidecar else (options, [])
     motion = gen(path, audio, options, progress, cancel)
     return finish_file_motion(motion, path, audio.size / SAMPLE_RATE, options.fps, notes, audio_sha256(path),
                               gen.label)

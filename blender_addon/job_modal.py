@@ -1,0 +1,92 @@
+"""The modal half every server-job operator shares (Generate, Transcribe): wait for a local server to
+start, submit, poll the job on each timer tick, Esc or the panel's Cancel, and tidy up. Timers and modal
+operators never run in ``blender -b``; those operators keep their own synchronous path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+from . import server_link
+
+_CANCELLED = {"CANCELLED"}
+
+
+def tag_redraw(context: bpy.types.Context) -> None:
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+class ServerJobModal:
+    """Mixin for a ``bpy.types.Operator`` (listed before it). The operator sets ``busy_flag`` (the scene
+    setting that marks its job in flight), ``_submit(context) -> bool`` and a ``_pending`` object with
+    ``job``, ``tick(settings) -> done`` and ``finish(context, report) -> set``."""
+
+    busy_flag = "running"
+    _timer: Any = None
+    _pending: Any = None
+    _starting: Any = None
+
+    def _submit(self, context: bpy.types.Context) -> bool:
+        raise NotImplementedError
+
+    def _tick_start(self, context: bpy.types.Context) -> set[str]:
+        """While the local server loads: poll it (<= 20 ms a tick), then submit."""
+        settings = context.scene.talkrig
+        if not getattr(settings, self.busy_flag):  # the panel's Cancel button
+            self._finish(context)
+            self.report({"WARNING"}, "Cancelled; the local server goes on starting (Stop local server ends it)")
+            return _CANCELLED
+        try:
+            ready = self._starting.tick()
+        except server_link.ServerLinkError as e:
+            self._finish(context)
+            settings.status = "the local server did not start"
+            self.report({"ERROR"}, str(e))
+            return _CANCELLED
+        if not ready:
+            tag_redraw(context)
+            return {"PASS_THROUGH"}
+        self._starting = None
+        settings.server_ok = True
+        if not self._submit(context):
+            self._finish(context)
+            return _CANCELLED
+        return {"PASS_THROUGH"}
+
+    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+        if event.type == "ESC":
+            if self._pending is not None:
+                self._pending.job.cancel()
+            else:
+                setattr(context.scene.talkrig, self.busy_flag, False)
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        if self._starting is not None:
+            return self._tick_start(context)
+        settings = context.scene.talkrig
+        done = self._pending.tick(settings)
+        context.window_manager.progress_update(int(settings.progress * 100))
+        tag_redraw(context)
+        if not done:
+            return {"PASS_THROUGH"}
+        self._finish(context)
+        return self._pending.finish(context, self.report)
+
+    def _finish(self, context: bpy.types.Context) -> None:
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        setattr(context.scene.talkrig, self.busy_flag, False)
+        server_link.set_job(None)
+        tag_redraw(context)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        if self._pending is not None and not self._pending.job.done:
+            self._pending.job.cancel()
+        self._finish(context)
