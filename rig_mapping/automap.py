@@ -8,7 +8,16 @@ Candidates:
   rig shape that merges two sided channels takes their mean (``mouthSmile`` <- smile L/R).
 
 The candidate driving the most character shapes wins; ties go to the one covering more ARKit channels,
-then to a named preset over ``auto``. The chosen profile names the character's real shapes (so it can
+then to a named preset over ``auto``.
+
+Bones come from the bone templates (``bones_*.toml``): each template bone is found in the rig through
+its ``match`` names, with or without one of the template's ``bone_prefixes``. Jaw policy: a bone driven
+only by face channels (the jaw) is left out when one of those channels already drives a shape key
+(a ``jawOpen`` shape key opens the mouth; keying the jaw bone too would open it twice as far). The head
+and neck bones are always kept: no shape key carries the head pose.
+
+:func:`map_rig` is the one entry point ``talkrig map-report`` and the Blender add-on both call, so the
+report a user reads is what gets keyed. The chosen profile names the character's real shapes (so it can
 be saved, edited and applied as is) and the report says what matched and what did not, so a user sees
 it before anything is keyed.
 """
@@ -21,7 +30,7 @@ from typing import Any
 
 from .arkit import ARKIT_NAMES
 from .names import loose, name_key, split_side
-from .profile import BoneTarget, Profile, ShapeTarget, list_presets, load_profile
+from .profile import ROTATION_SOURCES, BoneTarget, Profile, ShapeTarget, list_presets, load_profile
 
 AUTO = "auto"
 
@@ -46,6 +55,16 @@ class AutoMapResult:
     character_shapes: list[str]
     character_bones: list[str] = field(default_factory=list)
     bones_template: str | None = None
+    bone_roles: dict[str, str] = field(default_factory=dict)  # template role ("head") -> driven rig bone
+    skipped_bones: dict[str, str] = field(default_factory=dict)  # rig bone found but not driven -> why
+
+    def channel_targets(self) -> dict[str, list[str]]:
+        """ARKit channel -> shape keys and ``bone:<name>`` entries it drives (see :func:`channel_targets`)."""
+        return channel_targets(self.profile)
+
+    def head_targets(self) -> dict[str, list[str]]:
+        """Head rotation (pitch/yaw/roll) -> the bones it turns."""
+        return head_targets(self.profile)
 
     @property
     def matched(self) -> dict[str, list[str]]:
@@ -77,6 +96,10 @@ class AutoMapResult:
             "unmatched_channels": self.unmatched_channels,
             "bones_template": self.bones_template,
             "matched_bones": self.matched_bones,
+            "bone_roles": self.bone_roles,
+            "skipped_bones": self.skipped_bones,
+            "channel_targets": self.channel_targets(),
+            "head_targets": self.head_targets(),
             "profile": self.profile.to_dict(),
         }
 
@@ -96,6 +119,9 @@ class AutoMapResult:
         if self.profile.bones:
             lines += ["", f"Bones ({self.bones_template}):"]
             lines += [f"  {b}  <- {', '.join(s)}" for b, s in self.matched_bones.items()]
+        if self.skipped_bones:
+            lines += ["", "Bones found but not driven:"]
+            lines += [f"  {b}  ({why})" for b, why in self.skipped_bones.items()]
         lines += ["", f"Unmatched character shapes ({len(self.unmatched_shapes)}): "
                   + (", ".join(self.unmatched_shapes) or "none")]
         lines += [f"Unused ARKit channels ({len(self.unmatched_channels)}): "
@@ -159,19 +185,109 @@ def _bone_templates() -> list[Profile]:
     return [p for p in (load_profile(n) for n in list_presets()) if p.bones and not p.shapes]
 
 
-def fit_bones(template: Profile, bone_names: Sequence[str]) -> tuple[BoneTarget, ...]:
-    """Template bones renamed to the rig's bones found through each bone's ``match`` names."""
-    by_key: dict[str, str] = {}
+def _bone_keys(bone_names: Sequence[str], prefixes: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """name key -> rig bone, for the names as they are and with one rig prefix removed."""
+    exact: dict[str, str] = {}
+    bare: dict[str, str] = {}
     for n in bone_names:
-        by_key.setdefault(name_key(n), n)
-    out = []
-    for b in template.bones:
-        for m in (b.name,) + b.match:
-            real = by_key.get(name_key(m))
-            if real is not None:
-                out.append(BoneTarget(real, b.axes, b.rotation_mode, b.match))
+        exact.setdefault(name_key(n), n)
+        for p in prefixes:
+            if n.lower().startswith(p.lower()) and len(n) > len(p):
+                bare.setdefault(name_key(n[len(p):]), n)
                 break
-    return tuple(out)
+    return exact, bare
+
+
+def _fit_bone_roles(template: Profile, bone_names: Sequence[str]) -> list[tuple[str, BoneTarget]]:
+    """(template bone name = role, template bone renamed to the rig bone) for each bone found."""
+    exact, bare = _bone_keys(bone_names, template.bone_prefixes)
+    out: list[tuple[str, BoneTarget]] = []
+    taken: set[str] = set()
+    for b in template.bones:
+        keys = [name_key(m) for m in (b.name,) + b.match]
+        # A name as written beats one found only after removing a prefix (``head`` over ``DEF-head``).
+        real = next((r for r in (exact.get(k) for k in keys) if r is not None and r not in taken), None)
+        if real is None:
+            real = next((r for r in (bare.get(k) for k in keys) if r is not None and r not in taken), None)
+        if real is not None:
+            taken.add(real)
+            out.append((b.name, BoneTarget(real, b.axes, b.rotation_mode, b.match)))
+    return out
+
+
+def fit_bones(template: Profile, bone_names: Sequence[str]) -> tuple[BoneTarget, ...]:
+    """Template bones renamed to the rig's bones found through each bone's ``match`` names (with or
+    without one of the template's ``bone_prefixes``)."""
+    return tuple(b for _, b in _fit_bone_roles(template, bone_names))
+
+
+def channel_targets(profile: Profile) -> dict[str, list[str]]:
+    """ARKit channel -> the shape keys (and ``bone:<name>`` entries) it drives under ``profile``."""
+    arkit = set(ARKIT_NAMES)
+    out: dict[str, list[str]] = {}
+    for s in profile.shapes:
+        for ch, w in s.sources:
+            if w != 0 and ch in arkit and s.name not in out.get(ch, []):
+                out.setdefault(ch, []).append(s.name)
+    for b in profile.bones:
+        for axis in b.axes:
+            for ch, w in (axis.sources if axis else ()):
+                if w != 0 and ch in arkit and f"bone:{b.name}" not in out.get(ch, []):
+                    out.setdefault(ch, []).append(f"bone:{b.name}")
+    return out
+
+
+def head_targets(profile: Profile) -> dict[str, list[str]]:
+    """Head rotation channel (pitch/yaw/roll) -> the bones it turns."""
+    out: dict[str, list[str]] = {}
+    for b in profile.bones:
+        for axis in b.axes:
+            for ch, w in (axis.sources if axis else ()):
+                if w != 0 and ch in ROTATION_SOURCES and b.name not in out.get(ch, []):
+                    out.setdefault(ch, []).append(b.name)
+    return out
+
+
+def _jaw_policy(shapes: Sequence[ShapeTarget], bones: Sequence[tuple[str, BoneTarget]]
+                ) -> tuple[list[tuple[str, BoneTarget]], dict[str, str]]:
+    """Drop face-channel bones whose channel a shape key already carries (see the module docstring)."""
+    shape_channels = {c for s in shapes for c, w in s.sources if w != 0}
+    arkit = set(ARKIT_NAMES)
+    kept, skipped = [], {}
+    for role, b in bones:
+        srcs = {c for a in b.axes if a for c, w in a.sources if w != 0}
+        carried = sorted(srcs & shape_channels)
+        if srcs and srcs <= arkit and carried:
+            skipped[b.name] = f"{role} bone: {', '.join(carried)} already drives a shape key"
+        else:
+            kept.append((role, b))
+    return kept, skipped
+
+
+def _unique_names(names: Iterable[str]) -> list[str]:
+    """Names in first-seen order, blanks and repeats dropped."""
+    return list(dict.fromkeys(str(n) for n in names if str(n).strip()))
+
+
+def _choose_bone_template(bone_names: Sequence[str]) -> tuple[str | None, list[tuple[str, BoneTarget]]]:
+    """The bone template that fits the rig best and its (role, renamed bone) pairs; (None, []) if none."""
+    scored = []
+    for t in _bone_templates():
+        found = _fit_bone_roles(t, bone_names)
+        scored.append(((len(found), len(found) == len(t.bones)), t.name, found))
+    # Most bones found, then a template whose bones were all found (a head-only rig takes the
+    # full head pose rather than a head/neck split), then by name for a stable choice.
+    scored.sort(key=lambda s: (-s[0][0], not s[0][1], s[1]))
+    if not scored or not scored[0][0][0]:
+        return None, []
+    return scored[0][1], scored[0][2]
+
+
+def find_bones(bone_names: Iterable[str]) -> dict[str, str]:
+    """role (``head``, ``neck``, ``jaw``) -> the rig bone the best bone template finds for it, before
+    the jaw policy (so a jaw bone is listed even when a jawOpen shape key leaves it undriven)."""
+    _, found = _choose_bone_template([str(b) for b in bone_names])
+    return {role: b.name for role, b in found}
 
 
 def automap(
@@ -181,7 +297,7 @@ def automap(
 ) -> AutoMapResult:
     """Choose the best profile for a character's shape keys (and head/jaw bones when ``bone_names``
     is given). ``presets`` defaults to every shipped shape preset."""
-    names = list(dict.fromkeys(str(n) for n in character_shapes if str(n).strip()))
+    names = _unique_names(character_shapes)
     candidates = []
     for preset in (_shape_presets() if presets is None else list(presets)):
         fitted = fit_profile(preset, names)
@@ -194,16 +310,35 @@ def automap(
                       best.profile.description)
 
     template_name = None
-    bones = list(bone_names or [])
+    bones = _unique_names(bone_names or [])
+    roles: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     if bones:
-        scored = []
-        for t in _bone_templates():
-            fitted_b = fit_bones(t, bones)
-            scored.append(((len(fitted_b), len(fitted_b) == len(t.bones)), t.name, fitted_b))
-        # Most bones found, then a template whose bones were all found (a head-only rig takes the
-        # full head pose rather than a head/neck split), then by name for a stable choice.
-        scored.sort(key=lambda s: (-s[0][0], not s[0][1], s[1]))
-        if scored and scored[0][0][0]:
-            _, template_name, fitted_b = scored[0]
-            profile = Profile(profile.name, profile.shapes, fitted_b, profile.description)
-    return AutoMapResult(best.name, profile, candidates, names, bones, template_name)
+        template_name, found = _choose_bone_template(bones)
+        if found:
+            kept, skipped = _jaw_policy(profile.shapes, found)
+            roles = {role: b.name for role, b in kept}
+            profile = Profile(profile.name, profile.shapes, tuple(b for _, b in kept), profile.description)
+    return AutoMapResult(best.name, profile, candidates, names, bones, template_name, roles, skipped)
+
+
+def map_rig(
+    character_shapes: Iterable[str],
+    bone_names: Iterable[str] | None = None,
+    profile: Profile | str | None = None,
+) -> AutoMapResult:
+    """The mapping for one character: shape-key names, armature bone names, and optionally a profile
+    (a :class:`Profile`, a preset name or a .toml/.json path). Without one, :func:`automap` decides
+    (with the jaw policy). A given profile is used as written: fitted to the character's names
+    (shapes loosely, bones through their ``match`` names), no bone left out."""
+    if profile is None:
+        return automap(character_shapes, bone_names)
+    names = _unique_names(character_shapes)
+    bones = _unique_names(bone_names or [])
+    base = profile if isinstance(profile, Profile) else load_profile(profile)
+    fitted = fit_profile(base, names)
+    found = _fit_bone_roles(base, bones) if bones else []
+    prof = Profile(fitted.name, fitted.shapes, tuple(b for _, b in found), fitted.description)
+    cand = Candidate(base.name, prof, len(prof.shapes), len(prof.channels_used()))
+    return AutoMapResult(base.name, prof, [cand], names, bones, base.name if found else None,
+                         {role: b.name for role, b in found})

@@ -54,7 +54,7 @@ ROTATION_MODES = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
 _SHAPE_KEYS = {"sources", "gain", "offset", "clamp", "combine"}
 _AXIS_KEYS = {"sources", "gain", "offset", "clamp"}
 _BONE_KEYS = {"x", "y", "z", "rotation_mode", "match"}
-_TOP_KEYS = {"format", "version", "name", "description", "shapes", "bones"}
+_TOP_KEYS = {"format", "version", "name", "description", "shapes", "bones", "bone_prefixes"}
 
 
 class ProfileError(ValueError):
@@ -108,6 +108,9 @@ class Profile:
     shapes: tuple[ShapeTarget, ...]
     bones: tuple[BoneTarget, ...] = ()
     description: str = ""
+    # Rig prefixes (``DEF-``, ``mixamorig:``) auto-mapping ignores when it looks for a bone's ``match``
+    # names; only bone templates use it, so a rig's naming convention is data, not code.
+    bone_prefixes: tuple[str, ...] = ()
 
     # -- queries -------------------------------------------------------------------------------
     @property
@@ -176,6 +179,8 @@ class Profile:
         d: dict[str, Any] = {"format": PROFILE_FORMAT, "version": PROFILE_VERSION, "name": self.name}
         if self.description:
             d["description"] = self.description
+        if self.bone_prefixes:
+            d["bone_prefixes"] = list(self.bone_prefixes)
         d["shapes"] = {s.name: _shape_to_dict(s) for s in self.shapes}
         if self.bones:
             d["bones"] = {b.name: _bone_to_dict(b) for b in self.bones}
@@ -414,7 +419,10 @@ def _parse_profile(d: Any, source: str) -> Profile:
     desc = d.get("description", "")
     if not isinstance(desc, str):
         raise _fail(source, "description", "must be a string")
-    return Profile(name=name, shapes=shapes, bones=bones, description=desc)
+    prefixes = d.get("bone_prefixes", [])
+    if not isinstance(prefixes, list) or not all(isinstance(x, str) and x for x in prefixes):
+        raise _fail(source, "bone_prefixes", "must be a list of non-empty strings")
+    return Profile(name=name, shapes=shapes, bones=bones, description=desc, bone_prefixes=tuple(prefixes))
 
 
 # -- writing -------------------------------------------------------------------------------------------

@@ -106,7 +106,11 @@ def test_no_match_and_duplicates():
 def test_bones_are_found_and_renamed(ict_names):
     r = automap(ict_names, bone_names=["root", "spine", "mixamorig:Neck", "mixamorig:Head", "jaw_master"])
     assert r.bones_template == "bones_head_neck_jaw"
-    assert set(r.profile.bone_names) == {"mixamorig:Head", "mixamorig:Neck", "jaw_master"}
+    # jaw policy: ICT's jawOpen shape key opens the mouth, so the jaw bone is found but not driven
+    assert set(r.profile.bone_names) == {"mixamorig:Head", "mixamorig:Neck"}
+    assert r.bone_roles == {"head": "mixamorig:Head", "neck": "mixamorig:Neck"}
+    assert list(r.skipped_bones) == ["jaw_master"] and "jawOpen" in r.skipped_bones["jaw_master"]
+    assert "Bones found but not driven" in r.format_report()
     only_head = automap(ict_names, bone_names=["Head"])
     assert only_head.bones_template == "bones_head_jaw" and only_head.profile.bone_names == ["Head"]
     m = FaceMotion.from_arrays(np.zeros((2, 52)), np.array([[0.1, 0.2, 0.3, 0, 0, 0]] * 2))

@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from rig_mapping.automap import AutoMapResult, Candidate, automap, fit_bones, fit_profile
-from rig_mapping.profile import ProfileError, list_presets, load_profile
+from rig_mapping.automap import map_rig
+from rig_mapping.profile import ProfileError, list_presets
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "report matched targets, unmatched shapes and unused ARKit channels.",
     )
     p.add_argument("--names", required=True, type=Path, help="text file, one shape-key name per line")
-    p.add_argument("--bones", type=Path, help="optional text file of bone names (finds head/neck/jaw bones)")
+    p.add_argument("--bones", type=Path,
+                   help="optional text file of the armature's bone names, one per line (finds head/neck/jaw bones)")
     p.add_argument("--profile", help=f"preset name ({', '.join(list_presets())}) or a .toml/.json profile; "
                                      "default: choose automatically")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
@@ -47,17 +48,6 @@ def read_names(path: Path) -> list[str]:
     return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
 
 
-def _report(names: list[str], bones: list[str], profile_arg: str | None) -> AutoMapResult:
-    if profile_arg is None:
-        return automap(names, bone_names=bones or None)
-    base = load_profile(profile_arg)
-    fitted = fit_profile(base, names)
-    fitted_bones = fit_bones(base, bones) if bones else ()
-    prof = type(fitted)(fitted.name, fitted.shapes, fitted_bones, fitted.description)
-    cand = Candidate(base.name, prof, len(prof.shapes), len(prof.channels_used()))
-    return AutoMapResult(base.name, prof, [cand], names, bones, base.name if fitted_bones else None)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         names = read_names(args.names)
@@ -65,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         if not names:
             print(f"talkrig map-report: {args.names} lists no names (one shape-key name per line)", file=sys.stderr)
             return 2
-        result = _report(names, bones, args.profile)
+        # the same call the Blender add-on makes, so this report is what the add-on keys
+        result = map_rig(names, bones, args.profile)
         if args.save_profile:
             if not result.profile.shapes and not result.profile.bones:
                 # An empty profile could be written but never loaded again ("maps nothing").
