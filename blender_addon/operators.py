@@ -50,7 +50,7 @@ def _show_mapping(settings: Any, target: Target) -> Any:
     """Put the mapping report (what matches, what does not) into the panel; returns the report.
     Called by Check mapping and before every operator that keys, so the panel always shows what a take
     is about to be written onto (while a generate job runs, before anything is written)."""
-    rep = mapping.report(target.shape_names, target.bones, _profile(settings))
+    rep = mapping.report(target.shape_names, target.bone_names, _profile(settings))
     settings.report = "\n".join([target.describe(), *rep.lines()])
     return rep
 
@@ -303,7 +303,7 @@ class TALKRIG_OT_save_profile(bpy.types.Operator):
         settings = context.scene.talkrig
         try:
             target = _target(context)
-            prof = _profile(settings) or mapping.auto_profile(target.shape_names, target.bones)
+            prof = _profile(settings) or mapping.auto_profile(target.shape_names, target.bone_names)
             path = mapping.save_profile(prof, bpy.path.abspath(self.filepath), overwrite=self.overwrite)
         except (TargetError, ValueError, OSError) as e:
             self.report({"ERROR"}, str(e))

@@ -15,7 +15,7 @@ from blender_helpers import glb_accessor, glb_json, run_gltf_validator, smooth_m
 
 from blender_addon.core import anim, apply, export, livelink, readback  # noqa: E402
 from blender_addon.core.demo_head import build_demo_head  # noqa: E402
-from blender_addon.core.target import TargetError, find_bones, find_target, mapping_report  # noqa: E402
+from blender_addon.core.target import TargetError, find_target, mapping_report  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
@@ -78,18 +78,6 @@ def test_target_errors_name_the_fix(character):
     bpy.context.scene.collection.objects.link(empty)
     with pytest.raises(TargetError, match="select the character"):
         find_target(empty)
-
-
-@pytest.mark.parametrize("names, expected", [
-    (["DEF-spine", "DEF-neck", "DEF-head", "DEF-jaw"], {"head": "DEF-head", "neck": "DEF-neck", "jaw": "DEF-jaw"}),
-    (["mixamorig:Hips", "mixamorig:Neck", "mixamorig:Head", "mixamorig:HeadTop_End"],
-     {"head": "mixamorig:Head", "neck": "mixamorig:Neck"}),
-    (["CC_Base_NeckTwist01", "CC_Base_Head", "CC_Base_JawRoot"],
-     {"head": "CC_Base_Head", "neck": "CC_Base_NeckTwist01", "jaw": "CC_Base_JawRoot"}),
-    (["spine", "chest", "hand.L"], {}),
-])
-def test_bone_patterns(names, expected):
-    assert find_bones(names) == expected
 
 
 def test_apply_writes_new_take_and_keeps_user_action(character):
@@ -335,12 +323,13 @@ def test_multi_mesh_character_is_keyed_on_every_mesh(character):
 def test_saved_profile_reloads_and_maps_the_same(character, tmp_path):
     from blender_addon.core import mapping
 
-    auto = mapping.auto_profile(character.shape_names, character.bones)
+    auto = mapping.auto_profile(character.shape_names, character.bone_names)
     path = mapping.save_profile(auto, tmp_path / "mine.toml")
     loaded = mapping.load_profile(path)
     motion = smooth_motion(15)
-    a = mapping.evaluate(motion, auto, character.shape_names, character.bones)
-    b = mapping.evaluate(motion, loaded, character.shape_names, character.bones)
+    a = mapping.evaluate(motion, auto, character.shape_names)
+    b = mapping.evaluate(motion, mapping.fitted_profile(character.shape_names, character.bone_names, loaded),
+                         character.shape_names)
     assert a.shapes.keys() == b.shapes.keys() and a.bones.keys() == b.bones.keys() == {"head", "neck"}
     for k in a.shapes:
         np.testing.assert_allclose(a.shapes[k], b.shapes[k])

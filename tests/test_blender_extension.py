@@ -40,7 +40,7 @@ def test_zip_is_self_contained(linux_zip):
     assert "blender_manifest.toml" in names and "__init__.py" in names
     for needed in ("_vendor/rig_mapping/motion.py", "_vendor/rig_mapping/profiles/suffix_lr.toml",
                    "_vendor/motion_server/client.py", "_vendor/motion_server/protocol.py",
-                   "data/bone_patterns.json"):
+                   "_vendor/rig_mapping/profiles/bones_head_neck_jaw.toml"):
         assert needed in names, needed
     wheels = sorted(n for n in names if n.startswith("wheels/"))
     # pyzmq + msgpack for CPython 3.11 (Blender 4.2-5.0) and 3.13 (5.1+; pyzmq ships abi3 there)

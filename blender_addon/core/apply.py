@@ -60,9 +60,9 @@ def apply_motion(
     motion = motion.resample(fps)
     if motion.n_frames == 0:
         raise ValueError("the motion has no frames: nothing to key (was the audio empty?)")
-    if profile is None:
-        profile = mapping.auto_profile(target.shape_names, target.bones)
-    curves = mapping.evaluate(motion, profile, target.shape_names, target.bones)
+    # rig_mapping fits the profile (or chooses one) for this rig: the same answer map-report gives
+    profile = mapping.fitted_profile(target.shape_names, target.bone_names, profile)
+    curves = mapping.evaluate(motion, profile, target.shape_names)
     frames = (int(start_frame) + np.arange(motion.n_frames)).astype(np.float32)
     name = action_name or take_name(motion, audio_path)
     meta = {"fps": fps, "start_frame": int(start_frame), "n_frames": motion.n_frames}

@@ -17,7 +17,6 @@ from .._deps import rig
 
 _arkit = rig("arkit")
 ARKIT_NAMES: tuple[str, ...] = _arkit.ARKIT_NAMES
-_ARKIT_SET = frozenset(ARKIT_NAMES)
 HEAD_CHANNELS: tuple[str, ...] = _arkit.HEAD_CHANNELS
 
 
@@ -35,9 +34,10 @@ class MappingReport:
     matched: dict[str, list[str]]  # ARKit channel -> shape keys / "bone:<name>" it drives
     unmatched: list[str]  # ARKit channels with no target on this character
     unused: list[str]  # shape keys nothing drives
-    bones: dict[str, str]  # role -> bone name found on the armature
+    bones: dict[str, str]  # role -> bone the mapping drives
     head_targets: dict[str, list[str]] = field(default_factory=dict)  # head channel -> bones
     profile_name: str = "auto"
+    skipped_bones: dict[str, str] = field(default_factory=dict)  # bone found but not driven -> why
 
     @property
     def n_matched(self) -> int:
@@ -55,6 +55,7 @@ class MappingReport:
             out.append("unmatched: " + ", ".join(self.unmatched))
         if self.unused:
             out.append("unused shape keys: " + ", ".join(self.unused))
+        out += [f"bone {b} not driven: {why}" for b, why in self.skipped_bones.items()]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,63 +66,40 @@ class MappingReport:
             "unused": self.unused,
             "bones": self.bones,
             "head_targets": self.head_targets,
+            "skipped_bones": self.skipped_bones,
         }
 
 
 # --- rig_mapping calls ------------------------------------------------------------------------------
+# Every mapping decision (which preset, which bones, the jaw policy, fitting a given profile) is
+# rig_mapping's: the add-on passes the names it collected from Blender and applies what comes back, so
+# ``talkrig map-report`` on the same names says exactly what gets keyed here.
+
+
+def map_rig(shape_names: list[str], bone_names: list[str], profile: Any | None = None) -> Any:
+    """rig_mapping's mapping (an ``AutoMapResult``) for these shape keys and armature bone names;
+    ``profile`` (a loaded profile) is fitted to the rig, None chooses automatically."""
+    return rig("automap").map_rig(list(shape_names), list(bone_names), profile)
+
+
+def auto_profile(shape_names: list[str], bone_names: list[str]) -> Any:
+    """The automatic profile for these shape keys and armature bones (see :func:`map_rig`)."""
+    return map_rig(shape_names, bone_names).profile
+
+
+def fitted_profile(shape_names: list[str], bone_names: list[str], profile: Any | None = None) -> Any:
+    """The profile to key: ``profile`` fitted to the rig's names, or the automatic one."""
+    return map_rig(shape_names, bone_names, profile).profile
+
+
+def find_bones(bone_names: list[str]) -> dict[str, str]:
+    """role ("head", "neck", "jaw") -> armature bone, as rig_mapping's bone templates find them."""
+    return rig("automap").find_bones(list(bone_names))
 
 
 def count_matches(shape_names: list[str]) -> int:
     """How many ARKit channels an automatic profile finds among ``shape_names``."""
-    return len(channel_targets(auto_profile(shape_names, {})))
-
-
-def channel_targets(profile: Any) -> dict[str, list[str]]:
-    """ARKit channel -> the shape keys (and ``bone:<name>`` entries) it drives under ``profile``."""
-    out: dict[str, list[str]] = {}
-    for s in profile.shapes:
-        for ch, w in s.sources:
-            if w != 0 and ch in _ARKIT_SET:
-                out.setdefault(ch, []).append(s.name)
-    for b in profile.bones:
-        for axis in b.axes:
-            for ch, w in (axis.sources if axis else ()):
-                if w != 0 and ch in _ARKIT_SET and f"bone:{b.name}" not in out.get(ch, []):
-                    out.setdefault(ch, []).append(f"bone:{b.name}")
-    return out
-
-
-def head_targets(profile: Any) -> dict[str, list[str]]:
-    """Head rotation channel (pitch/yaw/roll) -> bones it turns."""
-    out: dict[str, list[str]] = {}
-    for b in profile.bones:
-        for axis in b.axes:
-            for ch, w in (axis.sources if axis else ()):
-                if w != 0 and ch in ("pitch", "yaw", "roll") and b.name not in out.get(ch, []):
-                    out.setdefault(ch, []).append(b.name)
-    return out
-
-
-def auto_profile(shape_names: list[str], bones: dict[str, str]) -> Any:
-    """rig_mapping's automatic profile for these shape keys and the head/neck/jaw bones found by role.
-
-    Bones are offered to automap under their role names ("head", "neck", "jaw") and renamed back to the
-    rig's real names afterwards, so rigs with prefixed bones (``DEF-head``, ``mixamorig:Head``) match.
-    A jaw bone is left out when a jawOpen shape key already opens the mouth (driving both would open
-    it twice as far on rigs that have both).
-    """
-    prof_mod = rig("profile")
-    result = rig("automap").automap(list(shape_names), bone_names=list(bones))
-    prof = result.profile
-    shape_channels = {c for s in prof.shapes for c, w in s.sources if w != 0}
-    new_bones = []
-    for b in prof.bones:
-        real = bones.get(b.name, b.name)
-        srcs = {c for a in b.axes if a for c, w in a.sources if w != 0}
-        if srcs and srcs <= _ARKIT_SET and srcs & shape_channels:
-            continue  # a face-channel bone (jaw) whose channel a shape key already carries
-        new_bones.append(prof_mod.BoneTarget(real, b.axes, b.rotation_mode, b.match))
-    return prof_mod.Profile(prof.name, prof.shapes, tuple(new_bones), prof.description)
+    return len(map_rig(shape_names, []).channel_targets())
 
 
 def load_profile(path: str | Path) -> Any:
@@ -133,7 +111,8 @@ def save_profile(profile: Any, path: str | Path, overwrite: bool = False) -> Pat
     return profile.save(path, overwrite=overwrite)
 
 
-def evaluate(motion: Any, profile: Any, shape_names: list[str], bones: dict[str, str]) -> Curves:
+def evaluate(motion: Any, profile: Any, shape_names: list[str]) -> Curves:
+    """Curves for a fitted profile (from :func:`fitted_profile`), restricted to the rig's shape keys."""
     out = rig("profile").apply_profile(motion, profile)
     have = set(shape_names)
     return Curves(
@@ -143,30 +122,25 @@ def evaluate(motion: Any, profile: Any, shape_names: list[str], bones: dict[str,
     )
 
 
-def report(shape_names: list[str], bones: dict[str, str], profile: Any | None = None) -> MappingReport:
-    prof = profile if profile is not None else auto_profile(shape_names, bones)
-    targets = channel_targets(prof)
-    have = set(shape_names)
-    matched: dict[str, list[str]] = {}
-    for ch, names in targets.items():
-        present = [n for n in names if n in have or n.startswith("bone:")]
-        if present:
-            matched[ch] = present
+def report(shape_names: list[str], bone_names: list[str], profile: Any | None = None) -> MappingReport:
+    res = map_rig(shape_names, bone_names, profile)
+    matched = res.channel_targets()
     driven = {n for names in matched.values() for n in names}
     return MappingReport(
         matched=matched,
         unmatched=[c for c in ARKIT_NAMES if c not in matched],
-        unused=[n for n in shape_names if n not in driven],
-        bones=dict(bones),
-        head_targets=head_targets(prof),
-        profile_name=getattr(prof, "name", "auto"),
+        unused=[n for n in res.character_shapes if n not in driven],
+        bones=dict(res.bone_roles),
+        head_targets=res.head_targets(),
+        profile_name=res.profile.name,
+        skipped_bones=dict(res.skipped_bones),
     )
 
 
 # --- inverse: curves on the character -> FaceMotion --------------------------------------------------
 
 
-def invert(curves: Curves, profile: Any, shape_names: list[str], bones: dict[str, str], fps: float) -> Any:
+def invert(curves: Curves, profile: Any, shape_names: list[str], fps: float) -> Any:
     """Recover ARKit weights + head pose from the character's curves.
 
     The profile is treated as a black box that is affine per frame: probing it with a neutral frame and
@@ -182,7 +156,7 @@ def invert(curves: Curves, profile: Any, shape_names: list[str], bones: dict[str
         w[1 + i, i] = amp_w
     for j in range(n_h):
         h[1 + n_w + j, j] = amp_h
-    probe = evaluate(FaceMotion.from_arrays(w, h, fps=fps), profile, shape_names, bones)
+    probe = evaluate(FaceMotion.from_arrays(w, h, fps=fps), profile, shape_names)
 
     cols: list[tuple[str, str, int]] = []  # (kind, name, component)
     rows: list[np.ndarray] = []

@@ -65,8 +65,7 @@ def motion_from_character(
     if b < a:
         raise ValueError(f"frame range {a}..{b} is empty; frame_end must be >= frame_start")
     frames = np.arange(a, b + 1, dtype=np.float64)
-    if profile is None:
-        profile = mapping.auto_profile(target.shape_names, target.bones)
+    profile = mapping.fitted_profile(target.shape_names, target.bone_names, profile)
     raw = read_curves(target, frames)
     modes = {bt.name: bt.rotation_mode for bt in profile.bones}
     bones = {}
@@ -75,5 +74,5 @@ def motion_from_character(
         if pbone is not None and bone in modes:
             bones[bone] = read_bone_euler(pbone, chans, modes[bone], len(frames))
     curves = mapping.Curves(shapes=raw.shapes, bones=bones, rotation_modes=modes)
-    motion = mapping.invert(curves, profile, target.shape_names, target.bones, scene_fps(scene))
+    motion = mapping.invert(curves, profile, target.shape_names, scene_fps(scene))
     return motion.replace(meta={"source": "blender", "frame_start": a, "frame_end": b, "character": target.name})

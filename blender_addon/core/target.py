@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import bpy
 
 from . import mapping
-
-_PATTERNS = Path(__file__).resolve().parent.parent / "data" / "bone_patterns.json"
 
 
 class TargetError(ValueError):
@@ -28,6 +22,8 @@ class Target:
     meshes: list[bpy.types.Object] = field(default_factory=list)
     armature: bpy.types.Object | None = None
     bones: dict[str, str] = field(default_factory=dict)  # role ("head", "neck", "jaw") -> bone name
+    # Every bone of the armature: rig_mapping, not the add-on, decides which of them are driven.
+    bone_names: list[str] = field(default_factory=list)
 
     @property
     def keys(self) -> list[bpy.types.Key]:
@@ -65,34 +61,6 @@ class Target:
         return "; ".join(parts)
 
 
-@lru_cache(maxsize=1)
-def _bone_patterns() -> tuple[tuple[str, ...], dict[str, tuple[re.Pattern[str], ...]]]:
-    data = json.loads(_PATTERNS.read_text(encoding="utf-8"))
-    roles = {role: tuple(re.compile(p, re.IGNORECASE) for p in pats) for role, pats in data["roles"].items()}
-    return tuple(data["strip_prefixes"]), roles
-
-
-def find_bones(bone_names: list[str]) -> dict[str, str]:
-    """role -> bone name for head, neck and jaw, by the name patterns in data/bone_patterns.json."""
-    prefixes, roles = _bone_patterns()
-
-    def stem(name: str) -> str:
-        for p in prefixes:
-            if name.lower().startswith(p.lower()):
-                name = name[len(p):]
-                break
-        return re.sub(r"\.\d{3}$", "", name)  # Blender's duplicate suffix
-
-    found: dict[str, str] = {}
-    for role, pats in roles.items():
-        for pat in pats:  # pattern priority first, then bone order
-            hit = next((b for b in bone_names if pat.fullmatch(stem(b))), None)
-            if hit is not None:
-                found[role] = hit
-                break
-    return found
-
-
 def _root_of(obj: bpy.types.Object) -> bpy.types.Object:
     while obj.parent is not None:
         obj = obj.parent
@@ -123,7 +91,7 @@ def find_target(obj: bpy.types.Object | None = None) -> Target:
     """The character that ``obj`` (default: the active object) belongs to.
 
     Walks up to the hierarchy root, finds the armature (the root itself, one under it, or the one a
-    mesh's Armature modifier points at) with its head/neck/jaw bones, then collects every mesh under the
+    mesh's Armature modifier points at) with its head/neck/jaw bones (rig_mapping's bone templates), then collects every mesh under the
     root or skinned by that armature whose shape keys match ARKit channels (head, teeth, eyes... usually
     carry the same keys).
     """
@@ -148,16 +116,17 @@ def find_target(obj: bpy.types.Object | None = None) -> Target:
             if ob not in family and _deforming_armature(ob) == armature:
                 family.append(ob)
     meshes = [ob for ob in family if ob.type == "MESH" and _mesh_matches(ob)]
-    bones = find_bones([b.name for b in armature.pose.bones]) if armature is not None else {}
+    bone_names = [b.name for b in armature.pose.bones] if armature is not None else []
+    bones = mapping.find_bones(bone_names)
     if not meshes and not bones:
         raise TargetError(
             f"{obj.name!r} (hierarchy root {root.name!r}) has no mesh with ARKit-like shape keys "
             "(e.g. 'jawOpen', 'eyeBlink_L', 'JawOpen') and no armature with head/neck/jaw bones: select the "
             "character's face mesh or armature, or give a mapping profile for its shape-key names"
         )
-    return Target(root=root, meshes=meshes, armature=armature, bones=bones)
+    return Target(root=root, meshes=meshes, armature=armature, bones=bones, bone_names=bone_names)
 
 
 def mapping_report(target: Target, profile: Any | None = None) -> mapping.MappingReport:
     """What would be written: matched ARKit channels -> shape keys/bones, unmatched channels, unused keys."""
-    return mapping.report(target.shape_names, target.bones, profile)
+    return mapping.report(target.shape_names, target.bone_names, profile)
