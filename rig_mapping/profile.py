@@ -20,6 +20,9 @@ A profile is data (TOML or JSON), shipped presets live in ``rig_mapping/profiles
     [bones.head]
     x = { sources = { pitch = 1.0 }, gain = 0.7 }             # head channels are read in degrees
 
+Bone templates may list ``bone_prefixes = ["DEF-", "mixamorig:"]`` (top level): auto-mapping finds a
+template bone by its ``match`` names with or without one of those prefixes.
+
 Shape value per frame: ``clip(offset + gain * combine_i(weight_i * source_i), clamp)``; sources are
 ARKit channel names (0..1). Bone axis value (degrees, returned in radians):
 ``clip(offset + gain * sum_i(weight_i * source_i), clamp)``; sources are ARKit channels (0..1) or the
