@@ -290,17 +290,32 @@ def test_gltf_with_its_buffer_and_a_blend_copy_are_written_atomically(character_
     assert not any(is_temp_name(f.name) for f in tmp_path.iterdir())
 
 
-def test_euler_to_quaternion_matches_mathutils():
-    from mathutils import Euler
+@pytest.mark.parametrize("order", ["XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX"])
+def test_rig_mapping_rotations_match_mathutils(order):
+    """The add-on keys bones with rig_mapping.rotation (numpy); Blender's own maths must agree."""
+    from mathutils import Euler, Quaternion
+
+    from rig_mapping import rotation
 
     rng = np.random.default_rng(1)
     e = rng.uniform(-1.2, 1.2, (50, 3))
-    q = apply.euler_xyz_to_quat(e)
+    q = rotation.euler_to_quat(e, order)
     for row, qq in zip(e, q, strict=True):
-        ref = np.array(Euler(row, "XYZ").to_quaternion()[:])
+        ref = np.array(Euler(row, order).to_quaternion()[:])
         assert np.allclose(qq, ref, atol=1e-6) or np.allclose(qq, -ref, atol=1e-6)  # mathutils is float32
-    back = apply.quat_to_euler(q, "XYZ")
-    np.testing.assert_allclose(back, e, atol=1e-6)
+    np.testing.assert_allclose(rotation.quat_to_euler(q, order), e, atol=1e-6)
+    for row, aa in zip(q, rotation.quat_to_axis_angle(q), strict=True):
+        axis, angle = Quaternion(row).to_axis_angle()
+        np.testing.assert_allclose(aa, [angle, *axis], atol=1e-5)
+    # a continuous turn past 180 degrees: the same continuous Euler curve as Blender's compatible Euler
+    t = np.linspace(0.0, 4 * np.pi, 120)
+    spin = rotation.euler_to_quat(np.stack([t, 0.3 * np.sin(t), 0.2 * t], axis=1), order)
+    prev, ref = None, []
+    for row in spin:
+        eu = Quaternion(row).to_euler(order, prev) if prev is not None else Quaternion(row).to_euler(order)
+        ref.append(eu[:])
+        prev = eu
+    np.testing.assert_allclose(rotation.quat_to_euler(spin, order), np.array(ref), atol=1e-4)
 
 
 def test_multi_mesh_character_is_keyed_on_every_mesh(character):

@@ -7,14 +7,13 @@ take is added as an NLA strip instead).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import bpy
 import numpy as np
-from mathutils import Euler, Quaternion
 
+from .._deps import rig
 from . import anim, mapping, scene_setup
 from .target import Target
 from .transcript import take_properties
@@ -22,6 +21,7 @@ from .transcript import take_properties
 FACE_GROUP = "TalkRig Face"
 USER_TRACK_PREFIX = "[user] "
 OUR_TRACK_PREFIX = "TalkRig "
+_rot = rig("rotation")
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:
@@ -127,17 +127,17 @@ def _attach(idblock: bpy.types.ID, action: bpy.types.Action, slot: Any, start: i
 
 def bone_items(pbone: bpy.types.PoseBone, euler: np.ndarray, order: str = "XYZ") -> list[tuple[str, int, np.ndarray, str]]:
     """F-curve items for one pose bone: ``euler`` [T, 3] radians in ``order`` converted to the bone's own
-    rotation mode (the rig is not modified)."""
+    rotation mode (the rig is not modified). The conversions are rig_mapping's (numpy, continuous)."""
     e = np.asarray(euler, np.float64)
     mode = pbone.rotation_mode
     if mode in ("QUATERNION", "AXIS_ANGLE"):
-        q = euler_xyz_to_quat(e) if order == "XYZ" else _euler_to_quat_any(e, order)
+        q = _rot.euler_to_quat(e, order)
         if mode == "QUATERNION":
             vals, path = q, pbone.path_from_id("rotation_quaternion")
         else:
-            vals, path = np.array([_quat_to_axis_angle(row) for row in q]), pbone.path_from_id("rotation_axis_angle")
+            vals, path = _rot.quat_to_axis_angle(q), pbone.path_from_id("rotation_axis_angle")
         return [(path, i, vals[:, i], pbone.name) for i in range(4)]
-    vals = e if mode == order else _reorder_euler(e, order, mode)
+    vals = _rot.reorder_euler(e, order, mode)
     path = pbone.path_from_id("rotation_euler")
     return [(path, i, vals[:, i], pbone.name) for i in range(3)]
 
@@ -147,67 +147,9 @@ def read_bone_euler(pbone: bpy.types.PoseBone, values: dict[int, np.ndarray], or
     mode = pbone.rotation_mode
     if mode == "QUATERNION":
         q = np.stack([values.get(i, np.full(n, 1.0 if i == 0 else 0.0)) for i in range(4)], axis=1)
-        return quat_to_euler(q, order)
+        return _rot.quat_to_euler(q, order)
     if mode == "AXIS_ANGLE":
         aa = np.stack([values.get(i, np.zeros(n) if i != 2 else np.ones(n)) for i in range(4)], axis=1)
-        q = np.array([Quaternion(row[1:], row[0])[:] for row in aa])
-        return quat_to_euler(q, order)
+        return _rot.quat_to_euler(_rot.axis_angle_to_quat(aa), order)
     e = np.stack([values.get(i, np.zeros(n)) for i in range(3)], axis=1)
-    return e if mode == order else _reorder_euler(e, mode, order)
-
-
-def _euler_to_quat_any(e: np.ndarray, order: str) -> np.ndarray:
-    q = np.array([Euler(row, order).to_quaternion()[:] for row in e])
-    for i in range(1, len(q)):
-        if float(np.dot(q[i], q[i - 1])) < 0:
-            q[i] = -q[i]
-    return q
-
-
-def euler_xyz_to_quat(e: np.ndarray) -> np.ndarray:
-    """[T, 3] XYZ Euler (X applied first, as Blender's 'XYZ') -> [T, 4] w, x, y, z; sign-continuous."""
-    hx, hy, hz = (e[:, i] * 0.5 for i in range(3))
-    cx, sx, cy, sy, cz, sz = np.cos(hx), np.sin(hx), np.cos(hy), np.sin(hy), np.cos(hz), np.sin(hz)
-    q = np.stack(
-        [
-            cx * cy * cz + sx * sy * sz,
-            sx * cy * cz - cx * sy * sz,
-            cx * sy * cz + sx * cy * sz,
-            cx * cy * sz - sx * sy * cz,
-        ],
-        axis=1,
-    )
-    # Keep consecutive quaternions in the same hemisphere so interpolation never takes the long way.
-    for i in range(1, len(q)):
-        if float(np.dot(q[i], q[i - 1])) < 0:
-            q[i] = -q[i]
-    return q
-
-
-def _quat_to_axis_angle(q: np.ndarray) -> tuple[float, float, float, float]:
-    axis, angle = Quaternion(q).to_axis_angle()
-    return (angle, axis.x, axis.y, axis.z)
-
-
-def _reorder_euler(e: np.ndarray, src: str, dst: str) -> np.ndarray:
-    out = np.empty_like(e)
-    prev = None
-    for i, row in enumerate(e):
-        m = Euler(row, src).to_matrix()
-        eu = m.to_euler(dst, prev) if prev is not None else m.to_euler(dst)
-        out[i] = eu[:]
-        prev = eu
-    return out
-
-
-def quat_to_euler(q: np.ndarray, order: str = "XYZ") -> np.ndarray:
-    """[T, 4] w, x, y, z -> [T, 3] Euler in ``order``, continuous (inverse of :func:`euler_xyz_to_quat`)."""
-    out = np.empty((len(q), 3))
-    prev = None
-    for i, row in enumerate(q):
-        n = math.sqrt(float(np.dot(row, row))) or 1.0
-        quat = Quaternion(row / n)
-        eu = quat.to_euler(order, prev) if prev is not None else quat.to_euler(order)
-        out[i] = eu[:]
-        prev = eu
-    return out
+    return _rot.reorder_euler(e, mode, order)
