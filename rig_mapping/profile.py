@@ -258,6 +258,64 @@ def apply_profile(motion: FaceMotion, profile: Profile) -> MappedMotion:
                         rotation_modes={b.name: b.rotation_mode for b in profile.bones})
 
 
+def invert_profile(shapes: Mapping[str, np.ndarray], bones: Mapping[str, np.ndarray], profile: Profile,
+                   fps: float) -> FaceMotion:
+    """Recover ARKit weights + head pose from a character's curves: ``shapes[name]`` [T] and
+    ``bones[name]`` [T, 3] Euler radians in the profile's rotation modes (the inverse of
+    :func:`apply_profile`, e.g. to read an existing take back as a style reference).
+
+    The profile is treated as a black box that is affine per frame: probing it with a neutral frame and
+    one frame per channel gives its matrix, and least squares inverts it (fan-out targets are averaged,
+    gains divided out). Channels the profile does not drive come back as zero.
+    """
+    n_w, n_h = NUM_CHANNELS, 3
+    amp_w, amp_h = 0.25, 0.05  # small probes: stay clear of clamps and of rotation non-linearity
+    w = np.zeros((1 + n_w + n_h, n_w), np.float32)
+    h = np.zeros((1 + n_w + n_h, 6), np.float32)
+    for i in range(n_w):
+        w[1 + i, i] = amp_w
+    for j in range(n_h):
+        h[1 + n_w + j, j] = amp_h
+    probe = apply_profile(FaceMotion.from_arrays(w, h, fps=fps), profile)
+
+    cols: list[tuple[str, str, int]] = []  # (kind, name, component)
+    rows: list[np.ndarray] = []
+    for name, v in probe.shapes.items():
+        if name in shapes:
+            cols.append(("shape", name, 0))
+            rows.append(np.asarray(v, np.float64))
+    for bone, arr in probe.bones.items():
+        if bone in bones:
+            for k in range(3):
+                cols.append(("bone", bone, k))
+                rows.append(np.asarray(arr[:, k], np.float64))
+    T = next((len(v) for v in (*shapes.values(), *bones.values())), 0)
+    if not cols:
+        return FaceMotion.neutral(T, fps=fps)
+    P = np.stack(rows, axis=1)  # [probes, outputs]
+    offset = P[0]
+    J = np.zeros((n_w + n_h, P.shape[1]))
+    J[:n_w] = (P[1 : 1 + n_w] - offset) / amp_w
+    J[n_w:] = (P[1 + n_w :] - offset) / amp_h
+    Y = np.stack([_observed(shapes, bones, kind, name, k) for kind, name, k in cols], axis=1) - offset  # [T, outputs]
+    live = np.abs(J).sum(axis=1) > 1e-9  # inputs the profile actually uses
+    X = np.zeros((T, n_w + n_h))
+    if live.any():
+        sol, *_ = np.linalg.lstsq(J[live].T, Y.T, rcond=None)
+        X[:, live] = sol.T
+    weights = np.clip(X[:, :n_w], 0.0, 1.0)
+    head = np.zeros((T, 6))
+    head[:, :3] = X[:, n_w:]
+    return FaceMotion.from_arrays(weights, head, fps=fps)
+
+
+def _observed(shapes: Mapping[str, np.ndarray], bones: Mapping[str, np.ndarray], kind: str, name: str,
+              k: int) -> np.ndarray:
+    if kind == "shape":
+        return np.asarray(shapes[name], np.float64)
+    return np.asarray(bones[name][:, k], np.float64)
+
+
 # -- loading -------------------------------------------------------------------------------------------
 
 def presets_dir() -> Path:

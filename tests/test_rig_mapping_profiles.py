@@ -220,3 +220,24 @@ def test_the_schema_example_in_the_profiles_readme_is_valid():
     assert prof.shape_names == ["eyeBlink_L", "Mouth Open", "Blink"] and prof.bone_names == ["jaw", "head"]
     for name in list_presets():
         assert f"`{name}`" in text, f"preset {name} is not documented in profiles/README.md"
+
+
+def test_invert_profile_recovers_the_motion_it_mapped():
+    """apply_profile then invert_profile: weights and head pose come back (fan-out averaged, gains undone)."""
+    from rig_mapping.automap import map_rig
+    from rig_mapping.profile import invert_profile
+
+    names = ["jawOpen", "eyeBlink_L", "eyeBlink_R", "browInnerUp_L", "browInnerUp_R"]
+    prof = map_rig(names, ["neck", "head", "jaw"]).profile
+    rng = np.random.default_rng(2)
+    w = np.zeros((8, 52), np.float32)
+    for c in ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "browInnerUp"):
+        w[:, ARKIT_INDEX[c]] = rng.uniform(0.1, 0.9, 8)
+    head = np.zeros((8, 6), np.float32)
+    head[:, :3] = rng.uniform(-0.2, 0.2, (8, 3))
+    m = FaceMotion.from_arrays(w, head, fps=30)
+    out = apply_profile(m, prof)
+    back = invert_profile(out.shapes, out.bones, prof, fps=30)
+    np.testing.assert_allclose(back.weights, w, atol=1e-5)
+    np.testing.assert_allclose(back.head[:, :3], head[:, :3], atol=1e-5)
+    assert invert_profile({}, {}, prof, fps=30).n_frames == 0

@@ -140,64 +140,6 @@ def report(shape_names: list[str], bone_names: list[str], profile: Any | None = 
 # --- inverse: curves on the character -> FaceMotion --------------------------------------------------
 
 
-def invert(curves: Curves, profile: Any, shape_names: list[str], fps: float) -> Any:
-    """Recover ARKit weights + head pose from the character's curves.
-
-    The profile is treated as a black box that is affine per frame: probing it with a neutral frame and
-    one frame per channel gives its matrix, and least squares inverts it (fan-out targets are averaged,
-    gains divided out). Channels the profile does not drive come back as zero.
-    """
-    FaceMotion = rig("motion").FaceMotion
-    n_w, n_h = len(ARKIT_NAMES), 3
-    amp_w, amp_h = 0.25, 0.05  # small probes: stay clear of clamps and of rotation non-linearity
-    w = np.zeros((1 + n_w + n_h, n_w), np.float32)
-    h = np.zeros((1 + n_w + n_h, 6), np.float32)
-    for i in range(n_w):
-        w[1 + i, i] = amp_w
-    for j in range(n_h):
-        h[1 + n_w + j, j] = amp_h
-    probe = evaluate(FaceMotion.from_arrays(w, h, fps=fps), profile, shape_names)
-
-    cols: list[tuple[str, str, int]] = []  # (kind, name, component)
-    rows: list[np.ndarray] = []
-    for name, v in probe.shapes.items():
-        if name in curves.shapes:
-            cols.append(("shape", name, 0))
-            rows.append(np.asarray(v, np.float64))
-    for bone, arr in probe.bones.items():
-        if bone in curves.bones:
-            for k in range(3):
-                cols.append(("bone", bone, k))
-                rows.append(np.asarray(arr[:, k], np.float64))
-    T = _n_frames(curves)
-    if not cols:
-        return FaceMotion.neutral(T, fps=fps)
-    P = np.stack(rows, axis=1)  # [probes, outputs]
-    offset = P[0]
-    J = np.zeros((n_w + n_h, P.shape[1]))
-    J[:n_w] = (P[1 : 1 + n_w] - offset) / amp_w
-    J[n_w:] = (P[1 + n_w :] - offset) / amp_h
-    Y = np.stack([_observed(curves, kind, name, k) for kind, name, k in cols], axis=1) - offset  # [T, outputs]
-    live = np.abs(J).sum(axis=1) > 1e-9  # inputs the profile actually uses
-    X = np.zeros((T, n_w + n_h))
-    if live.any():
-        sol, *_ = np.linalg.lstsq(J[live].T, Y.T, rcond=None)
-        X[:, live] = sol.T
-    weights = np.clip(X[:, :n_w], 0.0, 1.0)
-    head = np.zeros((T, 6))
-    head[:, :3] = X[:, n_w:]
-    return FaceMotion.from_arrays(weights, head, fps=fps)
-
-
-def _n_frames(curves: Curves) -> int:
-    for v in curves.shapes.values():
-        return len(v)
-    for a in curves.bones.values():
-        return len(a)
-    return 0
-
-
-def _observed(curves: Curves, kind: str, name: str, k: int) -> np.ndarray:
-    if kind == "shape":
-        return np.asarray(curves.shapes[name], np.float64)
-    return np.asarray(curves.bones[name][:, k], np.float64)
+def invert(curves: Curves, profile: Any, fps: float) -> Any:
+    """Recover ARKit weights + head pose from the character's curves (rig_mapping's ``invert_profile``)."""
+    return rig("profile").invert_profile(curves.shapes, curves.bones, profile, fps)

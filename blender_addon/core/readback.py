@@ -74,5 +74,5 @@ def motion_from_character(
         if pbone is not None and bone in modes:
             bones[bone] = read_bone_euler(pbone, chans, modes[bone], len(frames))
     curves = mapping.Curves(shapes=raw.shapes, bones=bones, rotation_modes=modes)
-    motion = mapping.invert(curves, profile, target.shape_names, scene_fps(scene))
+    motion = mapping.invert(curves, profile, scene_fps(scene))
     return motion.replace(meta={"source": "blender", "frame_start": a, "frame_end": b, "character": target.name})
