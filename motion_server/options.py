@@ -149,11 +149,11 @@ def _arg_type(opt: Option) -> Any:
     return parse
 
 
-def add_arguments(parser: Any, exclude: tuple[str, ...] = ()) -> None:
-    """Add a flag for every option that has one (less ``exclude``) to a parser or argument group. Each
-    flag's default is the table's: None where the model or style decides."""
+def add_arguments(parser: Any, exclude: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> None:
+    """Add a flag for every option that has one (less ``exclude``, or just ``only``) to a parser or
+    argument group. Each flag's default is the table's: None where the model or style decides."""
     for opt in OPTIONS:
-        if opt.flag is None or opt.name in exclude:
+        if opt.flag is None or opt.name in exclude or (only is not None and opt.name not in only):
             continue
         if opt.kind == "bool":  # only transcribe: on by default, the flag switches it off
             parser.add_argument(opt.flag, dest=opt.name, action="store_false",
