@@ -215,7 +215,6 @@ class DiffusionEngine:
             raise ValueError("audio is empty")
         if not np.isfinite(a).all():
             raise ValueError("audio contains NaN or infinite samples")
-        o.check()  # the option table's limits (steps 1..MAX_STEPS, blink_rate, guidance, sampler, ...)
         if o.sampler not in SAMPLERS:  # the table lists the samplers too; this guards a drift
             raise ValueError(f"unknown sampler {o.sampler!r}; choose one of {sorted(SAMPLERS)}")
         if int(sr) != self.features.sr:
@@ -266,7 +265,11 @@ class DiffusionEngine:
                   progress: ProgressFn | None, cancel: CancelToken | None) -> FaceMotion:
         asked = options or GenerateOptions()
         requested = asked.style
-        o = self._with_level(self.with_model_defaults(asked))
+        resolved = self.with_model_defaults(asked)
+        # the option table's limits (steps 1..MAX_STEPS, blink_rate, guidance, ...) on what the caller
+        # asked for, before a style level scales guidance
+        resolved.check()
+        o = self._with_level(resolved)
         t0 = time.perf_counter()
         a = self._check(audio, sr, o)
         report = progress or (lambda f, s: None)
