@@ -12,7 +12,7 @@ _OPTIONS = server("options")  # the one table of generation options (limits, def
 _INT_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit; the seed's wider range is reached from the CLI/API
 
 
-def _option_prop(name: str, **extra):
+def _option_prop(name: str):
     """A panel property for a generation option, built from the option table: hard limits, slider limit,
     tooltip; its default is the table's, or for an option that is unset by default (None) the value the
     panel shows once the user opts in with the option's ``use_<name>`` toggle."""
@@ -27,7 +27,6 @@ def _option_prop(name: str, **extra):
             kw.update(min=float(lo), max=float(hi))
     if opt.soft_max is not None:
         kw["soft_max"] = opt.soft_max
-    kw.update(extra)
     return (bpy.props.IntProperty if opt.kind == "int" else bpy.props.FloatProperty)(**kw)
 
 
