@@ -25,8 +25,9 @@ def rig(module: str = "") -> ModuleType:
 
 
 def server(module: str) -> ModuleType:
-    """A torch-free motion_server module: ``server("client")``, ``"client_process"`` or ``"protocol"``."""
-    if module not in ("client", "client_process", "protocol"):
+    """A torch-free motion_server module: ``server("client")``, ``"client_process"``, ``"protocol"`` or
+    ``"options"`` (the generation option table the panel's properties are built from)."""
+    if module not in ("client", "client_process", "protocol", "options"):
         raise ValueError(f"only the torch-free client/protocol modules are available in Blender, not {module!r}")
     return importlib.import_module(f"{_SERVER}.{module}")
 

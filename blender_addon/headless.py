@@ -28,6 +28,8 @@ from .core.render import fps_pair
 from .core.target import Target, TargetError, find_target
 from .core.transcript import sidecar_transcript, take_line, take_properties
 
+_OWN_FLAGS = ("fps",)  # option-table flags this runner defines itself
+
 
 class HeadlessError(RuntimeError):
     """A batch step failed; the message says which and how to fix it."""
@@ -58,17 +60,10 @@ def build_parser(prog: str = "talkrig") -> argparse.ArgumentParser:
                      help="leave a server started by --start-server running when the job ends (default: stop it)")
     gen.add_argument("--engine", default="", help="engine for --start-server (diffusion, procedural, energy)")
     gen.add_argument("--timeout", type=float, default=120.0)
-    gen.add_argument("--style", help="style preset, 'predicted', or a reference clip (.csv/.npz)")
-    gen.add_argument("--guidance", type=float, default=1.0)
-    gen.add_argument("--intensity", type=float, default=1.0)
-    gen.add_argument("--head-motion", type=float, default=1.0)
-    gen.add_argument("--blink-rate", type=float)
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--steps", type=int, default=8)
+    # --style ... --no-transcribe: the same flags, limits and help as `talkrig generate` (the option table);
+    # --fps is the scene's rate here (set above), so the table's --fps is left out
+    server("options").add_arguments(gen, exclude=_OWN_FLAGS)
     gen.add_argument("--transcript", help="what is said; default: <audio stem>.txt beside the audio, if any")
-    gen.add_argument("--no-transcribe", dest="transcribe", action="store_false",
-                     help="without a transcript, do not let the server recognise one: the audio alone drives "
-                          "the lips (by default speech is recognised and, for English, used for lip closures)")
     out = ap.add_argument_group("output")
     out.add_argument("--save", type=Path, help="save the animated scene as .blend")
     out.add_argument("--fbx", type=Path)
@@ -124,18 +119,16 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def _generate(args: argparse.Namespace, audio: Path, fps: float) -> Any:
     mc = server("client")
-    opts: dict[str, Any] = {"guidance": args.guidance, "intensity": args.intensity, "head_motion": args.head_motion,
-                            "seed": args.seed, "steps": args.steps, "fps": fps}
-    if args.blink_rate is not None:
-        opts["blink_rate"] = args.blink_rate
+    # unset (None) options are left out: the server applies the model's / the style's own values
+    opts: dict[str, Any] = {k: v for k, v in server("options").from_arguments(args, exclude=_OWN_FLAGS).items()
+                            if v is not None and k != "style"}
+    opts["fps"] = fps
     try:
         text = (args.transcript or "").strip() or sidecar_transcript(audio)
     except ValueError as exc:
         raise HeadlessError(f"{exc}; fix it or pass --transcript") from None
     if text:
         opts["transcript"] = text
-    if not args.transcribe:
-        opts["transcribe"] = False
     if args.style:
         if Path(args.style).suffix.lower() in (".csv", ".npz", ".json"):
             opts["style_reference"] = rig("formats").load_motion(args.style)

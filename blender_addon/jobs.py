@@ -57,14 +57,18 @@ def panel_transcript_withheld(settings: Any) -> dict[str, Any] | None:
 def options_from_settings(settings: Any, scene: bpy.types.Scene, target: Target | None = None) -> dict[str, Any]:
     """GenerateOptions as a dict (the client sends it as is), plus ``style_reference`` when one is chosen."""
     opts: dict[str, Any] = {
-        "guidance": float(settings.guidance),
         "intensity": float(settings.intensity),
         "head_motion": float(settings.head_motion),
         "seed": int(settings.seed),
-        "steps": int(settings.steps),
         "fps": scene_fps(scene),
     }
-    if settings.blink_rate > 0:
+    # options unset by default are sent only when their toggle is on: off, the server applies the
+    # model's own steps/guidance and the style's own blink rate; on, every value (0 blinks too) is meant
+    if settings.use_guidance:
+        opts["guidance"] = float(settings.guidance)
+    if settings.use_steps:
+        opts["steps"] = int(settings.steps)
+    if settings.use_blink_rate:
         opts["blink_rate"] = float(settings.blink_rate)
     text = transcript_for(settings)
     if panel_transcript_withheld(settings) is not None:

@@ -5,8 +5,39 @@ from __future__ import annotations
 import bpy
 
 from . import server_link
-from ._deps import rig
+from ._deps import rig, server
 from .core import scene_setup
+
+_OPTIONS = server("options")  # the one table of generation options (limits, defaults, meanings)
+_INT_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit; the seed's wider range is reached from the CLI/API
+
+
+def _option_prop(name: str):
+    """A panel property for a generation option, built from the option table: hard limits, slider limit,
+    tooltip; its default is the table's, or for an option that is unset by default (None) the value the
+    panel shows once the user opts in with the option's ``use_<name>`` toggle."""
+    opt = _OPTIONS.option(name)
+    kw = {"name": opt.label or name, "description": opt.help(),
+          "default": opt.default if opt.default is not None else opt.ui_value}
+    if opt.range is not None:
+        lo, hi = opt.range
+        if opt.kind == "int":
+            kw.update(min=int(lo), max=int(min(hi, _INT_MAX)))
+        else:
+            kw.update(min=float(lo), max=float(hi))
+    if opt.soft_max is not None:
+        kw["soft_max"] = opt.soft_max
+    return (bpy.props.IntProperty if opt.kind == "int" else bpy.props.FloatProperty)(**kw)
+
+
+def _use_prop(name: str):
+    """The toggle that says whether the user chose a value for an option that is unset (None) by default;
+    off, the option is not sent and its ``unset`` meaning applies (the style's own blink rate, the
+    model's steps). A toggle, not a 0 sentinel: for blink rate 0 is a real value (no blinks)."""
+    opt = _OPTIONS.option(name)
+    return bpy.props.BoolProperty(
+        name=f"Set {opt.label or name}", default=False,
+        description=f"On: use the value set here. Off: {opt.unset}")
 
 
 def _strip_search(self, context, edit_text):
@@ -91,13 +122,16 @@ class TALKRIG_SceneSettings(bpy.types.PropertyGroup):
         description="A style preset of the server's engine (suggestions appear after Connect)")
     style_csv: bpy.props.StringProperty(name="Reference CSV", subtype="FILE_PATH", default="")
     style_action: bpy.props.PointerProperty(name="Reference take", type=bpy.types.Action, poll=_is_our_action)
-    guidance: bpy.props.FloatProperty(name="Style strength", default=1.0, min=0.0, soft_max=5.0)
-    intensity: bpy.props.FloatProperty(name="Intensity", default=1.0, min=0.0, soft_max=2.0)
-    head_motion: bpy.props.FloatProperty(name="Head motion", default=1.0, min=0.0, soft_max=2.0)
-    blink_rate: bpy.props.FloatProperty(
-        name="Blinks / min", default=0.0, min=0.0, soft_max=60.0, description="0 keeps the style's own rate")
-    seed: bpy.props.IntProperty(name="Seed", default=0, min=0)
-    steps: bpy.props.IntProperty(name="Steps", default=8, min=1, max=200)
+    # generation options: limits, defaults and tooltips from the option table (motion_server.options)
+    use_guidance: _use_prop("guidance")
+    guidance: _option_prop("guidance")
+    intensity: _option_prop("intensity")
+    head_motion: _option_prop("head_motion")
+    use_blink_rate: _use_prop("blink_rate")
+    blink_rate: _option_prop("blink_rate")
+    seed: _option_prop("seed")
+    use_steps: _use_prop("steps")
+    steps: _option_prop("steps")
     # -- apply
     as_nla: bpy.props.BoolProperty(
         name="Add as NLA strip", default=False,

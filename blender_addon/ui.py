@@ -102,7 +102,15 @@ class TALKRIG_PT_style(_Panel, bpy.types.Panel):
         elif s.style_mode == "ACTION":
             col.prop(s, "style_action", text="")
         for name in ("guidance", "intensity", "head_motion", "blink_rate", "steps"):
-            col.prop(s, name)
+            use = f"use_{name}"
+            if hasattr(s, use):  # unset by default: the checkbox opts in, else the style's/model's own value
+                row = col.row(align=True)
+                row.prop(s, use, text="")
+                sub = row.row(align=True)
+                sub.active = getattr(s, use)
+                sub.prop(s, name)
+            else:
+                col.prop(s, name)
         row = col.row(align=True)
         row.prop(s, "seed")
         row.operator("talkrig.reroll", text="", icon="FILE_REFRESH")

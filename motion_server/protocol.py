@@ -25,6 +25,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from motion_server.options import OPTIONS
 from rig_mapping import FaceMotion, MotionError
 
 PROTOCOL_VERSION = 1
@@ -379,32 +380,12 @@ REQUEST_FIELDS: dict[str, dict[str, str]] = {
 }
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"cancel": ("job",)}
 
-# GenerateOptions fields a client may send (style_reference travels as its own field).
-# Kept here (not imported from motion_server.engine) so the protocol stays bundle-able; a unit test
-# checks it matches GenerateOptions.
-OPTION_TYPES: dict[str, str] = {
-    "style": "str?",
-    "style_mix": "list?",
-    "guidance": "num",
-    "intensity": "num",
-    "head_motion": "num",
-    "blink_rate": "num?",
-    "seed": "int",
-    "steps": "int",
-    "sampler": "str",
-    "fps": "num",
-    "transcript": "str?",
-    "transcribe": "bool",
-}
-OPTION_RANGES: dict[str, tuple[float, float]] = {
-    "guidance": (0.0, 100.0),
-    "intensity": (0.0, 10.0),
-    "head_motion": (0.0, 10.0),
-    "blink_rate": (0.0, 600.0),
-    "seed": (0, 2**63 - 1),
-    "steps": (1, 1000),
-    "fps": (1.0, 240.0),
-}
+# GenerateOptions fields a client may send (style_reference travels as its own field): types and
+# ranges come from the one option table (motion_server.options, stdlib-only, bundled with this module).
+# An option whose default is None may be sent as nil ("not chosen": the model's or the style's own).
+OPTION_TYPES: dict[str, str] = {o.name: o.wire_type for o in OPTIONS}
+OPTION_RANGES: dict[str, tuple[float, float]] = {o.name: o.range for o in OPTIONS if o.range is not None}
+OPTION_CHOICES: dict[str, tuple[str, ...]] = {o.name: o.choices for o in OPTIONS if o.choices is not None}
 SHUTDOWN_MODES = ("cancel", "finish")
 
 
@@ -485,12 +466,17 @@ def validate_request(header: Mapping[str, Any]) -> None:
 
 
 def validate_options(opts: Mapping[str, Any]) -> dict[str, Any]:
-    """Type- and range-check generate options; returns them unchanged (engines apply defaults)."""
+    """Type- and range-check generate options against the option table; returns them unchanged (engines
+    apply defaults)."""
     _check_fields(opts, OPTION_TYPES, "generate.options")
     for k, (lo, hi) in OPTION_RANGES.items():
         v = opts.get(k)
         if v is not None and not lo <= v <= hi:
             raise ProtocolError(ErrorCode.BAD_VALUE, f"generate.options: {k} = {v} is outside [{lo:g}, {hi:g}]")
+    for k, choices in OPTION_CHOICES.items():
+        v = opts.get(k)
+        if v is not None and v not in choices:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"generate.options: {k} = {v!r} is not one of {list(choices)}")
     mix = opts.get("style_mix")
     if mix is not None:
         ok = (

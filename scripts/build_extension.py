@@ -44,6 +44,7 @@ PACKAGES = ("pyzmq==27.3.0", "msgpack==1.2.4")
 VENDOR = [
     ("rig_mapping", "rig_mapping"),
     ("motion_server/protocol.py", "motion_server/protocol.py"),
+    ("motion_server/options.py", "motion_server/options.py"),
     ("motion_server/client.py", "motion_server/client.py"),
     ("motion_server/client_process.py", "motion_server/client_process.py"),
     ("motion_server/assets/ict_face_arkit.npz", "assets/ict_face_arkit.npz"),

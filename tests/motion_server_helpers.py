@@ -23,6 +23,9 @@ from rig_mapping import FaceMotion
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 PACED = "motion_server_helpers:PacedEngine"
+# 0.6 s a step: long jobs within the protocol's step limit (50 steps = 30 s), for tests that need a job
+# to outlive a heartbeat timeout, a restart or a flood of uploads
+SLOW_PACED = "motion_server_helpers:SlowPacedEngine"
 
 
 def free_port() -> int:
@@ -103,13 +106,20 @@ class PacedEngine:
                  cancel: CancelToken | None = None) -> FaceMotion:
         if options.transcript == "__fail__":  # lets a test make the engine crash mid-job
             raise RuntimeError("engine crashed on purpose")
-        for i in range(options.steps):
+        steps = options.steps or 8  # unset: what the bundled checkpoint's sampling settings say
+        for i in range(steps):
             if cancel:
                 cancel.check()
             if progress:
-                progress(i / options.steps, "pacing")
+                progress(i / steps, "pacing")
             time.sleep(self.tick_s)
         return self.inner.generate(audio, sr, options, progress, cancel)
 
     def info(self) -> dict[str, Any]:
         return {**self.inner.info(), "name": self.name}
+
+
+class SlowPacedEngine(PacedEngine):
+    """PacedEngine at 0.6 s a step (see SLOW_PACED)."""
+
+    tick_s = 0.6

@@ -40,6 +40,7 @@ def test_zip_is_self_contained(linux_zip):
     assert "blender_manifest.toml" in names and "__init__.py" in names
     for needed in ("_vendor/rig_mapping/motion.py", "_vendor/rig_mapping/profiles/suffix_lr.toml",
                    "_vendor/motion_server/client.py", "_vendor/motion_server/protocol.py",
+                   "_vendor/motion_server/options.py",  # the option table the protocol and panel read
                    "_vendor/rig_mapping/profiles/bones_head_neck_jaw.toml"):
         assert needed in names, needed
     wheels = sorted(n for n in names if n.startswith("wheels/"))

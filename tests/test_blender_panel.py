@@ -158,3 +158,50 @@ def test_import_live_link_take_with_tracking_lost_rows(head, tmp_path):
     assert bpy.ops.talkrig.import_livelink(filepath=str(path)) == {"FINISHED"}
     key = head.mesh.data.shape_keys
     assert key.animation_data.action.name == "take"
+
+
+def test_generation_properties_are_built_from_the_option_table(head):
+    """Limits, defaults and tooltips of the panel's generation options are the option table's; options
+    unset by default (None) have a toggle, so no number means two things."""
+    from motion_server.options import option
+
+    props = bpy.context.scene.talkrig.bl_rna.properties
+    for name in ("guidance", "intensity", "head_motion", "blink_rate", "seed", "steps"):
+        o, p = option(name), props[name]
+        lo, hi = o.range
+        assert (p.hard_min, p.hard_max) == pytest.approx((lo, min(hi, 2**31 - 1))), name
+        if o.soft_max is not None:
+            assert p.soft_max == pytest.approx(o.soft_max), name
+        assert p.default == pytest.approx(o.default if o.default is not None else o.ui_value), name
+        assert p.description == o.help(), name
+        assert ("use_" + name in props) == (o.default is None), name
+    assert props["steps"].hard_max == 50  # the engine's limit, not 200
+
+
+def test_panel_blink_rate_zero_means_no_blinks_and_unset_means_the_styles(head):
+    from blender_addon.jobs import options_from_settings
+
+    s = bpy.context.scene.talkrig
+    opts = options_from_settings(s, bpy.context.scene)
+    assert not {"blink_rate", "steps", "guidance"} & set(opts)  # unset: the style's / the model's own
+    s.use_blink_rate, s.blink_rate = True, 0.0
+    s.use_steps, s.steps = True, 2
+    opts = options_from_settings(s, bpy.context.scene)
+    assert opts["blink_rate"] == 0.0 and opts["steps"] == 2  # 0 is sent: no blinks
+    from motion_server.protocol import validate_options
+
+    validate_options(opts)
+    # and what the server does with them: a take without a single blink
+    from motion_server_helpers import speech_like_wav
+
+    from motion_server.audio.io import load_audio
+    from motion_server.engine.base import GenerateOptions
+    from motion_server.model.engine import DiffusionEngine
+    from motion_server.model.postprocess import blink_events
+
+    audio = load_audio(speech_like_wav(6.0))
+    eng = DiffusionEngine(device="cpu")
+    none = eng.generate(audio, 16000, GenerateOptions.from_dict(opts))
+    s.use_blink_rate = False
+    own = eng.generate(audio, 16000, GenerateOptions.from_dict(options_from_settings(s, bpy.context.scene)))
+    assert len(blink_events(none.weights)) == 0 and len(blink_events(own.weights)) >= 1

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from motion_server_helpers import PACED, ServerProcess, free_port, server_env, speech_like_wav
+from motion_server_helpers import PACED, SLOW_PACED, ServerProcess, free_port, server_env, speech_like_wav
 
 from motion_server import protocol as P
 from motion_server.audio import load_audio
@@ -226,10 +226,10 @@ def test_cancel_queued_and_running_jobs(tmp_path) -> None:
 
 
 def test_sigterm_cancels_running_job_and_says_so(tmp_path) -> None:
-    s = ServerProcess(tmp_path, engine=PACED)
+    s = ServerProcess(tmp_path, engine=SLOW_PACED)
     try:
         with MotionClient(s.bind, timeout_s=10) as c:
-            job = c.submit(speech_like_wav(1.0), {"steps": 100})
+            job = c.submit(speech_like_wav(1.0), {"steps": 17})  # ~10 s
             while job.poll().state != "running":
                 time.sleep(0.02)
             s.proc.terminate()

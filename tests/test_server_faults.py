@@ -9,7 +9,7 @@ import textwrap
 import time
 
 import pytest
-from motion_server_helpers import PACED, ServerProcess, server_env, speech_like_wav
+from motion_server_helpers import SLOW_PACED, ServerProcess, server_env, speech_like_wav
 
 from motion_server.client import MotionClient
 from motion_server.protocol import ServerUnavailable
@@ -25,13 +25,13 @@ def _wait_running(job, timeout: float = 10.0) -> None:
 
 
 def test_killed_client_does_not_disturb_the_server(tmp_path) -> None:
-    s = ServerProcess(tmp_path, engine=PACED)
+    s = ServerProcess(tmp_path, engine=SLOW_PACED)
     victim_src = textwrap.dedent(f"""
         import sys, time
         from motion_server.client import MotionClient
         from motion_server_helpers import speech_like_wav
         c = MotionClient({s.address!r}, timeout_s=10)
-        job = c.submit(speech_like_wav(1.0), {{"steps": 150}})   # ~15 s if nobody cancels it
+        job = c.submit(speech_like_wav(1.0), {{"steps": 25}})   # ~15 s if nobody cancels it
         while job.poll().state != "running":
             time.sleep(0.02)
         print(job.id, flush=True)
@@ -62,10 +62,10 @@ def test_killed_client_does_not_disturb_the_server(tmp_path) -> None:
 
 
 def test_killed_server_gives_clear_error_then_client_recovers(tmp_path) -> None:
-    s = ServerProcess(tmp_path, engine=PACED)
+    s = ServerProcess(tmp_path, engine=SLOW_PACED)
     try:
         with MotionClient(s.address, timeout_s=3, retries=3) as c:
-            job = c.submit(speech_like_wav(1.0), {"steps": 100})
+            job = c.submit(speech_like_wav(1.0), {"steps": 17})
             _wait_running(job)
             s.kill()
             t0 = time.monotonic()
@@ -86,10 +86,10 @@ def test_killed_server_gives_clear_error_then_client_recovers(tmp_path) -> None:
 
 
 def test_server_restart_within_timeout_fails_the_lost_job(tmp_path) -> None:
-    s = ServerProcess(tmp_path, engine=PACED)
+    s = ServerProcess(tmp_path, engine=SLOW_PACED)
     try:
         with MotionClient(s.address, timeout_s=20) as c:
-            job = c.submit(speech_like_wav(1.0), {"steps": 100})
+            job = c.submit(speech_like_wav(1.0), {"steps": 17})
             _wait_running(job)
             s.kill()
             s.start()  # back before the client's 20 s timeout: the new server has never heard of the job

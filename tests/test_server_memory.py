@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import zmq
-from motion_server_helpers import PACED, ServerProcess, server_env, speech_like_wav
+from motion_server_helpers import SLOW_PACED, ServerProcess, server_env, speech_like_wav
 
 from motion_server import protocol as P
 from motion_server.client import MotionClient
@@ -61,7 +61,7 @@ def server(tmp_path_factory):
     wrapper.write_text(f'#!/bin/sh\nulimit -v {4 << 20}\nexec "{sys.executable}" "$@"\n')
     wrapper.chmod(0o755)
     LimitedServer.wrapper = wrapper
-    s = LimitedServer(tmp, engine=PACED)  # default limits: 64 MB messages, 600 s audio
+    s = LimitedServer(tmp, engine=SLOW_PACED)  # default limits: 64 MB messages, 600 s audio
     yield s
     s.close()
 
@@ -240,7 +240,7 @@ def test_queue_flood(server) -> None:
     answer busy; the worker is kept busy so the uploads really would queue."""
     server.reset_peak()
     with MotionClient(server.address, timeout_s=300, heartbeat_s=100) as holder:  # not polled while flooding
-        blocker = holder.submit(speech_like_wav(1.0), {"steps": 300})  # ~30 s unless cancelled
+        blocker = holder.submit(speech_like_wav(1.0), {"steps": 50})  # ~30 s unless cancelled
         while blocker.poll().state != "running":
             time.sleep(0.02)
         blob = b"RIFF" + b"\0" * (60 * MiB - 4)

@@ -70,10 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         resolution = parse_resolution(args.resolution)
-        if args.fps <= 0 or args.fps > 240:
-            raise PlanError(f"--fps {args.fps}: use a rate between 1 and 240")
-        if args.steps < 1:
-            raise PlanError(f"--steps {args.steps}: needs at least 1 step")
+        # --fps and --steps are range-checked by their argparse types (the option table)
         if args.samples is not None and args.samples < 1:
             raise PlanError(f"--samples {args.samples}: needs at least 1 sample")
         if args.transcript and (len(args.inputs) > 1 or Path(args.inputs[0]).is_dir()):

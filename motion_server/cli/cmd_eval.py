@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from motion_server.engine.registry import DEFAULT_ENGINE, ENGINE_NAMES
+from motion_server.options import add_arguments
 from rig_mapping.atomic import write_bytes_atomic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,8 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--audio-only", action="store_true",
                    help="the same as --transcript none: lip sync from the audio alone, no recognition")
     p.add_argument("--asr-model", metavar="NAME|DIR", help="recogniser for --transcript recognised (default tiny.en)")
-    p.add_argument("--steps", type=int, help="sampler steps (diffusion)")
-    p.add_argument("--sampler", help="sampler name (diffusion)")
+    add_arguments(p, only=("steps", "sampler"))  # the option table's limits; unset: the model's
     p.add_argument("--device", choices=("auto", "cpu", "cuda"),
                    help="where the evaluated engine runs (engines that take a device; default: the engine's)")
     p.add_argument("--json", type=Path, dest="json_out", help="write the full results here")
@@ -124,11 +124,7 @@ def run(args: argparse.Namespace) -> int:
         kwargs["model"] = args.model
     if args.device:
         kwargs["device"] = args.device
-    base = GenerateOptions(seed=args.seed)
-    if args.steps:
-        base.steps = args.steps
-    if args.sampler:
-        base.sampler = args.sampler
+    base = GenerateOptions(seed=args.seed, steps=args.steps, sampler=args.sampler)
     try:
         systems = build_systems(args.engine, kwargs, baselines)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
@@ -231,11 +227,7 @@ def _run_checks(args: argparse.Namespace) -> int:
         engine = create_engine(args.engine, **kwargs)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
         return _fail(f"cannot start engine {args.engine!r}: {exc}")
-    base = GenerateOptions(seed=args.seed)
-    if args.steps:
-        base.steps = args.steps
-    if args.sampler:
-        base.sampler = args.sampler
+    base = GenerateOptions(seed=args.seed, steps=args.steps, sampler=args.sampler)
     print(f"talkrig eval: running the {args.suite} checks (a few minutes on a CPU)", file=sys.stderr)
     try:
         if args.suite == "style":

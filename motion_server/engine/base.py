@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from motion_server.options import check_options
 from rig_mapping import FaceMotion
 
 # progress(fraction in [0, 1], stage name)
@@ -41,6 +42,10 @@ class CancelToken:
 class GenerateOptions:
     """Every inference control, with defaults. Engines ignore what they do not use.
 
+    Types, defaults, ranges and meanings come from one table, motion_server.options (a test checks the
+    fields below against it). None means "not chosen": ``steps``, ``sampler`` and ``guidance`` then take
+    the checkpoint's own sampling settings, ``blink_rate`` the style's own rate (0 means no blinks).
+
     style: None (engine default / predicted), a preset name (e.g. "neutral", "happy"),
         "predicted", or a path to a reference clip (Live Link Face CSV, .npz FaceMotion).
     style_reference: a FaceMotion used as style reference (takes precedence over a path in ``style``).
@@ -53,13 +58,13 @@ class GenerateOptions:
     style: str | None = None
     style_reference: FaceMotion | None = None
     style_mix: tuple[str, float] | None = None
-    guidance: float = 1.0
+    guidance: float | None = None  # None: the checkpoint's sampling.guidance
     intensity: float = 1.0
     head_motion: float = 1.0
     blink_rate: float | None = None  # blinks per minute; None keeps the style's own rate
     seed: int = 0
-    steps: int = 8
-    sampler: str = "dpm"
+    steps: int | None = None  # None: the checkpoint's sampling.steps
+    sampler: str | None = None  # None: the checkpoint's sampling.sampler
     fps: float = 30.0
     transcript: str | None = None
     transcribe: bool = True
@@ -78,6 +83,11 @@ class GenerateOptions:
         if unknown:
             raise ValueError(f"unknown generate option(s): {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
+
+    def check(self) -> None:
+        """ValueError when a value is outside the option table's limits (every engine calls this, so an
+        in-process caller meets the same limits as the wire protocol and the command line)."""
+        check_options(self.to_dict())
 
 
 def check_audio(audio: np.ndarray, sr: int) -> np.ndarray:

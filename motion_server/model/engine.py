@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn
+from motion_server.options import MAX_STEPS, MODEL_DEFAULTS
 from motion_server.protocol import STYLE_REFERENCE_FPS
 from rig_mapping import FaceMotion
 
@@ -37,7 +38,7 @@ from .train import resolve_device
 
 log = logging.getLogger(__name__)
 
-MAX_STEPS = 50
+# MAX_STEPS (the sampler's real limit) lives in the option table, which every layer reads
 DEFAULT_BLINK_RATE = 17.0  # blinks per minute of a relaxed speaker, when the model lists no rates
 MOTION_FILE_SUFFIXES = (".csv", ".npz", ".json")
 
@@ -78,8 +79,9 @@ class DiffusionEngine:
             "styles": ["<preset>", "predicted", "<.csv/.npz/.json reference clip: a path in-process, style_reference data via a server>"],
             "samplers": sorted(SAMPLERS), "default_steps": self.cfg["sampling"]["steps"],
             "default_sampler": self.cfg["sampling"]["sampler"],
+            "default_guidance": float(self.cfg["sampling"].get("guidance", 1.0)), "max_steps": MAX_STEPS,
             "options": ["style", "style_reference", "style_mix", "guidance", "intensity", "head_motion",
-                        "blink_rate", "seed", "steps", "sampler", "fps", "transcript"],
+                        "blink_rate", "seed", "steps", "sampler", "fps", "transcript", "transcribe"],
             "reads_phones": self.model.phone_embed is not None,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "training_data": tr.get("data", {}), "training_data_by_stage": tr.get("data_by_stage", {}),
@@ -106,7 +108,7 @@ class DiffusionEngine:
     @torch.no_grad()
     def predicted_style(self, audio: np.ndarray, sr: int, seed: int = 0) -> torch.Tensor:
         """The style predictor's code for a clip (what ``style="predicted"`` uses)."""
-        a = self._check(audio, sr, GenerateOptions())
+        a = self._check(audio, sr, self.with_model_defaults(GenerateOptions()))
         T = n_motion_frames(len(a), self.features.sr, self.fps)
         feats = torch.from_numpy(self.features(a, n_frames=T)).to(self.device)[None]
         emb = self.model.encode_audio(feats)
@@ -213,14 +215,8 @@ class DiffusionEngine:
             raise ValueError("audio is empty")
         if not np.isfinite(a).all():
             raise ValueError("audio contains NaN or infinite samples")
-        if not 1 <= int(o.steps) <= MAX_STEPS:
-            raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {o.steps}")
-        if o.sampler not in SAMPLERS:
+        if o.sampler not in SAMPLERS:  # the table lists the samplers too; this guards a drift
             raise ValueError(f"unknown sampler {o.sampler!r}; choose one of {sorted(SAMPLERS)}")
-        if not math.isfinite(o.guidance) or o.guidance < 0:
-            raise ValueError(f"guidance must be a finite number >= 0, got {o.guidance}")
-        if o.blink_rate is not None and not 0 <= o.blink_rate <= 120:
-            raise ValueError(f"blink_rate must be within 0..120 blinks per minute, got {o.blink_rate}")
         if int(sr) != self.features.sr:
             import librosa
 
@@ -238,6 +234,19 @@ class DiffusionEngine:
             if torch.get_num_threads() != prev:
                 torch.set_num_threads(prev)
 
+    def with_model_defaults(self, o: GenerateOptions) -> GenerateOptions:
+        """Options with what the user left unset (None) taken from the checkpoint's ``sampling``
+        settings: a checkpoint trained or tuned for other steps/sampler/guidance gets them by default."""
+        from dataclasses import replace
+
+        sampling = self.cfg["sampling"]
+        fill = {k: sampling[k] for k in MODEL_DEFAULTS if getattr(o, k) is None and k in sampling}
+        if "guidance" in fill:
+            fill["guidance"] = float(fill["guidance"])
+        if "guidance" not in sampling and o.guidance is None:  # older checkpoints name no guidance
+            fill["guidance"] = 1.0
+        return replace(o, **fill) if fill else o
+
     def _with_level(self, o: GenerateOptions) -> GenerateOptions:
         """``preset:level`` (the grammar every engine reads): the preset, with the level scaling guidance."""
         from dataclasses import replace
@@ -254,8 +263,13 @@ class DiffusionEngine:
     @torch.inference_mode()
     def _generate(self, audio: np.ndarray, sr: int, options: GenerateOptions | None,
                   progress: ProgressFn | None, cancel: CancelToken | None) -> FaceMotion:
-        requested = (options or GenerateOptions()).style
-        o = self._with_level(options or GenerateOptions())
+        asked = options or GenerateOptions()
+        requested = asked.style
+        resolved = self.with_model_defaults(asked)
+        # the option table's limits (steps 1..MAX_STEPS, blink_rate, guidance, ...) on what the caller
+        # asked for, before a style level scales guidance
+        resolved.check()
+        o = self._with_level(resolved)
         t0 = time.perf_counter()
         a = self._check(audio, sr, o)
         report = progress or (lambda f, s: None)
@@ -312,7 +326,9 @@ class DiffusionEngine:
         meta = {"engine": self.name, "model": self.cfg.get("name"), "seed": int(o.seed), "style": style_label,
                 "sampler": o.sampler, "steps": int(o.steps), "guidance": float(o.guidance),
                 "sample_rate": self.features.sr, "seconds": round(time.perf_counter() - t0, 3),
-                "window_boundaries": starts[1:], "phones": phones_source}
+                "window_boundaries": starts[1:], "phones": phones_source,
+                # which of steps/sampler/guidance the checkpoint chose because the caller left them unset
+                "model_defaults": [k for k in MODEL_DEFAULTS if getattr(asked, k) is None]}
         motion = FaceMotion.from_arrays(weights, head, fps=self.fps, meta=meta)
         if abs(float(o.fps) - self.fps) > 1e-6:
             motion = motion.resample(float(o.fps))

@@ -84,6 +84,7 @@ class ProceduralEngine:
     ) -> FaceMotion:
         options = options or GenerateOptions()
         x = check_audio(audio, sr)
+        options.check()  # the option table's limits, as through the protocol and the command line
         if options.style_reference is not None:
             raise ValueError("the procedural engine cannot follow a reference clip; use --engine diffusion "
                              "or a preset style (" + ", ".join(EMOTIONS) + ")")
