@@ -9,6 +9,7 @@ from typing import Any
 import bpy
 
 from . import server_link
+from .preferences import get_prefs
 
 _CANCELLED = {"CANCELLED"}
 
@@ -18,6 +19,24 @@ def tag_redraw(context: bpy.types.Context) -> None:
         for area in window.screen.areas:
             if area.type == "VIEW_3D":
                 area.tag_redraw()
+
+
+def prefs_values(context: bpy.types.Context) -> dict[str, Any]:
+    p = get_prefs(context)
+    if p is None:  # used as a plain module (tests): defaults
+        return {"address": server_link.DEFAULT_ADDRESS, "key": "", "timeout": 30.0, "auto_start": False,
+                "python": "", "engine": "", "export_dir": ""}
+    return {"address": p.server_address, "key": p.server_public_key, "timeout": p.timeout_s,
+            "auto_start": p.auto_start, "python": p.python_path, "engine": p.engine,
+            "export_dir": bpy.path.abspath(p.export_dir) if p.export_dir else ""}
+
+
+def network_allowed(pv: dict[str, Any], op: bpy.types.Operator) -> bool:
+    if not server_link.is_loopback(pv["address"]) and not bpy.app.online_access:
+        op.report({"ERROR"}, "Online access is off and the server is not on this computer: allow it in "
+                  "Preferences > System > Network, or use a local server (tcp://127.0.0.1:5557)")
+        return False
+    return True
 
 
 class ServerJobModal:
@@ -32,6 +51,38 @@ class ServerJobModal:
 
     def _submit(self, context: bpy.types.Context) -> bool:
         raise NotImplementedError
+
+    def _start(self, context: bpy.types.Context) -> set[str]:
+        """Connect to the server (or start the local one and wait for it in the modal), submit, go modal."""
+        settings = context.scene.talkrig
+        self._pending, self._starting = None, None
+        pv = prefs_values(context)
+        if not network_allowed(pv, self):
+            return _CANCELLED
+        try:
+            server_link.check(pv["address"], pv["key"])
+        except server_link.ServerLinkError as e:
+            settings.server_ok = False
+            if not pv["auto_start"]:
+                self.report({"ERROR"}, str(e))
+                return _CANCELLED
+            try:  # the engine may take a while to load: wait for it in the modal, not here
+                self._starting = server_link.LocalStart(pv["address"], pv["python"], pv["engine"])
+            except server_link.ServerLinkError as e2:
+                self.report({"ERROR"}, str(e2))
+                return _CANCELLED
+            settings.status = "starting the local server"
+        else:
+            settings.server_ok = True
+            if not self._submit(context):
+                return _CANCELLED
+        setattr(settings, self.busy_flag, True)
+        settings.progress = 0.0
+        wm = context.window_manager
+        wm.progress_begin(0, 100)
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
 
     def _tick_start(self, context: bpy.types.Context) -> set[str]:
         """While the local server loads: poll it (<= 20 ms a tick), then submit."""

@@ -16,23 +16,14 @@ from .core import export, livelink, mapping
 from .core.apply import apply_motion
 from .core.target import Target, TargetError, find_target
 from .job_modal import ServerJobModal, tag_redraw
-from .preferences import get_prefs
+from .job_modal import network_allowed as _network_allowed
+from .job_modal import prefs_values as _prefs_values
 
 _OK = {"FINISHED"}
 _CANCELLED = {"CANCELLED"}
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-
-
-def _prefs_values(context: bpy.types.Context) -> dict[str, Any]:
-    p = get_prefs(context)
-    if p is None:  # used as a plain module (tests): defaults
-        return {"address": server_link.DEFAULT_ADDRESS, "key": "", "timeout": 30.0, "auto_start": False,
-                "python": "", "engine": "", "export_dir": ""}
-    return {"address": p.server_address, "key": p.server_public_key, "timeout": p.timeout_s,
-            "auto_start": p.auto_start, "python": p.python_path, "engine": p.engine,
-            "export_dir": bpy.path.abspath(p.export_dir) if p.export_dir else ""}
 
 
 def _target(context: bpy.types.Context) -> Target:
@@ -56,14 +47,6 @@ def _show_mapping(settings: Any, target: Target) -> Any:
 
 
 _tag_redraw = tag_redraw
-
-
-def _network_allowed(pv: dict[str, Any], op: bpy.types.Operator) -> bool:
-    if not server_link.is_loopback(pv["address"]) and not bpy.app.online_access:
-        op.report({"ERROR"}, "Online access is off and the server is not on this computer: allow it in "
-                  "Preferences > System > Network, or use a local server (tcp://127.0.0.1:5557)")
-        return False
-    return True
 
 
 def _connect(context: bpy.types.Context, op: bpy.types.Operator) -> Any | None:
@@ -381,40 +364,13 @@ class TALKRIG_OT_generate(ServerJobModal, bpy.types.Operator):
     def invoke(self, context, event):
         if bpy.app.background or self.synchronous:
             return self.execute(context)
-        settings = context.scene.talkrig
         try:
             target, audio, start, opts = self._prepare(context)
         except (TargetError, jobs.JobError, ValueError, FileNotFoundError) as e:
             self.report({"ERROR"}, str(e))
             return _CANCELLED
         self._request = (target.root.name, audio, start, opts)
-        self._pending, self._starting = None, None
-        pv = _prefs_values(context)
-        if not _network_allowed(pv, self):
-            return _CANCELLED
-        try:
-            server_link.check(pv["address"], pv["key"])
-        except server_link.ServerLinkError as e:
-            settings.server_ok = False
-            if not pv["auto_start"]:
-                self.report({"ERROR"}, str(e))
-                return _CANCELLED
-            try:  # the engine may take a while to load: wait for it in the modal, not here
-                self._starting = server_link.LocalStart(pv["address"], pv["python"], pv["engine"])
-            except server_link.ServerLinkError as e2:
-                self.report({"ERROR"}, str(e2))
-                return _CANCELLED
-            settings.status = "starting the local server"
-        else:
-            settings.server_ok = True
-            if not self._submit(context):
-                return _CANCELLED
-        settings.running, settings.progress = True, 0.0
-        wm = context.window_manager
-        wm.progress_begin(0, 100)
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+        return self._start(context)
 
     def _submit(self, context) -> bool:
         pv = _prefs_values(context)

@@ -17,7 +17,7 @@ from . import jobs, server_link
 from ._deps import server
 from .core.transcript import no_aligner_note, transcribed_message
 from .job_modal import ServerJobModal
-from .operators import _connect, _network_allowed, _prefs_values
+from .operators import _connect, _prefs_values
 
 _OK = {"FINISHED"}
 _CANCELLED = {"CANCELLED"}
@@ -170,33 +170,7 @@ class TALKRIG_OT_transcribe(ServerJobModal, bpy.types.Operator):
         except jobs.JobError as e:
             self.report({"ERROR"}, str(e))
             return _CANCELLED
-        self._pending, self._starting = None, None
-        pv = _prefs_values(context)
-        if not _network_allowed(pv, self):
-            return _CANCELLED
-        try:
-            server_link.check(pv["address"], pv["key"])
-        except server_link.ServerLinkError as e:
-            settings.server_ok = False
-            if not pv["auto_start"]:
-                self.report({"ERROR"}, str(e))
-                return _CANCELLED
-            try:  # the engine may take a while to load: wait for it in the modal, not here
-                self._starting = server_link.LocalStart(pv["address"], pv["python"], pv["engine"])
-            except server_link.ServerLinkError as e2:
-                self.report({"ERROR"}, str(e2))
-                return _CANCELLED
-            settings.status = "starting the local server"
-        else:
-            settings.server_ok = True
-            if not self._submit(context):
-                return _CANCELLED
-        settings.transcribing, settings.progress = True, 0.0
-        wm = context.window_manager
-        wm.progress_begin(0, 100)
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+        return self._start(context)
 
     def _submit(self, context) -> bool:
         pv = _prefs_values(context)

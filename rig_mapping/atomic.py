@@ -133,37 +133,24 @@ def sweep_stale(folder: str | Path) -> list[Path]:
     Only names made by :func:`temp_name` are considered; one is removed when its writer's pid is no
     longer running on this host, or (another host's, or pid unknown) when it is older than a day.
     Returns what was removed. Never raises for a missing or unreadable folder."""
-    d = Path(folder)
-    removed: list[Path] = []
-    try:
-        entries = list(os.scandir(d))
-    except OSError:
-        return removed
-    now = time.time()
-    for e in entries:
-        m = _TMP_RE.match(e.name)
-        if m is None:
-            continue
-        try:
-            mtime = e.stat(follow_symlinks=False).st_mtime
-        except OSError:
-            continue
-        if _is_stale(int(m["pid"]), m["host"], mtime, now) and _remove(Path(e.path)):
-            removed.append(Path(e.path))
-    return removed
+    return _sweep(Path(folder), _TMP_RE)
 
 
 def sweep_scratch() -> list[Path]:
     """Remove scratch folders (:func:`scratch_dir`) of dead TalkRig processes from the system temp folder."""
+    return _sweep(Path(tempfile.gettempdir()), _SCRATCH_RE)
+
+
+def _sweep(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
+    """Remove the entries of ``folder`` named by ``pattern`` whose writer is gone (see sweep_stale)."""
     removed: list[Path] = []
-    root = Path(tempfile.gettempdir())
     try:
-        entries = list(os.scandir(root))
+        entries = list(os.scandir(folder))
     except OSError:
         return removed
     now = time.time()
     for e in entries:
-        m = _SCRATCH_RE.match(e.name)
+        m = pattern.match(e.name)
         if m is None:
             continue
         try:
