@@ -9,6 +9,7 @@ from typing import Any
 import bpy
 
 from . import server_link
+from ._deps import server
 from .preferences import get_prefs
 
 _CANCELLED = {"CANCELLED"}
@@ -37,6 +38,37 @@ def network_allowed(pv: dict[str, Any], op: bpy.types.Operator) -> bool:
                   "Preferences > System > Network, or use a local server (tcp://127.0.0.1:5557)")
         return False
     return True
+
+
+class PendingJob:
+    """A submitted server job that a modal operator drives from its timer (a test or script can loop on it
+    the same way). ``status_prefix`` goes before the final state in the panel's status line."""
+
+    status_prefix = ""
+
+    def __init__(self, job: Any) -> None:
+        self.job = job
+
+    def tick(self, settings: Any) -> bool:
+        """Poll without blocking, mirror progress into the panel settings; True once the job has ended."""
+        st = self.job.poll()
+        settings.progress, settings.status = st.fraction, st.stage
+        return self.job.done
+
+    def failed(self, context: bpy.types.Context, report: Any) -> set[str] | None:
+        """When the job ended without a result: report why (cancelled, server gone, refused), return
+        CANCELLED. None when it is done."""
+        st = self.job.status
+        if st.state == "done":
+            return None
+        err = self.job.error
+        msg = str(err or st.state)
+        if isinstance(err, server("client").ServerUnavailable):
+            pv = prefs_values(context)
+            msg = server_link.unreachable_message(pv["address"], pv["key"], detail=msg)
+        report({"WARNING"} if st.state == "cancelled" else {"ERROR"}, msg)
+        context.scene.talkrig.status = f"{self.status_prefix}{st.state}"
+        return _CANCELLED
 
 
 class ServerJobModal:

@@ -15,7 +15,7 @@ from ._deps import rig, server
 from .core import export, livelink, mapping
 from .core.apply import apply_motion
 from .core.target import Target, TargetError, find_target
-from .job_modal import ServerJobModal, tag_redraw
+from .job_modal import PendingJob, ServerJobModal, tag_redraw
 from .job_modal import network_allowed as _network_allowed
 from .job_modal import prefs_values as _prefs_values
 
@@ -93,34 +93,20 @@ def _apply_generated(context: bpy.types.Context, report: Any, motion: Any, audio
     return _OK
 
 
-class PendingGenerate:
+class PendingGenerate(PendingJob):
     """A submitted generate job and what to do with its result. The modal operator drives it from its
     timer; anything else that can loop (a test, a script) can drive it the same way."""
 
     def __init__(self, job: Any, target_root: str, audio: Path, start: int,
                  withheld: dict[str, Any] | None = None) -> None:
-        self.job, self.target_root, self.audio, self.start = job, target_root, audio, start
+        super().__init__(job)
+        self.target_root, self.audio, self.start = target_root, audio, start
         self.withheld = withheld
 
-    def tick(self, settings: Any) -> bool:
-        """Poll without blocking, mirror progress into the panel settings; True once the job has ended."""
-        st = self.job.poll()
-        settings.progress, settings.status = st.fraction, st.stage
-        return self.job.done
-
     def finish(self, context: bpy.types.Context, report: Any) -> set[str]:
-        settings = context.scene.talkrig
-        st = self.job.status
-        if st.state != "done":
-            err = self.job.error
-            mc = server("client")
-            msg = str(err or st.state)
-            if isinstance(err, mc.ServerUnavailable):
-                pv = _prefs_values(context)
-                msg = server_link.unreachable_message(pv["address"], pv["key"], detail=msg)
-            report({"WARNING"} if st.state == "cancelled" else {"ERROR"}, msg)
-            settings.status = st.state
-            return _CANCELLED
+        failed = self.failed(context, report)
+        if failed is not None:
+            return failed
         root = bpy.data.objects.get(self.target_root)
         if root is None:
             report({"ERROR"}, "the target character was deleted while generating")

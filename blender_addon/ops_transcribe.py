@@ -16,7 +16,7 @@ import bpy
 from . import jobs, server_link
 from ._deps import server
 from .core.transcript import no_aligner_note, transcribed_message
-from .job_modal import ServerJobModal
+from .job_modal import PendingJob, ServerJobModal
 from .operators import _connect, _prefs_values
 
 _OK = {"FINISHED"}
@@ -58,30 +58,20 @@ def fill_transcript(settings: Any, tr: dict[str, Any], replace: bool) -> tuple[s
     return level, msg
 
 
-class PendingTranscribe:
+class PendingTranscribe(PendingJob):
     """A submitted transcribe job; the modal operator drives it from its timer (a test can loop on it)."""
 
-    def __init__(self, job: Any, replace: bool) -> None:
-        self.job, self.replace = job, replace
+    status_prefix = "transcribe "
 
-    def tick(self, settings: Any) -> bool:
-        """Poll without blocking, mirror progress into the panel; True once the job has ended."""
-        st = self.job.poll()
-        settings.progress, settings.status = st.fraction, st.stage
-        return self.job.done
+    def __init__(self, job: Any, replace: bool) -> None:
+        super().__init__(job)
+        self.replace = replace
 
     def finish(self, context: bpy.types.Context, report: Any) -> set[str]:
         settings = context.scene.talkrig
-        st = self.job.status
-        if st.state != "done":
-            err = self.job.error
-            msg = str(err or st.state)
-            if isinstance(err, server("client").ServerUnavailable):
-                pv = _prefs_values(context)
-                msg = server_link.unreachable_message(pv["address"], pv["key"], detail=msg)
-            report({"WARNING"} if st.state == "cancelled" else {"ERROR"}, msg)
-            settings.status = f"transcribe {st.state}"
-            return _CANCELLED
+        failed = self.failed(context, report)
+        if failed is not None:
+            return failed
         level, msg = fill_transcript(settings, self.job.result, self.replace)
         report({level}, msg)
         return _OK
