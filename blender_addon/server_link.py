@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from ._deps import server
 
-DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
+DEFAULT_ADDRESS: str = server("client").DEFAULT_ADDRESS  # one default address, the client's
 # How often the add-on promises to ping while a job runs. The server cancels a job whose client is
 # silent for ~3 x this + 1 s; Blender's timers stall while the UI is busy (a render, a long operator),
 # so allow ~16 s of stall instead of the client default's ~4 s.

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from motion_server.cli.controls import add_generation_controls, generate_options
+from motion_server.client import DEFAULT_ADDRESS
 from motion_server.engine.registry import ENGINE_NAMES
 
 EPILOG = """\
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="diffusion (model), procedural (phone-driven performer) or energy (baseline); "
                           "default: diffusion when a checkpoint is available, else procedural")
     gen.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder (implies --engine diffusion)")
-    gen.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5557 (see talkrig serve)")
+    gen.add_argument("--server", metavar="ADDR", help=f"use a running motion server, e.g. {DEFAULT_ADDRESS} (see talkrig serve)")
     add_generation_controls(gen)
     gen.add_argument("--transcript", metavar="TEXT",
                      help="what is said (one input only); aligned to the audio for exact lip closures. Without it, "

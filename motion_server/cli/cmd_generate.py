@@ -9,18 +9,19 @@ from typing import Any
 
 from motion_server.cli.argtypes import positive
 from motion_server.cli.controls import add_generation_controls, generate_options
+from motion_server.client import DEFAULT_ADDRESS
 from motion_server.engine.registry import DEFAULT_ENGINE, ENGINE_NAMES
 
 SAMPLE_RATE = 16000
 
-EPILOG = """\
+EPILOG = f"""\
 output (by --out suffix): .npz TalkRig (lossless), .csv Live Link Face, .json Audio2Face.
 Default --out: ./<audio stem>.npz. An existing file is never replaced without --overwrite.
 
 examples:
   talkrig generate speech.wav --out speech.csv
   talkrig generate jfk.flac --engine procedural --transcript "And so my fellow Americans" --style happy:3
-  talkrig generate take.m4a --server tcp://127.0.0.1:5557 --out take.npz
+  talkrig generate take.m4a --server {DEFAULT_ADDRESS} --out take.npz
 """
 
 
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_generation_controls(p)
     p.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
-    p.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5557")
+    p.add_argument("--server", metavar="ADDR", help=f"use a running motion server, e.g. {DEFAULT_ADDRESS}")
     p.add_argument("--server-key", metavar="KEY", help="the server's CurveZMQ public key (server.key from "
                    "`talkrig keygen`, or its 40 characters) for an encrypted remote server")
     p.add_argument("--timeout", type=positive, default=60.0, metavar="S", help="server silence limit (default 60 s)")

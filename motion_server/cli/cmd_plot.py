@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from motion_server.cli.controls import add_generation_controls, generate_options
+from motion_server.client import DEFAULT_ADDRESS
 from motion_server.engine.registry import ENGINE_NAMES
 
 EPILOG = """\
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="diffusion (model), procedural or energy; default: diffusion when a checkpoint is "
                           "available, else procedural")
     gen.add_argument("--model", metavar="CKPT", help="diffusion checkpoint folder (implies --engine diffusion)")
-    gen.add_argument("--server", metavar="ADDR", help="use a running motion server, e.g. tcp://127.0.0.1:5557")
+    gen.add_argument("--server", metavar="ADDR", help=f"use a running motion server, e.g. {DEFAULT_ADDRESS}")
     add_generation_controls(gen)
     gen.add_argument("--transcript", metavar="TEXT", help="what is said; without it a <stem>.txt beside the audio is used")
     gen.add_argument("--no-transcript-files", dest="transcript_files", action="store_false",

@@ -7,13 +7,15 @@ import logging
 import sys
 from pathlib import Path
 
+from motion_server.client import DEFAULT_ADDRESS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "serve",
         help="run the motion server (ZeroMQ) that Blender and scripts send audio to",
         description="Run the TalkRig motion server. One engine owns the model and device; clients queue jobs. "
-        "Binds tcp://127.0.0.1:5557 by default. Protocol: docs/protocol.md.",
+        f"Binds {DEFAULT_ADDRESS} by default. Protocol: docs/protocol.md.",
     )
     p.add_argument("--bind", action="append", metavar="ADDR",
                    help="tcp://HOST:PORT or ipc:///path (repeatable; default tcp://127.0.0.1:5557). "
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from motion_server.server.keys import CurveKeyError, load_secret
 
     cfg = ServerConfig(
-        binds=args.bind or ["tcp://127.0.0.1:5557"],
+        binds=args.bind or [DEFAULT_ADDRESS],
         curve_secret=args.curve_secret,
         max_message_mb=args.max_message_mb,
         max_audio_seconds=args.max_audio_seconds,

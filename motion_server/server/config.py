@@ -6,7 +6,9 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_BIND = "tcp://127.0.0.1:5557"
+from ..client import DEFAULT_ADDRESS
+
+DEFAULT_BIND = DEFAULT_ADDRESS  # the address clients try by default
 
 
 class BindRefused(ValueError):
