@@ -73,13 +73,10 @@ def fit_length(motion: FaceMotion, n_frames: int) -> tuple[FaceMotion, str | Non
 
 
 def default_recogniser(model: str | None = None) -> Any:
-    """The recogniser the product uses (not loaded yet), or None with a warning when faster-whisper is
-    missing: a take without recognition still animates from its audio."""
-    try:
-        from motion_server.transcribe import DEFAULT_MODEL, Recogniser
-    except ImportError as exc:  # faster-whisper itself is imported lazily; this is a broken install
-        log.warning("speech recognition unavailable (%s)", exc)
-        return None
+    """The recogniser the product uses, not loaded yet (weights are read on the first take that needs
+    them; a missing faster-whisper or model is then a warning and the take animates from its audio)."""
+    from motion_server.transcribe import DEFAULT_MODEL, Recogniser
+
     return Recogniser(model or DEFAULT_MODEL)
 
 

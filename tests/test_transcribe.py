@@ -186,3 +186,18 @@ def test_generate_cli_reports_what_it_heard(tmp_path, capsys):
     assert main(["generate", str(audio), "--out", str(tmp_path / "b.npz"), "-q", "--no-transcribe"]) == 0
     assert "recognised" not in capsys.readouterr().out
     assert load_motion(tmp_path / "b.npz").meta["transcript"]["source"] == "none"
+
+
+def test_recognition_checks_score_english_german_and_the_noisy_clips(recogniser, shared_dir, speech_manifest):
+    from motion_server.evaluation.recognition_checks import clip_check
+    from motion_server.evaluation.robustness import noise_check
+
+    pipe = MotionPipeline(create_engine("diffusion"), recogniser)
+    speech = shared_dir / "data" / "speech"
+    entries = {c["file"]: c for c in speech_manifest["clips"]}
+    en = clip_check(pipe, speech / "whisper__jfk.flac", entries["whisper__jfk.flac"], GenerateOptions())
+    assert en["used"] and en["closure_on"] >= en["closure_off"] and en["ok"]
+    de = clip_check(pipe, speech / "dreamtalk__German1.wav", entries["dreamtalk__German1.wav"], GenerateOptions())
+    assert de["detected"] == "de" and not de["used"] and not de["english_forced"] and de["ok"]
+    noise = noise_check(pipe, speech, GenerateOptions(), with_transcript=False)
+    assert "with_transcript" not in noise and noise["audio_only"]["pass"]

@@ -32,9 +32,11 @@ NARRATIVE_TEXT = "Our method is capable of producing satisfactory results even w
 SR = 16000
 
 
-def noise_check(engine: Any, speech_dir: Path, base: GenerateOptions) -> dict[str, Any]:
+def noise_check(engine: Any, speech_dir: Path, base: GenerateOptions,
+                with_transcript: bool = True) -> dict[str, Any]:
     """Closure at the clean clip's bilabials for every version, generated from the audio alone and, for
-    engines that read transcripts, with the transcript aligned to each (noisy) version."""
+    engines that read transcripts, with the transcript aligned to each (noisy) version
+    (``with_transcript`` False skips that second mode)."""
     from dataclasses import replace
 
     from motion_server.align import AlignError, align_transcript, recognise_phones
@@ -44,7 +46,9 @@ def noise_check(engine: Any, speech_dir: Path, base: GenerateOptions) -> dict[st
         phones, source = align_transcript(clean, SR, NARRATIVE_TEXT), "transcript aligned in the clean clip"
     except AlignError:
         phones, source = recognise_phones(clean, SR), "recognised in the clean clip"
-    modes = {"audio_only": base, "with_transcript": replace(base, transcript=NARRATIVE_TEXT)}
+    modes = {"audio_only": base}
+    if with_transcript:
+        modes["with_transcript"] = replace(base, transcript=NARRATIVE_TEXT)
     out: dict[str, Any] = {"bilabials": sum(p.symbol in BILABIALS for p in phones), "phones_source": source,
                            "transcript": NARRATIVE_TEXT, "target": NOISE_TOLERANCE}
     for mode, opts in modes.items():

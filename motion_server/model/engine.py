@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -237,8 +238,6 @@ class DiffusionEngine:
     def with_model_defaults(self, o: GenerateOptions) -> GenerateOptions:
         """Options with what the user left unset (None) taken from the checkpoint's ``sampling``
         settings: a checkpoint trained or tuned for other steps/sampler/guidance gets them by default."""
-        from dataclasses import replace
-
         sampling = self.cfg["sampling"]
         fill = {k: sampling[k] for k in MODEL_DEFAULTS if getattr(o, k) is None and k in sampling}
         if "guidance" in fill:
@@ -249,8 +248,6 @@ class DiffusionEngine:
 
     def _with_level(self, o: GenerateOptions) -> GenerateOptions:
         """``preset:level`` (the grammar every engine reads): the preset, with the level scaling guidance."""
-        from dataclasses import replace
-
         from motion_server.engine.styles import LEVEL_SCALE, split_level
 
         if not o.style or o.style_reference is not None:
