@@ -98,7 +98,7 @@ class PacedEngine:
     tick_s = 0.1
 
     def __init__(self, **_: Any) -> None:
-        from motion_server.evaluation.baselines import EnergyEngine
+        from motion_server.engine.energy import EnergyEngine
 
         self.inner = EnergyEngine()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from motion_server.phones import Phone
 from motion_server.synth.augment import (
     AugmentConfig,
     add_noise,
@@ -15,7 +16,6 @@ from motion_server.synth.augment import (
     reverb,
     tempo,
 )
-from motion_server.synth.phones import Phone
 
 SR = 16000
 HOP = 0.005

@@ -12,7 +12,7 @@ import pytest
 
 from motion_server.audio.io import load_audio
 from motion_server.engine.base import GenerateOptions
-from motion_server.evaluation.baselines import EnergyEngine
+from motion_server.engine.energy import EnergyEngine
 
 
 def _eval(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

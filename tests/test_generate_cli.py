@@ -116,7 +116,7 @@ def test_through_a_motion_server_matches_in_process(shared_dir, speech_manifest,
                                   "sadtalker__bus_chinese.wav"])
 def test_procedural_engine_handles_singing_noise_and_other_languages(name, shared_dir):
     from motion_server.engine.base import GenerateOptions
-    from motion_server.synth.engine import ProceduralEngine
+    from motion_server.engine.procedural import ProceduralEngine
 
     audio = load_audio(shared_dir / "data" / "speech" / name)
     events = []
@@ -132,7 +132,7 @@ def test_procedural_engine_handles_singing_noise_and_other_languages(name, share
 
 def test_procedural_engine_options_cancel_and_info():
     from motion_server.engine.base import Cancelled, CancelToken, GenerateOptions
-    from motion_server.synth.engine import ProceduralEngine
+    from motion_server.engine.procedural import ProceduralEngine
 
     eng = ProceduralEngine()
     info = eng.info()

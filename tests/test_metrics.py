@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from motion_server.audio.loudness import audio_envelope
 from motion_server.engine.base import GenerateOptions
+from motion_server.engine.energy import EnergyEngine
 from motion_server.evaluation import geometry, metrics
-from motion_server.evaluation.baselines import EnergyEngine
-from motion_server.synth.phones import Phone
+from motion_server.phones import Phone
 from rig_mapping import FaceMotion
 from rig_mapping.arkit import ARKIT_INDEX
 
@@ -119,7 +120,7 @@ def test_energy_engine_opens_mouth_on_loud_audio_only():
     jaw = m.channel("jawOpen")
     assert jaw[:20].max() < 0.05 and jaw[40:].min() > 0.4
     gap = geometry.lip_gap(m)
-    assert metrics.lag_frames(gap, metrics.audio_envelope(audio, sr, FPS, 60)) == 0
+    assert metrics.lag_frames(gap, audio_envelope(audio, sr, FPS, 60)) == 0
 
 
 @pytest.mark.parametrize("shift", [-2, 0, 3])
@@ -133,5 +134,5 @@ def test_a_shifted_copy_of_the_mouth_gives_the_shift_as_lag(shift):
     audio = (syllables * (0.2 * np.sin(2 * np.pi * 150 * t) + 0.02 * rng.standard_normal(len(t)))).astype(np.float32)
     truth = EnergyEngine().generate(audio, sr, GenerateOptions())
     w = np.roll(truth.weights, shift, axis=0)
-    env = metrics.audio_envelope(audio, sr, FPS, truth.n_frames)
+    env = audio_envelope(audio, sr, FPS, truth.n_frames)
     assert metrics.lag_frames(geometry.lip_gap(FaceMotion.from_arrays(w, fps=FPS)), env) == shift

@@ -7,7 +7,7 @@ import pytest
 from scipy.signal import find_peaks
 
 from motion_server.evaluation.geometry import lip_gap
-from motion_server.synth.performer import (
+from motion_server.performer import (
     EMOTIONS,
     STYLE_FIELDS,
     SpeakerStyle,
@@ -15,8 +15,8 @@ from motion_server.synth.performer import (
     perform,
     sample_speaker_style,
 )
-from motion_server.synth.performer.style import STYLE_RANGES
-from motion_server.synth.phones import Phone
+from motion_server.performer.style import STYLE_RANGES
+from motion_server.phones import Phone
 from motion_server.synth.speech import Prosody as SpeechProsody
 
 CLOSED_CM = 0.1  # lips touching on the ICT face (neutral, touching, measures ~0.06 cm)
@@ -207,7 +207,7 @@ def test_output_ranges_and_silence_without_phones():
 
 
 def _speaking(duration: float, fps: float, accents: list[tuple[float, float]]):
-    from motion_server.synth.performer.prosody import Prosody
+    from motion_server.performer.prosody import Prosody
 
     n = int(duration * fps)
     return Prosody(speech=np.ones(n, bool), energy=np.full(n, 0.6, np.float32), accents=accents,
@@ -215,7 +215,7 @@ def _speaking(duration: float, fps: float, accents: list[tuple[float, float]]):
 
 
 def test_brow_raises_and_nods_follow_pitch_accents():
-    from motion_server.synth.performer.nonverbal import brow_curves, head_curves
+    from motion_server.performer.nonverbal import brow_curves, head_curves
 
     fps, accents = 30.0, [(1.0, 1.5), (3.0, 1.5), (5.0, 1.5), (7.0, 1.5)]
     with_acc, without = _speaking(9.0, fps, accents), _speaking(9.0, fps, [])

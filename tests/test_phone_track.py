@@ -15,7 +15,7 @@ from motion_server.model.config import load_config
 from motion_server.model.engine import DiffusionEngine
 from motion_server.model.network import TalkRigModel
 from motion_server.model.phone_track import DEFAULT_SYMBOLS, jitter_and_drop, phone_track
-from motion_server.synth.phones import Phone
+from motion_server.phones import Phone
 
 PARTS = "motion_server/model/configs/parts/phones.json"
 

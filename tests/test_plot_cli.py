@@ -38,7 +38,7 @@ def test_plot_from_audio_writes_a_png_of_the_asked_size_and_never_overwrites_una
 def test_plot_saved_motion_with_and_without_audio(tmp_path):
     from motion_server.audio.io import load_audio
     from motion_server.engine.base import GenerateOptions
-    from motion_server.evaluation.baselines import EnergyEngine
+    from motion_server.engine.energy import EnergyEngine
     from rig_mapping.formats import save_motion
 
     audio = load_audio(REPO / "examples" / "jfk.flac", sr=16000)

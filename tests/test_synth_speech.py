@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from motion_server.synth.phones import (
+from motion_server.phones import (
     Phone,
     PhoneError,
     arpabet_symbols,

@@ -12,8 +12,8 @@ import pytest
 from motion_server.audio.io import load_audio
 from motion_server.engine.base import Cancelled, CancelToken, GenerateOptions
 from motion_server.engine.registry import create_engine
+from motion_server.phones import Phone
 from motion_server.pipeline import MotionPipeline, transcript_summary
-from motion_server.synth.phones import Phone
 from motion_server.transcribe import (
     Recogniser,
     Transcript,

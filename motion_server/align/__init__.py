@@ -1,7 +1,7 @@
 """Phones from real speech with the English model shipped in the ``pocketsphinx`` wheel.
 
 ``align_transcript``: forced alignment when the words are known; ``recognise_phones``: a phone loop
-when they are not. Both return ``motion_server.synth.phones.Phone`` lists (ARPAbet, seconds) covering
+when they are not. Both return ``motion_server.phones.Phone`` lists (ARPAbet, seconds) covering
 the whole clip, ready for the procedural performer.
 """
 

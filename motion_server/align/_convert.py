@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from motion_server.synth.phones import SIL, Phone, arpabet_symbols, merge_silences
+from motion_server.phones import SIL, Phone, arpabet_symbols, merge_silences
 
 from .decoder import FRAME_RATE, SAMPLE_RATE
 

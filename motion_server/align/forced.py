@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from motion_server.synth.phones import SIL, Phone, merge_silences, pad_to, vowel_symbols
+from motion_server.phones import SIL, Phone, merge_silences, pad_to, vowel_symbols
 
 from ._convert import frames_to_s, phone_symbol, word_label
 from .decoder import FRAME_RATE, SAMPLE_RATE, AlignError, align_decoder, decode, to_pcm16

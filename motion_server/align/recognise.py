@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from motion_server.synth.phones import Phone, merge_silences, pad_to
+from motion_server.phones import Phone, merge_silences, pad_to
 
 from ._convert import frames_to_s, phone_symbol, quiet_to_silence
 from .decoder import SAMPLE_RATE, decode, phone_decoder, split_points, to_pcm16

@@ -8,8 +8,8 @@ from typing import Any
 # name -> "module:Class". Engines register here, not with if-chains in callers.
 _ENGINES: dict[str, str] = {
     "diffusion": "motion_server.model.engine:DiffusionEngine",
-    "procedural": "motion_server.synth.engine:ProceduralEngine",
-    "energy": "motion_server.evaluation.baselines:EnergyEngine",
+    "procedural": "motion_server.engine.procedural:ProceduralEngine",
+    "energy": "motion_server.engine.energy:EnergyEngine",
 }
 ENGINE_NAMES: tuple[str, ...] = tuple(_ENGINES)
 DEFAULT_ENGINE = "diffusion"

@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path
 
-from motion_server.synth.phones import SIL, Phone, arpabet_symbols
+from motion_server.phones import SIL, Phone, arpabet_symbols
 
 
 class PhoneFileError(ValueError):
@@ -84,7 +84,7 @@ def load_phone_file(path: str | Path) -> list[Phone]:
     if p.name.endswith(".phone.json"):
         return load_pocketsphinx_json(p)
     if p.suffix.lower() == ".json":
-        from motion_server.synth.phones import load_phones
+        from motion_server.phones import load_phones
 
         return load_phones(p)
     raise PhoneFileError(f"unknown phone file type {p.name}; expected .TextGrid, .phone.json or talkrig phones .json")

@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from motion_server.audio.io import load_audio
+from motion_server.audio.loudness import audio_envelope
 from motion_server.engine.base import GenerateOptions
 
 from .geometry import lip_gap
-from .metrics import audio_envelope, bilabial_closure_rate, pearson
+from .metrics import bilabial_closure_rate, pearson
 from .robustness import CLEAN, NOISE_TOLERANCE, NOISY, noise_check
 
 SR = 16000
@@ -57,7 +58,7 @@ def _masked_corr(m: Any, audio: np.ndarray, keep: np.ndarray) -> float:
 
 def _outside_recognised_closures(text: str, audio: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
     from motion_server.align import AlignError, align_transcript
-    from motion_server.synth.performer.coarticulation import bilabial_windows
+    from motion_server.performer.coarticulation import bilabial_windows
 
     try:
         phones = align_transcript(audio, SR, text)

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from motion_server.audio.loudness import audio_envelope
 from motion_server.engine.base import Cancelled, CancelToken, GenerateOptions
 from motion_server.engine.registry import create_engine
 from rig_mapping import FaceMotion
@@ -49,7 +50,7 @@ def score(clip: EvalClip, motion: FaceMotion, gen_seconds: float) -> dict[str, A
         from .geometry import lip_gap
 
         row["lag_frames"] = metrics.lag_frames(
-            lip_gap(motion), metrics.audio_envelope(clip.audio, clip.sr, motion.fps, motion.n_frames))
+            lip_gap(motion), audio_envelope(clip.audio, clip.sr, motion.fps, motion.n_frames))
     row.update(metrics.motion_metrics(motion))
     # head/blink/brow/jaw statistics in the real references' terms: a block of its own (not averaged by
     # means(); suites summarise it as medians over clips, see motion_stats.median_over_clips)

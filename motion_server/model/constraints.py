@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from motion_server.synth.performer.coarticulation import bilabial_windows, enforce_bilabial_closure
-from motion_server.synth.phones import Phone
+from motion_server.performer.coarticulation import bilabial_windows, enforce_bilabial_closure
+from motion_server.phones import Phone
 
 Constraint = Callable[[torch.Tensor], torch.Tensor]  # x0 [B, T, C] (normalised) -> x0
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from motion_server.synth.phones import Phone, arpabet_symbols
+from motion_server.phones import Phone, arpabet_symbols
 
 # The project's ARPAbet inventory (SIL first, no stress marks), as the corpus and the aligner write it.
 DEFAULT_SYMBOLS = arpabet_symbols()

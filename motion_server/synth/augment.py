@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .phones import Phone, pad_to, scale_times
+from motion_server.phones import Phone, pad_to, scale_times
 
 NOISE_KINDS = ("white", "pink", "babble")
 

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .phones import Phone, pad_to, phones_from_arrays, phones_to_arrays
+from motion_server.phones import Phone, arpabet_symbols, pad_to, phones_from_arrays, phones_to_arrays
+
 from .speech.base import Prosody
 
 FORMAT = "talkrig-synth-corpus"
@@ -69,7 +70,7 @@ class CorpusOptions:
 
     def identity(self) -> dict:
         """Everything that changes utterance content (``hours`` only decides how many shards)."""
-        from .performer import PERFORMER_VERSION
+        from motion_server.performer import PERFORMER_VERSION
 
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "hours"}
         d["performer_version"] = PERFORMER_VERSION
@@ -104,7 +105,8 @@ def _unit_hash(*parts: object) -> float:
 
 def make_plan(opts: CorpusOptions) -> Plan:
     """Resolve voices, languages, emotions and held-out sets from the options (deterministic)."""
-    from .performer.style import EMOTIONS
+    from motion_server.performer.style import EMOTIONS
+
     from .speech import list_voices
     from .text import base_language, languages, load_sentences
 
@@ -234,7 +236,7 @@ class Draw:
 
 def draw_utterance(index: int, opts: CorpusOptions, plan: Plan) -> Draw:
     """Choices for utterance ``index``: a function of ``(opts.seed, index)`` and the plan only."""
-    from .performer import emotion_preset, sample_speaker_style
+    from motion_server.performer import emotion_preset, sample_speaker_style
 
     rng = np.random.default_rng([int(opts.seed), int(index)])
     voice = plan.voices[int(rng.choice(len(plan.voices), p=plan.voice_weights))]
@@ -263,8 +265,9 @@ def draw_utterance(index: int, opts: CorpusOptions, plan: Plan) -> Draw:
 
 def make_utterance(index: int, opts: CorpusOptions, plan: Plan, babble: Sequence[np.ndarray] = ()) -> dict:
     """Build utterance ``index`` (depends only on ``opts.seed``, ``index``, the plan and ``babble``)."""
+    from motion_server.performer import perform
+
     from .augment import random_augment
-    from .performer import perform
     from .speech import Prosody, synthesize
 
     d = draw_utterance(index, opts, plan)
@@ -337,7 +340,7 @@ def build_shard(k: int, opts: CorpusOptions, plan: Plan, out_dir: Path) -> dict:
     for j in range(opts.shard_size):
         babble = [u["clean"] for u in utts[-3:]]  # earlier speech in this shard: deterministic babble
         utts.append(make_utterance(k * opts.shard_size + j, opts, plan, babble))
-    from .performer.style import EMOTIONS
+    from motion_server.performer.style import EMOTIONS
 
     def offsets(lengths: list[int]) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -399,7 +402,7 @@ def _write_json_atomic(path: Path, data: dict) -> None:
 
 
 def _manifest(opts: CorpusOptions, plan: Plan, shards: dict[int, dict]) -> dict:
-    from .performer.style import EMOTIONS, STYLE_FIELDS
+    from motion_server.performer.style import EMOTIONS, STYLE_FIELDS
 
     ordered = [shards[k] for k in sorted(shards)]
     return {
@@ -415,7 +418,7 @@ def _manifest(opts: CorpusOptions, plan: Plan, shards: dict[int, dict]) -> dict:
                    "test_sentences": sorted(plan.test_sentences), "val_sentences": sorted(plan.val_sentences),
                    "rule": "test if voice or sentence held out for test; else val if either held out for val; else train"},
         "emotions": list(EMOTIONS), "style_fields": list(STYLE_FIELDS),
-        "phone_symbols": list(__import__("motion_server.synth.phones", fromlist=["x"]).arpabet_symbols()),
+        "phone_symbols": list(arpabet_symbols()),
         "shards": ordered,
     }
 

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from motion_server.synth.phones import SIL, Phone, merge_silences
+from motion_server.phones import SIL, Phone, merge_silences
 
 from .recogniser import Word
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from motion_server.synth.phones import Phone
+from motion_server.phones import Phone
 
 from .recogniser import Transcript, Word
 

@@ -1,7 +1,7 @@
 """Common pieces of the speech backends: prosody parameters, the synthesis result, errors, post-processing.
 
 A backend turns ``(text, voice, prosody)`` into ``Speech(audio float32 mono, sr, phones)`` where every
-phone is ARPAbet (see :mod:`motion_server.synth.phones`) and the phones tile ``[0, len(audio) / sr]``.
+phone is ARPAbet (see :mod:`motion_server.phones`) and the phones tile ``[0, len(audio) / sr]``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..phones import Phone, pad_to, validate_phones
+from motion_server.phones import Phone, pad_to, validate_phones
+
 from .registry_data import backend_entry
 from .voice_quality import apply_voice_quality
 

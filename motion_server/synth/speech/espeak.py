@@ -25,7 +25,8 @@ import threading
 
 import numpy as np
 
-from ..phones import Phone, to_arpabet
+from motion_server.phones import Phone, to_arpabet
+
 from .base import Prosody, Speech, SpeechError, VoiceInfo, clean_text, finish
 from .registry_data import backend_entry
 

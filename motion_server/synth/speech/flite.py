@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..phones import Phone, to_arpabet
+from motion_server.phones import Phone, to_arpabet
+
 from .base import (
     ProgramBackend,
     Prosody,

@@ -1,9 +1,10 @@
-"""Time-aligned phones shared by the speech backends, the augmenter, the corpus and the performer.
+"""The phone inventory: time-aligned ARPAbet phones shared by the aligner, the recogniser, the model's
+phone track, the performer, the evaluation and the synthetic corpus.
 
 Every backend reports phones in its own alphabet (Festival ``radio``/``mrpa``, Flite ``cmu``, eSpeak NG
 mnemonics, IPA). :func:`to_arpabet` folds them into one ARPAbet set (39 phones + ``SIL``) so the
 procedural performer needs a single viseme table. The folding tables are data:
-``motion_server/synth/text/phone_maps.json``.
+``phone_maps.json`` next to this module.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-_MAPS_PATH = Path(__file__).with_name("text") / "phone_maps.json"
+_MAPS_PATH = Path(__file__).with_name("phone_maps.json")
 
 SIL = "SIL"
 

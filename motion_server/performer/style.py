@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..speech.base import Prosody
 from .channels import expand_name
 
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted", "contempt")
@@ -89,7 +88,9 @@ def sample_speaker_style(rng: np.random.Generator) -> SpeakerStyle:
 class EmotionPreset:
     channel_offsets: dict[str, float]  # exact ARKit name -> additive baseline
     style_scale: dict[str, float]  # SpeakerStyle field -> multiplier
-    prosody: dict[str, float]  # speech.Prosody fields: how the synthesizer should speak
+    # how the synthesizer speaks it (motion_server.synth.speech.Prosody fields, every one given; only the
+    # corpus builder reads it, so the performer keeps it as plain data)
+    prosody: dict[str, float]
 
 
 @lru_cache(maxsize=2)
@@ -105,6 +106,12 @@ def _presets(path: str) -> dict[tuple[str, int], EmotionPreset]:
     missing = [(e, i) for e in EMOTIONS for i in INTENSITIES if (e, i) not in out]
     if missing:
         raise ValueError(f"{path} lacks emotion presets {missing}")
+    # every preset names every prosody field, so mixing two presets never needs the synthesizer's defaults
+    fields_ = set(out[("neutral", 1)].prosody)
+    for key, preset in out.items():
+        if set(preset.prosody) != fields_:
+            raise ValueError(f"{path}: preset {key[0]} {key[1]} has prosody fields {sorted(preset.prosody)}; "
+                             f"every preset must give the same ones as neutral 1: {sorted(fields_)}")
     return out
 
 
@@ -118,16 +125,15 @@ def emotion_preset(name: str, intensity: int = 1) -> EmotionPreset:
 
 
 def mix_presets(a: EmotionPreset, b: EmotionPreset, t: float) -> EmotionPreset:
-    """(1 - t) * a + t * b, field by field (missing entries count as 0 offsets / 1 multipliers)."""
+    """(1 - t) * a + t * b, field by field (missing entries count as 0 offsets / 1 multipliers; every
+    preset gives every prosody field)."""
     t = float(t)
 
-    def lerp(da: dict[str, float], db: dict[str, float], default: float | dict[str, float]) -> dict[str, float]:
-        keys = sorted(set(da) | set(db))
-        dflt = default if isinstance(default, dict) else dict.fromkeys(keys, default)
-        return {k: (1 - t) * da.get(k, dflt.get(k, 1.0)) + t * db.get(k, dflt.get(k, 1.0)) for k in keys}
+    def lerp(da: dict[str, float], db: dict[str, float], default: float) -> dict[str, float]:
+        return {k: (1 - t) * da.get(k, default) + t * db.get(k, default) for k in sorted(set(da) | set(db))}
 
     return EmotionPreset(
         lerp(a.channel_offsets, b.channel_offsets, 0.0),
         lerp(a.style_scale, b.style_scale, 1.0),
-        lerp(a.prosody, b.prosody, Prosody().to_dict()),
+        {k: (1 - t) * a.prosody[k] + t * b.prosody[k] for k in sorted(a.prosody)},
     )

@@ -13,15 +13,14 @@ from typing import Any
 import numpy as np
 
 from motion_server import __version__
-from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn, check_audio
-from motion_server.engine.styles import DEFAULT_LEVEL, split_level
+from motion_server.performer import EMOTIONS, INTENSITIES, EmotionPreset, emotion_preset, mix_presets, perform
+from motion_server.phones import Phone
 from rig_mapping import FaceMotion
 
-from .performer import EMOTIONS, INTENSITIES, EmotionPreset, emotion_preset, mix_presets, perform
-from .phones import Phone
+from .base import CancelToken, GenerateOptions, ProgressFn, check_audio
+from .styles import DEFAULT_LEVEL, split_level
 
 log = logging.getLogger(__name__)
-
 
 
 def preset_names() -> list[str]:
@@ -42,7 +41,7 @@ def parse_preset(style: str | None) -> tuple[str, int]:
 
 
 class ProceduralEngine:
-    """Engine protocol implementation around :func:`motion_server.synth.performer.perform`."""
+    """Engine protocol implementation around :func:`motion_server.performer.perform`."""
 
     name = "procedural"
     reads_phones = True  # a transcript replaces phone recognition by forced alignment
