@@ -24,11 +24,7 @@ class BenchContext:
             self.progress(msg)
 
     def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        try:
-            import torch
+        """Where the engines run: the same rule as training and the diffusion engine."""
+        from motion_server.model.device import resolve_device
 
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:
-            return "cpu"
+        return str(resolve_device(self.device))

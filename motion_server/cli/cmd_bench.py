@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from motion_server import bench
     from motion_server.bench.context import BenchContext
     from motion_server.bench.machine import git_commit, machine_info, timestamp
+    from motion_server.model.device import resolve_device
 
     if args.repeats < 1 or args.warmup < 0:
         return _fail("--repeats must be >= 1 and --warmup >= 0")
@@ -110,11 +111,10 @@ def run(args: argparse.Namespace) -> int:
     bad = [e for e in engines if e not in ENGINE_NAMES]
     if bad:
         return _fail(f"unknown engine(s) {bad}; choose from {', '.join(ENGINE_NAMES)}")
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            return _fail("--device cuda but torch sees no CUDA device; use --device cpu or auto")
+    try:
+        resolve_device(args.device)  # refuse --device cuda on a machine without one before any work
+    except RuntimeError as exc:
+        return _fail(str(exc))
     try:
         modules = {w.strip(): bench.load(w.strip()) for w in args.what.split(",") if w.strip()}
     except bench.BenchmarkNotFound as exc:

@@ -27,6 +27,7 @@ from rig_mapping import FaceMotion
 from . import DEFAULT_CHECKPOINT, MOTION_DIM
 from .checkpoint import load_checkpoint
 from .constraints import closure_constraint
+from .device import resolve_device
 from .features import make_features, n_motion_frames
 from .guidance import guided
 from .long import WindowedTimeline, sample_timeline
@@ -35,7 +36,6 @@ from .postprocess import apply_controls, blinks_per_minute
 from .samplers import SAMPLERS, make_sampler
 from .smoothing import smooth_groups
 from .style_predictor import prior_sampling
-from .train import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from .data import (
     corpus_utterances,
     summarize,
 )
+from .device import resolve_device
 from .lip_expert import shifted_pairs
 from .network import TalkRigModel
 from .phone_track import DEFAULT_SYMBOLS, jitter_and_drop
@@ -41,14 +42,6 @@ from .style_predictor import prior_sampling
 STAGES = ("lip_expert", "denoiser", "style_predictor")
 MOUTH_IDX = [ARKIT_INDEX[n] for n in MOUTH_CHANNELS]
 Log = Callable[[str], None]
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but no CUDA GPU is visible; use --device cpu or auto")
-    return torch.device(device)
 
 
 def _lr(step: int, total: int, base: float, warmup: int, time_frac: float = 0.0) -> float:
