@@ -46,6 +46,7 @@ class JobResult:
     outputs: list[str] = field(default_factory=list)
     render_frames: int = 0
     render_seconds: float = 0.0
+    crashed: bool = False  # the child died before reporting this job: worth another try elsewhere
 
 
 def run_blender_jobs(jobs: list[BlenderJob], on_event: EventFn | None = None,
@@ -90,6 +91,7 @@ def run_blender_jobs(jobs: list[BlenderJob], on_event: EventFn | None = None,
         if not r.ok and r.error is None:
             why = " | ".join(tail) or f"exit status {rc}"
             r.error = f"the Blender job stopped before finishing this input: {why}"
+            r.crashed = True
     return results
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .manifest import Line, ManifestError, is_manifest, read_manifest
+
 AUDIO_SUFFIXES = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm",
      ".mp4", ".mkv", ".mov"}
@@ -36,10 +38,37 @@ class Item:
     render: Path | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    # a manifest line's own settings (None: the command line's)
+    transcript: str | None = None
+    style: str | None = None
+    character: Path | None = None
+    existing: bool = False  # an output file is already there (replaced only with --overwrite)
 
     @property
     def needs_blender(self) -> bool:
         return self.render is not None or (self.out is not None and self.out.suffix.lower() in SCENE_SUFFIXES)
+
+
+def expand_lines(paths: list[str | Path]) -> tuple[list[Line], list[str]]:
+    """Like :func:`expand_inputs`, and a manifest (.csv/.json) gives its lines with their own settings."""
+    lines: list[Line] = []
+    notes: list[str] = []
+    plain: list[str | Path] = []
+    for raw in paths:
+        if is_manifest(raw):
+            try:
+                got = read_manifest(raw)
+            except ManifestError as exc:
+                raise PlanError(str(exc)) from None
+            lines.extend(got)
+            notes.append(f"{raw}: {len(got)} line(s) from the manifest")
+        else:
+            plain.append(raw)
+    if plain or not lines:
+        inputs, more = expand_inputs(plain)
+        lines.extend(Line(audio=p) for p in inputs)
+        notes.extend(more)
+    return lines, notes
 
 
 def expand_inputs(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
@@ -102,7 +131,7 @@ def _companion(out: Path | None) -> Path | None:
 
 
 def plan(
-    inputs: list[Path],
+    inputs: list[Path] | list[Line],
     out: str | Path | None,
     render: str | Path | None,
     overwrite: bool,
@@ -112,21 +141,29 @@ def plan(
     only --render, only the video is written. Existing files are never replaced without ``overwrite``:
     such an input fails with a message naming the file, and the others still run. Neither the inputs
     nor ``read_files`` (the --character, a --style reference clip) are ever written, even with
-    ``overwrite``."""
+    ``overwrite``. A manifest :class:`Line` may name its own out/render file, which wins over the
+    command line's."""
+    lines = [x if isinstance(x, Line) else Line(audio=Path(x)) for x in inputs]
     out_spec = Path(out) if out is not None else None
     render_spec = None if render in (None, RENDER_NEXT_TO_OUT) else Path(render)
-    n = len(inputs)
+    n = len(lines)
     items: list[Item] = []
     claimed: dict[Path, Path] = {}  # output -> the input that writes it
     # never written, even with --overwrite (mp4/m4a inputs, the character, a style clip)
-    sources = {a.resolve() for a in inputs}
-    read = {Path(f).resolve(): Path(f) for f in read_files if f}
-    for audio in inputs:
-        item = Item(audio=audio, stem=audio.stem)
+    sources = {ln.audio.resolve() for ln in lines}
+    read = {Path(f).resolve(): Path(f) for f in (*read_files, *(ln.character for ln in lines)) if f}
+    for line in lines:
+        audio = line.audio
+        item = Item(audio=audio, stem=audio.stem, transcript=line.transcript, style=line.style,
+                    character=line.character)
         items.append(item)
-        if out_spec is not None or render is None:
+        if line.out is not None:
+            item.out = _target(line.out, item.stem, 1, MOTION_SUFFIXES + SCENE_SUFFIXES, DEFAULT_SUFFIX, "out")
+        elif out_spec is not None or (render is None and line.render is None):
             item.out = _target(out_spec, item.stem, n, MOTION_SUFFIXES + SCENE_SUFFIXES, DEFAULT_SUFFIX, "--out")
-        if render == RENDER_NEXT_TO_OUT:
+        if line.render is not None:
+            item.render = _target(line.render, item.stem, 1, (".mp4",), ".mp4", "render")
+        elif render == RENDER_NEXT_TO_OUT:
             base = item.out if item.out is not None else DEFAULT_OUT_DIR / item.stem
             item.render = base.with_suffix(".mp4")
         elif render_spec is not None:
@@ -142,10 +179,17 @@ def plan(
             elif key in claimed:
                 item.error = (f"its output {p} would also be written for {claimed[key]} (same file name): "
                               "rename one input or use an --out pattern with a folder per input")
-            elif p.exists() and not overwrite:
+            elif p.is_file() and not overwrite:
                 item.error = f"{p} already exists; pass --overwrite to replace it"
+                item.existing = True
             elif p.exists() and p.is_dir():
                 item.error = f"{p} is a folder, not a file"
             else:
                 claimed[key] = audio
+                item.existing = item.existing or p.is_file()
     return items
+
+
+def outputs_of(item: Item) -> list[Path]:
+    """The files an input writes (a .gltf's .bin included)."""
+    return [p for p in (item.out, _companion(item.out), item.render) if p is not None]

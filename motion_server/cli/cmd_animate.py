@@ -19,8 +19,18 @@ outputs (by --out suffix):
   such as 'out/{stem}.fbx'. Default: ./talkrig_out/<stem>.glb (none when only --render is given).
   Existing files are never replaced without --overwrite.
 
+batches:
+  AUDIO may be a manifest (.csv with a header row, or .json): one line per recording with its own
+  audio, transcript, style, character, out and render (relative paths from the manifest's folder).
+  --jobs N runs N local worker processes (each loads the model once); --ray auto|ADDRESS fans the work
+  out over a Ray cluster. Re-running skips inputs whose outputs are up to date (same audio and settings,
+  recorded in .talkrig-ledger.jsonl beside them); --force makes them again. A worker that dies is
+  replaced and its input retried (--retries); a failed input never stops the batch.
+
 examples:
   talkrig animate examples/jfk.flac --out out/jfk.glb --render out/jfk.mp4
+  talkrig animate lines.csv --out 'out/{stem}.glb' --jobs 2 --report out/report.json
+  talkrig animate dialogue/ --out 'out/{stem}.csv' --ray auto
   talkrig animate recordings/ --out 'out/{stem}.fbx' --character hero.blend
   talkrig animate a.wav b.wav --out curves/ --engine procedural     (curves/a.glb, curves/b.glb)
   talkrig animate take.m4a --out take.csv                           (Live Link Face CSV)
@@ -35,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", metavar="AUDIO", help="audio files (wav, flac, mp3, m4a, ogg, opus...) or folders of them")
+    p.add_argument("inputs", nargs="+", metavar="AUDIO",
+                   help="audio files (wav, flac, mp3, m4a, ogg, opus...), folders of them, or a .csv/.json manifest")
     io = p.add_argument_group("files")
     io.add_argument("--out", "-o", metavar="PATH", help="output file, folder or {stem} pattern (see below)")
     io.add_argument("--character", metavar="FILE", help="character to animate (.blend/.glb/.gltf/.fbx); default: the bundled demo head")
@@ -47,6 +58,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rnd.add_argument("--samples", type=int, help="Cycles samples (default 16) / Workbench anti-aliasing samples (default: FXAA)")
     rnd.add_argument("--render-engine", choices=("workbench", "cycles", "eevee"), default="workbench",
                      help="workbench (fast, default), cycles (CPU path tracing) or eevee (needs a GPU: minutes per frame without one)")
+    bat = p.add_argument_group("batch")
+    bat.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                     help="local worker processes (default 1: this process); each loads the model once")
+    bat.add_argument("--ray", metavar="ADDRESS", nargs="?", const="auto",
+                     help="run on a Ray cluster: 'auto' (the cluster this machine is in, else a local one) or "
+                          "its address; needs pip install 'talkrig[ray]'")
+    bat.add_argument("--retries", type=int, default=2, metavar="N",
+                     help="more tries for an input whose worker died (default 2); a bad input is not retried")
+    bat.add_argument("--force", action="store_true",
+                     help="make every output again, even those the ledger says are up to date")
+    bat.add_argument("--report", metavar="FILE.json", help="write a JSON report: every input, result, time, worker")
     gen = p.add_argument_group("generation")
     gen.add_argument("--engine", choices=ENGINE_NAMES,
                      help="diffusion (model), procedural (phone-driven performer) or energy (baseline); "
@@ -74,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         # --fps and --steps are range-checked by their argparse types (the option table)
         if args.samples is not None and args.samples < 1:
             raise PlanError(f"--samples {args.samples}: needs at least 1 sample")
+        if args.jobs > 1 and args.ray:
+            raise PlanError("--jobs and --ray: choose one (Ray decides its own workers)")
         if args.transcript and (len(args.inputs) > 1 or Path(args.inputs[0]).is_dir()):
             raise PlanError("--transcript describes one recording; give a single audio file with it")
     except PlanError as exc:
@@ -93,5 +117,6 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, server=args.server, overwrite=args.overwrite, options=options,
         transcript_files=args.transcript_files, asr_model=args.asr_model,
         style_file=style_file if options.style_reference is not None else None,
+        jobs=args.jobs, ray=args.ray, retries=args.retries, force=args.force, report=args.report,
     )
     return animate(settings)
