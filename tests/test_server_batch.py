@@ -143,3 +143,20 @@ def test_cancelling_one_job_of_a_batch_leaves_the_others_exact(server, solo) -> 
         kept = [jobs[0].wait(120), jobs[2].wait(120)]
     _same(kept[0], solo(wavs[0], opts[0]))
     _same(kept[1], solo(wavs[2], opts[2]))
+
+
+def test_bench_server_batch_compares_concurrent_with_one_after_another(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "batch.json"
+    r = subprocess.run([sys.executable, "-m", "motion_server", "bench", "--what", "server-batch", "--durations", "2",
+                        "--repeats", "1", "--warmup", "0", "--device", "cpu", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["what"] == "server-batch" and row["clients"] == 8 and row["duration_s"] == 2
+    assert row["solo_equal"] and row["max_abs_diff"] == 0.0
+    assert row["throughput_ratio"] == row["sequential_median_s"] / row["concurrent_median_s"]
+    assert row["batching"]["forwards"] > 0 and row["batching"]["largest_batch"] <= row["batching"]["max_batch"]

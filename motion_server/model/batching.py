@@ -52,7 +52,8 @@ class WindowBatcher:
         self.most_runs = 0  # most runs sharing one forward
 
     def add(self, run: TimelineSampling) -> None:
-        self._runs.append(run)
+        if run not in self._runs:
+            self._runs.append(run)
 
     def remove(self, run: TimelineSampling) -> None:
         if run in self._runs:
@@ -81,7 +82,8 @@ class WindowBatcher:
         return ended
 
     def run_alone(self, run: TimelineSampling) -> torch.Tensor:
-        """Sample one run to the end in this batcher (the solo path); its exception propagates."""
+        """Sample one run (added here if it is not in yet) to the end: the solo path, though other runs
+        in this batcher share its forwards. Its exception propagates."""
         self.add(run)
         while True:
             for r, exc in self.step():

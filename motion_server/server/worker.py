@@ -106,6 +106,11 @@ class EngineWorker(threading.Thread):
     # -- the scheduler thread ---------------------------------------------------------------------------
     def run(self) -> None:
         threads = getattr(self.pipeline.engine, "compute_threads", None)
+        if self.batcher is not None:
+            log.info("batching: up to %d windows per forward, %d jobs at once", self.batcher.max_batch,
+                     self.max_running)
+        else:
+            log.info("this engine does not batch: one job at a time")
         pool = ThreadPoolExecutor(PREP_THREADS, thread_name_prefix="talkrig-prep")
         try:
             with threads() if callable(threads) else contextlib.nullcontext():
