@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(jobs continue; clients reconnect). Default 0: memory at start-up + 640 MB")
     p.add_argument("--max-batch", type=int, default=0, metavar="N",
                    help="diffusion engine: most windows (3 s of one job each) in one shared denoiser forward; "
-                   "concurrent jobs' windows are packed together, round-robin (default 0: the model's own, 64)")
+                   "concurrent jobs' windows are packed together, round-robin (default 0: 32 on a CPU, the model's "
+                   "window.max_batch, 64, on a GPU)")
     p.add_argument("--max-running", type=int, default=8, metavar="N",
                    help="diffusion engine: most jobs sampled at once, sharing forwards; more wait in the queue "
                    "(default 8; engines that cannot batch run one job at a time)")
