@@ -169,10 +169,27 @@ class MotionPipeline:
         return mark_unsure_phones(phones, d.unsure), tr.text, info
 
     # -- generation ---------------------------------------------------------------------------------
+    @property
+    def batches(self) -> bool:
+        """Whether the engine's generations can share forwards (it has ``begin`` and ``batcher``)."""
+        return callable(getattr(self.engine, "begin", None)) and callable(getattr(self.engine, "batcher", None))
+
     def generate(self, audio: np.ndarray, sr: int, options: GenerateOptions | None = None,
                  progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> FaceMotion:
         """audio (mono float32 at ``sr``) -> FaceMotion, recognising a transcript when none is given."""
-        o = options or GenerateOptions()
+        o, info, share = self._transcript(audio, sr, options or GenerateOptions(), progress, cancel)
+        return _with_transcript(self.engine.generate(audio, sr, o, _scaled(progress, share, 1.0), cancel), info)
+
+    def begin(self, audio: np.ndarray, sr: int, options: GenerateOptions | None = None,
+              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> PipelineTask:
+        """``generate`` up to sampling, for engines that batch (see ``batches``): the task's ``sampling``
+        run goes into the engine's batcher with other jobs' runs; ``finish()`` then gives the motion."""
+        o, info, share = self._transcript(audio, sr, options or GenerateOptions(), progress, cancel)
+        return PipelineTask(self.engine.begin(audio, sr, o, _scaled(progress, share, 1.0), cancel), info)
+
+    def _transcript(self, audio: np.ndarray, sr: int, o: GenerateOptions, progress: ProgressFn | None,
+                    cancel: CancelToken | None) -> tuple[GenerateOptions, dict[str, Any], float]:
+        """(options with the phones to use, what happened for the meta, progress share it took)."""
         given = (o.transcript or "").strip()
         share = 0.0
         if given:
@@ -191,10 +208,28 @@ class MotionPipeline:
             phones, text, info = self._recognised_phones(audio, sr, _scaled(progress, 0.0, share), cancel)
             if phones is not None:
                 o = replace(o, transcript=text, phones=phones)
-        motion = self.engine.generate(audio, sr, o, _scaled(progress, share, 1.0), cancel)
-        meta = dict(motion.meta)
-        meta["transcript"] = info
-        return motion.replace(meta=meta)
+        return o, info, share
+
+
+class PipelineTask:
+    """A generation begun by ``MotionPipeline.begin``: the engine's task plus the transcript meta."""
+
+    def __init__(self, task: Any, transcript: dict[str, Any]) -> None:
+        self.task = task
+        self.transcript = transcript
+
+    @property
+    def sampling(self) -> Any:
+        return self.task.sampling
+
+    def finish(self) -> FaceMotion:
+        return _with_transcript(self.task.finish(), self.transcript)
+
+
+def _with_transcript(motion: FaceMotion, info: dict[str, Any]) -> FaceMotion:
+    meta = dict(motion.meta)
+    meta["transcript"] = info
+    return motion.replace(meta=meta)
 
 
 def finish_file_motion(motion: FaceMotion, path: Path, duration: float, fps: float, notes: list[str],

@@ -12,7 +12,7 @@ from motion_server.model import MOTION_DIM
 from motion_server.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from motion_server.model.config import ConfigError, load_config, override
 from motion_server.model.features import LogMelFeatures, SSLFeatures, SSLSpeechEncoder
-from motion_server.model.guidance import guided
+from motion_server.model.guidance import branches, combine
 from motion_server.model.long import WindowedTimeline, sample_timeline, seam_score, window_starts
 from motion_server.model.network import TalkRigModel, feature_dim
 from motion_server.model.postprocess import apply_controls, blink_events, set_blink_rate
@@ -69,22 +69,15 @@ def test_part_shapes(tiny_model, tiny_cfg):
     assert sp.emotion_logits(code).shape == (B, 2)
 
 
-def test_guidance_is_one_batched_forward():
-    calls = []
-
-    def denoise(x, t, s):
-        calls.append(x.shape[0])
-        return x * 0 + s.mean(-1, keepdim=True)[:, None, :]  # cond -> style mean, uncond -> null mean
-
-    x = torch.zeros(2, 5, 3)
-    style = torch.ones(2, 4)
-    null = torch.zeros(4)
-    out = guided(denoise, x, torch.zeros(2, dtype=torch.long), style, null, 2.5)
-    assert calls == [4]  # cond + uncond stacked, one call
+def test_guidance_branches_and_combination():
+    style, anchor = torch.ones(1, 4), torch.zeros(1, 4)
+    both = branches(style, anchor, 2.5)  # the engine stacks these rows into the same forward
+    assert [float(b.sum()) for b in both] == [4.0, 0.0]
+    out = combine([torch.ones(2, 5, 3), torch.zeros(2, 5, 3)], 2.5)
     assert torch.allclose(out, torch.full_like(out, 2.5))  # 0 + 2.5 * (1 - 0)
-    calls.clear()
-    guided(denoise, x, torch.zeros(2, dtype=torch.long), style, null, 1.0)
-    assert calls == [2]  # scale 1 needs no unconditional branch
+    # no anchor branch where it changes nothing: scale 1, or the style is the anchor; scale 0: anchor only
+    assert len(branches(style, anchor, 1.0)) == 1 and len(branches(anchor, anchor, 2.5)) == 1
+    assert [torch.equal(b, anchor) for b in branches(style, anchor, 0.0)] == [True]
 
 
 def test_checkpoint_round_trip(tmp_path, tiny_model):

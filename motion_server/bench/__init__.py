@@ -25,6 +25,7 @@ def available() -> list[str]:
 
 
 def load(name: str) -> ModuleType:
+    name = name.replace("-", "_")  # --what server-batch: motion_server/bench/server_batch.py
     if name in _HELPERS or name not in available():
         raise BenchmarkNotFound(
             f"no benchmark {name!r} (expected motion_server/bench/{name}.py with run(ctx)); "

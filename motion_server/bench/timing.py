@@ -32,6 +32,17 @@ def peak_rss_mib(pid: int | None = None) -> float | None:
     return None if k is None else round(k / 1024, 1)
 
 
+def cpu_seconds(pid: int | None = None) -> float | None:
+    """User + system CPU time of this process (or of process ``pid``, all its threads) so far."""
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def reset_peak_rss() -> bool:
     """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs). False if unsupported."""
     try:

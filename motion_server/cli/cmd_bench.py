@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--settings", type=_settings, default=[{}],
                    help="sampler settings for engines that take them: 'dpm:8,ddim:20' (sampler:steps)")
-    p.add_argument("--what", default="engine", help="comma list of benchmarks: engine, server, blender")
+    p.add_argument("--what", default="engine", help="comma list of benchmarks: engine, server, server-batch (concurrent diffusion jobs vs one after "
+                   "another), blender")
     p.add_argument("--json", type=Path, dest="json_out", help="write results here")
     p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
                    help="replace an existing --json file")

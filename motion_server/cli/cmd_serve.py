@@ -44,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-memory-mb", type=float, default=0.0,
                    help="resident memory above which all connections are dropped to free network buffers "
                    "(jobs continue; clients reconnect). Default 0: memory at start-up + 640 MB")
+    p.add_argument("--max-batch", type=int, default=0, metavar="N",
+                   help="diffusion engine: most windows (3 s of one job each) in one shared denoiser forward; "
+                   "concurrent jobs' windows are packed together, round-robin (default 0: 32 on a CPU, the model's "
+                   "window.max_batch, 64, on a GPU)")
+    p.add_argument("--max-running", type=int, default=8, metavar="N",
+                   help="diffusion engine: most jobs sampled at once, sharing forwards; more wait in the queue "
+                   "(default 8; engines that cannot batch run one job at a time)")
     p.add_argument("--shared-jobs", action="store_true",
                    help="let every client see and cancel every job (one trusted user); by default a client "
                    "sees and cancels only its own")
@@ -70,11 +77,14 @@ def run(args: argparse.Namespace) -> int:
         max_client_mb=args.max_client_mb,
         max_memory_mb=args.max_memory_mb,
         shared_jobs=args.shared_jobs,
+        max_batch=args.max_batch,
+        max_running=args.max_running,
     )
     if min(args.max_message_mb, args.max_audio_seconds, args.max_queue, args.max_queued_mb, args.max_client_jobs,
-           args.max_client_mb) <= 0 or args.max_memory_mb < 0:
+           args.max_client_mb, args.max_running) <= 0 or args.max_memory_mb < 0 or args.max_batch < 0:
         print("talkrig serve: --max-message-mb, --max-audio-seconds, --max-queue, --max-queued-mb, "
-              "--max-client-jobs and --max-client-mb must be positive", file=sys.stderr)
+              "--max-client-jobs, --max-client-mb and --max-running must be positive (--max-batch 0 or more)",
+              file=sys.stderr)
         return 2
     try:
         check_binds(cfg.binds, curve=cfg.curve_secret is not None)

@@ -8,10 +8,12 @@ Audio2Face JSON in ``options.style``), and ``style_mix`` interpolating two codes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,13 @@ from motion_server.protocol import STYLE_REFERENCE_FPS
 from rig_mapping import FaceMotion
 
 from . import DEFAULT_CHECKPOINT, MOTION_DIM
+from .batching import WindowBatcher, WindowWork
 from .checkpoint import load_checkpoint
 from .constraints import closure_constraint
 from .device import resolve_device
 from .features import make_features, n_motion_frames
-from .guidance import guided
-from .long import WindowedTimeline, sample_timeline
+from .guidance import branches, combine
+from .long import TimelineSampling
 from .phone_track import phone_track
 from .postprocess import apply_controls, blinks_per_minute
 from .samplers import SAMPLERS, make_sampler
@@ -40,6 +43,9 @@ from .style_predictor import prior_sampling
 log = logging.getLogger(__name__)
 
 # MAX_STEPS (the sampler's real limit) lives in the option table, which every layer reads
+# windows per denoiser forward on a CPU: measured per-window cost is flat from ~5 to 40 windows and
+# higher at 64 (caches); a GPU takes the checkpoint's window.max_batch
+CPU_MAX_BATCH = 32
 DEFAULT_BLINK_RATE = 17.0  # blinks per minute of a relaxed speaker, when the model lists no rates
 MOTION_FILE_SUFFIXES = (".csv", ".npz", ".json")
 
@@ -226,14 +232,53 @@ class DiffusionEngine:
 
     def generate(self, audio: np.ndarray, sr: int, options: GenerateOptions | None = None,
                  progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> FaceMotion:
+        with self.compute_threads():
+            task = self.begin(audio, sr, options, progress, cancel)
+            self.batcher().run_alone(task.sampling)
+            return task.finish()
+
+    @contextlib.contextmanager
+    def compute_threads(self) -> Iterator[None]:
+        """Torch's CPU threads set to ``self.threads`` while inside (the server holds it while serving)."""
         prev = torch.get_num_threads()
         if self.device.type == "cpu" and prev != self.threads:
             torch.set_num_threads(self.threads)
         try:
-            return self._generate(audio, sr, options, progress, cancel)
+            yield
         finally:
             if torch.get_num_threads() != prev:
                 torch.set_num_threads(prev)
+
+    @property
+    def max_batch(self) -> int:
+        """Windows per denoiser forward unless told otherwise: the checkpoint's ``window.max_batch``, at
+        most CPU_MAX_BATCH on a CPU."""
+        n = int(self.cfg["window"]["max_batch"])
+        return min(n, CPU_MAX_BATCH) if self.device.type == "cpu" else n
+
+    def batcher(self, max_batch: int | None = None) -> WindowBatcher:
+        """A batcher running this engine's denoiser: ``generate`` samples one job in it; the motion server
+        keeps one for all its jobs (``begin`` gives each job's run)."""
+        return WindowBatcher(self.forward_windows, max_batch or self.max_batch)
+
+    @torch.inference_mode()
+    def forward_windows(self, work: list[WindowWork]) -> list[torch.Tensor]:
+        """One denoiser forward for windows of any runs begun by this engine: each window once per
+        guidance branch of its job, with its job's style code and step; guided x0 windows per item."""
+        xs, conds, ts, styles, sizes = [], [], [], [], []
+        for w in work:
+            task: DiffusionTask = w.run.context
+            n = w.x.shape[0]
+            for code in task.codes:
+                xs.append(w.x)
+                conds.append(w.cond)
+                ts.append(torch.full((n,), w.t, dtype=torch.long, device=self.device))
+                styles.append(code.expand(n, -1))
+            sizes.append(n * len(task.codes))
+        self.forward_calls += 1
+        out = self.model.denoise(torch.cat(xs), torch.cat(conds), torch.cat(ts), torch.cat(styles))
+        return [combine(list(part.split(w.x.shape[0])), w.run.context.scale)
+                for w, part in zip(work, out.split(sizes), strict=True)]
 
     def with_model_defaults(self, o: GenerateOptions) -> GenerateOptions:
         """Options with what the user left unset (None) taken from the checkpoint's ``sampling``
@@ -258,10 +303,11 @@ class DiffusionEngine:
         return replace(o, style=name, guidance=o.guidance * LEVEL_SCALE[level])
 
     @torch.inference_mode()
-    def _generate(self, audio: np.ndarray, sr: int, options: GenerateOptions | None,
-                  progress: ProgressFn | None, cancel: CancelToken | None) -> FaceMotion:
+    def begin(self, audio: np.ndarray, sr: int, options: GenerateOptions | None = None,
+              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> DiffusionTask:
+        """Everything before sampling (options, features, audio encoding, style, phones, seeded noise):
+        a task whose ``sampling`` run a batcher steps to the end, then ``finish()`` gives the motion."""
         asked = options or GenerateOptions()
-        requested = asked.style
         resolved = self.with_model_defaults(asked)
         # the option table's limits (steps 1..MAX_STEPS, blink_rate, guidance, ...) on what the caller
         # asked for, before a style level scales guidance
@@ -278,28 +324,10 @@ class DiffusionEngine:
         audio_emb = m.encode_audio(feats)  # once per clip, not per step
         check()
         style, style_label = self.style_code(o, audio_emb, self.features.clip_stats(a))
-        style = style[None]
-        anchor = self.guidance_anchor()
+        codes = branches(style[None], self.guidance_anchor(), float(o.guidance))
         sampler = make_sampler(o.sampler, m.schedule, int(o.steps))
-        gen = torch.Generator().manual_seed(int(o.seed))
+        gen = torch.Generator().manual_seed(int(o.seed))  # the job's own noise, whoever it is batched with
         x_T = torch.randn((1, T, MOTION_DIM), generator=gen).to(self.device)
-        wcfg = self.cfg["window"]
-
-        def window_fn(xw: torch.Tensor, aw: torch.Tensor, t: int) -> torch.Tensor:
-            check()
-            n = xw.shape[0]
-
-            def denoise(x: torch.Tensor, tt: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-                self.forward_calls += 1
-                return m.denoise(x, aw.repeat(x.shape[0] // n, 1, 1), tt, s)
-
-            tt = torch.full((n,), t, dtype=torch.long, device=self.device)
-            return guided(denoise, xw, tt, style.expand(n, -1), anchor, float(o.guidance))
-
-        def on_step(i: int, n: int) -> None:
-            report(0.05 + 0.9 * (i + 1) / n, "sampling")
-            check()
-
         aligned, phones_source = self._aligned_phones(a, o, cancel)
         track = None
         constraint = None
@@ -308,9 +336,19 @@ class DiffusionEngine:
             if self.cfg["sampling"].get("enforce_closures", False):
                 constraint = closure_constraint(aligned, T, self.fps, m.normalize, m.denormalize)
         cond = m.with_phones(audio_emb, track)
-        x0 = sample_timeline(window_fn, cond, sampler, x_T, wcfg["frames"], wcfg["overlap"],
-                             wcfg["max_batch"], on_step, constraint)
-        starts = WindowedTimeline(T, wcfg["frames"], wcfg["overlap"]).starts
+        task = DiffusionTask(self, asked, o, codes, style_label, phones_source, report, t0)
+        wcfg = self.cfg["window"]
+        task.sampling = TimelineSampling(sampler, x_T, cond, wcfg["frames"], wcfg["overlap"], constraint, check,
+                                         lambda f: report(0.05 + 0.9 * f, "sampling"), context=task)
+        return task
+
+    @torch.inference_mode()
+    def _finish(self, task: DiffusionTask) -> FaceMotion:
+        o, style_label, asked = task.options, task.style_label, task.asked
+        requested = asked.style
+        x0 = task.sampling.result()
+        starts = task.sampling.timeline.starts
+        m = self.model
         out = m.denormalize(x0[0]).cpu().numpy()
         weights = np.clip(out[:, :52], 0.0, 1.0)
         head = out[:, 52:].copy()
@@ -322,12 +360,34 @@ class DiffusionEngine:
             style_label = requested  # "happy:3", as asked
         meta = {"engine": self.name, "model": self.cfg.get("name"), "seed": int(o.seed), "style": style_label,
                 "sampler": o.sampler, "steps": int(o.steps), "guidance": float(o.guidance),
-                "sample_rate": self.features.sr, "seconds": round(time.perf_counter() - t0, 3),
-                "window_boundaries": starts[1:], "phones": phones_source,
+                "sample_rate": self.features.sr, "seconds": round(time.perf_counter() - task.t0, 3),
+                "window_boundaries": starts[1:], "phones": task.phones_source,
                 # which of steps/sampler/guidance the checkpoint chose because the caller left them unset
                 "model_defaults": [k for k in MODEL_DEFAULTS if getattr(asked, k) is None]}
         motion = FaceMotion.from_arrays(weights, head, fps=self.fps, meta=meta)
         if abs(float(o.fps) - self.fps) > 1e-6:
             motion = motion.resample(float(o.fps))
-        report(1.0, "done")
+        task.report(1.0, "done")
         return motion
+
+
+class DiffusionTask:
+    """One generation begun by ``DiffusionEngine.begin``: its sampling run and what finishing needs."""
+
+    def __init__(self, engine: DiffusionEngine, asked: GenerateOptions, options: GenerateOptions,
+                 codes: list[torch.Tensor], style_label: str, phones_source: str, report: ProgressFn,
+                 t0: float) -> None:
+        self.engine = engine
+        self.asked = asked  # as the caller gave them (the meta names what the checkpoint chose)
+        self.options = options  # resolved
+        self.codes = codes  # style codes per guidance branch ([1, S] each)
+        self.scale = float(options.guidance)
+        self.style_label = style_label
+        self.phones_source = phones_source
+        self.report = report
+        self.t0 = t0
+        self.sampling: TimelineSampling
+
+    def finish(self) -> FaceMotion:
+        """The motion, once ``sampling`` is done (post-processing: smoothing, controls, blinks)."""
+        return self.engine._finish(self)

@@ -1,7 +1,8 @@
 """Classifier-free guidance on style, run as ONE batched forward per step.
 
 Training drops the style code to a learned null token with probability ``null_prob``. At sampling the
-conditional and unconditional branches are stacked on the batch axis, the network runs once, and
+conditional and unconditional branches are stacked on the batch axis (with other windows and other jobs'
+windows: see ``batching.py``), the network runs once, and
 out = anchor + scale * (cond - anchor). At scale 1 the anchor branch is a no-op, so it is skipped (half
 the work).
 
@@ -13,23 +14,22 @@ has one (``sampling.guidance_anchor = "neutral"``, the default), so scale 0 is t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-DenoiseFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t[B], style[B,S])
 
-
-def guided(denoise: DenoiseFn, x_t: torch.Tensor, t: torch.Tensor, style: torch.Tensor,
-           anchor: torch.Tensor, scale: float) -> torch.Tensor:
-    """x0 prediction guided away from ``anchor`` (a style code [1, S]) towards ``style``; exactly one
-    call of ``denoise``."""
-    b = x_t.shape[0]
-    if abs(scale - 1.0) < 1e-9 or torch.equal(style, anchor.expand(b, -1)):
-        return denoise(x_t, t, style)  # guiding a style away from itself changes nothing
+def branches(style: torch.Tensor, anchor: torch.Tensor, scale: float) -> list[torch.Tensor]:
+    """The style codes ([1, S] each) the network must see for one guided prediction: the style alone at
+    scale 1 (or when it is the anchor), the anchor alone at scale 0, else both."""
+    if abs(scale - 1.0) < 1e-9 or torch.equal(style, anchor):
+        return [style]  # guiding a style away from itself changes nothing
     if abs(scale) < 1e-9:
-        return denoise(x_t, t, anchor.expand(b, -1))
-    both = denoise(torch.cat([x_t, x_t]), torch.cat([t, t]),
-                   torch.cat([style, anchor.expand(b, -1)]))
-    cond, uncond = both[:b], both[b:]
+        return [anchor]
+    return [style, anchor]
+
+
+def combine(outs: list[torch.Tensor], scale: float) -> torch.Tensor:
+    """The guided x0 from the network's outputs for ``branches(...)``, in that order."""
+    if len(outs) == 1:
+        return outs[0]
+    cond, uncond = outs
     return uncond + scale * (cond - uncond)

@@ -1,8 +1,9 @@
 """Sampling audio of any length: overlapping windows, run as batches, joined by in-painting.
 
 The sampler runs on the whole timeline. At every step the timeline's noisy motion is cut into windows
-of ``frames`` (overlap ``overlap``), all windows go through the denoiser as one batch (in chunks of
-``max_batch`` windows, so 10 minutes of audio fit in memory), and the windows' x0 predictions are
+of ``frames`` (overlap ``overlap``), the windows go through the denoiser in chunks (at most a batch's
+worth at a time, so 10 minutes of audio fit in memory; the motion server packs chunks of several jobs
+into one forward), and the windows' x0 predictions are
 written back: in each overlap the later window is in-painted from the earlier one, with a linear
 hand-over across the overlap (weights sum to one). Because the noisy input of the overlap is shared
 by both windows and is re-derived from the joined x0 at every step, the overlap is the earlier
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -70,25 +72,97 @@ class WindowedTimeline:
         return out
 
 
+class TimelineSampling:
+    """One sampler run over a whole timeline, stepped from outside one window chunk at a time.
+
+    At each sampler step the timeline's noisy motion is cut into windows; callers ``take`` chunks of the
+    pending windows, denoise them (alone, or packed with other jobs' windows into one forward: see
+    ``batching.py``) and ``give`` the x0 predictions back. When every window of the step is back, they
+    are joined, ``constraint`` is applied and the sampler moves on. ``sampler`` is a fresh sampler
+    (``samplers.py``), ``x_T`` [B, T, C] the seeded start noise, ``cond`` [B, T, d] the conditioning.
+    ``check`` runs before each chunk is handed out (cancel), ``on_progress(fraction)`` after each is back.
+    ``context`` is the owner's (the engine keeps its style code and guidance scale there).
+    """
+
+    def __init__(self, sampler: Sampler, x_T: torch.Tensor, cond: torch.Tensor, frames: int, overlap: int,
+                 constraint: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 check: Callable[[], None] | None = None, on_progress: Callable[[float], None] | None = None,
+                 context: Any = None) -> None:
+        self.batch, T, _ = x_T.shape
+        self.timeline = WindowedTimeline(T, frames, overlap)
+        self.cond_windows = self.timeline.cut(cond)
+        self.n_windows = self.cond_windows.shape[0]
+        self.sampler = sampler.start(x_T)
+        self.constraint = constraint
+        self.check = check or (lambda: None)
+        self.on_progress = on_progress
+        self.context = context
+        self._begin_step()
+
+    @property
+    def window_length(self) -> int:
+        return self.timeline.length
+
+    @property
+    def done(self) -> bool:
+        return self.sampler.done
+
+    @property
+    def pending(self) -> int:
+        """Windows of the current step not handed out yet."""
+        return 0 if self.done else self.n_windows - self._next
+
+    @property
+    def t(self) -> int:
+        return self.sampler.t
+
+    def take(self, n: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """(first window index k, noisy windows [n', L, C], their conditioning) for up to n windows."""
+        if self.pending == 0:
+            raise RuntimeError("no window is pending (the step is waiting for results, or sampling is done)")
+        self.check()
+        k = self._next
+        self._next = min(k + n, self.n_windows)
+        return k, self.x_windows[k: self._next], self.cond_windows[k: self._next]
+
+    def give(self, k: int, x0_windows: torch.Tensor) -> None:
+        """x0 predictions for the windows from index k on (as taken)."""
+        n = x0_windows.shape[0]
+        self._out[k: k + n] = x0_windows
+        self._back += n
+        if self._back == self.n_windows:
+            x0 = self.timeline.join(self._out, self.batch)
+            self.sampler.step(self.constraint(x0) if self.constraint is not None else x0)
+            if not self.done:
+                self._begin_step()
+        if self.on_progress is not None:
+            s = self.sampler
+            self.on_progress(1.0 if s.done else (s.i + self._back / self.n_windows) / s.steps)
+
+    def result(self) -> torch.Tensor:
+        """x0 [B, T, C] over the whole timeline, once done."""
+        if not self.done:
+            raise RuntimeError("sampling is not done")
+        out = self.sampler.x0
+        return self.constraint(out) if self.constraint is not None else out
+
+    def _begin_step(self) -> None:
+        self.x_windows = self.timeline.cut(self.sampler.x)
+        self._out = torch.empty_like(self.x_windows)
+        self._next = 0
+        self._back = 0
+
+
 def sample_timeline(window_fn: WindowFn, audio_emb: torch.Tensor, sampler: Sampler, x_T: torch.Tensor,
                     frames: int, overlap: int, max_batch: int,
-                    on_step: Callable[[int, int], None] | None = None,
                     constraint: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """audio_emb [B, T, d], x_T [B, T, C] -> x0 [B, T, C] over the whole timeline. ``constraint`` (x0 ->
-    x0 on the joined timeline) is applied to every step's prediction and to the result."""
-    B, T, _ = x_T.shape
-    tl = WindowedTimeline(T, frames, overlap)
-    audio_w = tl.cut(audio_emb)
+    """audio_emb [B, T, d], x_T [B, T, C] -> x0 [B, T, C] over the whole timeline, windows denoised by
+    ``window_fn`` in chunks of at most ``max_batch``. ``constraint`` (x0 -> x0 on the joined timeline) is
+    applied to every step's prediction and to the result."""
+    from .batching import WindowBatcher
 
-    def model_fn(x: torch.Tensor, t: int) -> torch.Tensor:
-        xw = tl.cut(x)
-        outs = [window_fn(xw[i: i + max_batch], audio_w[i: i + max_batch], t)
-                for i in range(0, xw.shape[0], max_batch)]
-        x0 = tl.join(torch.cat(outs, dim=0), B)
-        return constraint(x0) if constraint is not None else x0
-
-    out = sampler.sample(model_fn, x_T, on_step)
-    return constraint(out) if constraint is not None else out
+    run = TimelineSampling(sampler, x_T, audio_emb, frames, overlap, constraint)
+    return WindowBatcher(lambda work: [window_fn(w.x, w.cond, w.t) for w in work], max_batch).run_alone(run)
 
 
 def seam_score(x: torch.Tensor, starts: list[int], length: int) -> float:

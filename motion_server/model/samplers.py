@@ -1,14 +1,18 @@
 """Few-step deterministic samplers over an x0-predicting model.
 
-Interface (one small class per sampler): ``Sampler(schedule, steps)``, ``.timesteps`` (descending
-training-step indices, "trailing" spacing so the first evaluation starts from pure noise), and
-``.sample(model_fn, x_T, on_step=None) -> x0`` where ``model_fn(x_t, t: int) -> x0_hat``. ``on_step(i, n)``
-runs after every network evaluation (progress, cancel checks). Randomness lives only in ``x_T``, so a
-seeded ``x_T`` gives identical outputs.
+Interface (one small class per sampler, stepped from outside like diffusers' schedulers):
+``Sampler(schedule, steps)``, ``.timesteps`` (descending training-step indices, "trailing" spacing so the
+first evaluation starts from pure noise), ``.start(x_T)``, then while not ``.done``: evaluate the model at
+(``.x``, ``.t``) and hand its x0 prediction to ``.step(x0_hat)``; ``.x0`` is the result. ``.sample(model_fn,
+x_T, on_step=None) -> x0`` runs that loop for callers that own the model (``model_fn(x_t, t: int) ->
+x0_hat``; ``on_step(i, n)`` after every network evaluation: progress, cancel checks). The server steps many
+samplers at once (each job its own instance), which is why the loop lives outside. Randomness lives only
+in ``x_T``, so a seeded ``x_T`` gives identical outputs.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -31,12 +35,53 @@ class Sampler:
         # trailing spacing: N-1, ..., down to about N/steps - 1
         ts = [round(n - 1 - i * n / steps) for i in range(steps)]
         self.timesteps = [max(0, t) for t in ts]
+        self.i = 0  # network evaluations done so far
+        self.x: torch.Tensor | None = None  # the noisy sample the next evaluation reads
+        self.x0: torch.Tensor | None = None  # the latest x0 prediction (the result once done)
 
     def _ab(self, t: int) -> tuple[float, float]:
         a = float(self.schedule.alphas_cumprod[t])
         return a**0.5, (1.0 - a) ** 0.5
 
+    # -- stepping ---------------------------------------------------------------------------------
+    def start(self, x_T: torch.Tensor) -> Sampler:
+        self.x, self.x0, self.i = x_T, x_T, 0
+        self._reset()
+        return self
+
+    @property
+    def t(self) -> int:
+        """The training step the next evaluation is at."""
+        return self.timesteps[self.i]
+
+    @property
+    def done(self) -> bool:
+        return self.i >= self.steps
+
+    def step(self, x0_hat: torch.Tensor) -> None:
+        """Take the model's x0 prediction at (x, t) and move x to the next timestep."""
+        if self.x is None or self.done:
+            raise RuntimeError("step() needs start() first and at most `steps` calls")
+        self.x0 = x0_hat
+        if self.i + 1 < self.steps:
+            self.x = self._next(self.x, x0_hat, self.timesteps[self.i], self.timesteps[self.i + 1])
+        self.i += 1
+
     def sample(self, model_fn: ModelFn, x_T: torch.Tensor, on_step: StepFn | None = None) -> torch.Tensor:
+        self.start(x_T)
+        while not self.done:
+            x0 = model_fn(self.x, self.t)
+            if on_step:
+                on_step(self.i, self.steps)
+            self.step(x0)
+        return self.x0
+
+    # -- one class per sampler ----------------------------------------------------------------------
+    def _reset(self) -> None:
+        """Forget the history of an earlier run (multistep samplers keep some)."""
+
+    def _next(self, x: torch.Tensor, x0: torch.Tensor, t: int, s: int) -> torch.Tensor:
+        """x at step s < t from x at t and the x0 prediction there."""
         raise NotImplementedError
 
 
@@ -45,20 +90,11 @@ class DDIMSampler(Sampler):
 
     name = "ddim"
 
-    def sample(self, model_fn: ModelFn, x_T: torch.Tensor, on_step: StepFn | None = None) -> torch.Tensor:
-        x = x_T
-        x0 = x_T
-        for i, t in enumerate(self.timesteps):
-            x0 = model_fn(x, t)
-            if on_step:
-                on_step(i, self.steps)
-            if i + 1 == self.steps:
-                break
-            a_t, s_t = self._ab(t)
-            a_s, s_s = self._ab(self.timesteps[i + 1])
-            eps = (x - a_t * x0) / s_t
-            x = a_s * x0 + s_s * eps
-        return x0
+    def _next(self, x: torch.Tensor, x0: torch.Tensor, t: int, s: int) -> torch.Tensor:
+        a_t, s_t = self._ab(t)
+        a_s, s_s = self._ab(s)
+        eps = (x - a_t * x0) / s_t
+        return a_s * x0 + s_s * eps
 
 
 class DPMSolverPP2MSampler(Sampler):
@@ -72,31 +108,22 @@ class DPMSolverPP2MSampler(Sampler):
 
     name = "dpm"
 
-    def sample(self, model_fn: ModelFn, x_T: torch.Tensor, on_step: StepFn | None = None) -> torch.Tensor:
-        import math
+    def _reset(self) -> None:
+        self.x0_prev: torch.Tensor | None = None
+        self.h_prev = 0.0
 
-        x = x_T
-        x0_prev: torch.Tensor | None = None
-        h_prev = 0.0
-        x0 = x_T
-        for i, t in enumerate(self.timesteps):
-            x0 = model_fn(x, t)
-            if on_step:
-                on_step(i, self.steps)
-            if i + 1 == self.steps:
-                break
-            a_s, s_s = self._ab(t)
-            a_t, s_t = self._ab(self.timesteps[i + 1])
-            lam_s, lam_t = math.log(a_s / s_s), math.log(a_t / s_t)
-            h = lam_t - lam_s
-            if x0_prev is None:
-                d = x0
-            else:
-                r = h_prev / h
-                d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
-            x = (s_t / s_s) * x - a_t * math.expm1(-h) * d
-            x0_prev, h_prev = x0, h
-        return x0
+    def _next(self, x: torch.Tensor, x0: torch.Tensor, t: int, s: int) -> torch.Tensor:
+        a_s, s_s = self._ab(t)  # the step we are at ("s" in the solver's notation above) ...
+        a_t, s_t = self._ab(s)  # ... and the one we go to
+        lam_s, lam_t = math.log(a_s / s_s), math.log(a_t / s_t)
+        h = lam_t - lam_s
+        if self.x0_prev is None:
+            d = x0
+        else:
+            r = self.h_prev / h
+            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * self.x0_prev
+        self.x0_prev, self.h_prev = x0, h
+        return (s_t / s_s) * x - a_t * math.expm1(-h) * d
 
 
 SAMPLERS: dict[str, type[Sampler]] = {"ddim": DDIMSampler, "dpm": DPMSolverPP2MSampler}

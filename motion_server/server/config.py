@@ -35,6 +35,12 @@ class ServerConfig:
     orphan_grace: float = 3.0  # a job owner silent for orphan_grace * its heartbeat_s (+1 s) is gone
     shutdown_grace_s: float = 10.0  # how long a running job may take to stop on shutdown
     progress_interval_s: float = 0.05  # at most ~20 progress events per second per job
+    # engines that batch (diffusion): most windows (3 s of one job each) per shared denoiser forward,
+    # 0 = the engine's default (32 on a CPU, the checkpoint's window.max_batch on a GPU); and most jobs
+    # admitted at once (each holds its audio's features and noisy motion while it is sampled, so this
+    # bounds memory together with --max-audio-seconds)
+    max_batch: int = 0
+    max_running: int = 8
 
     @property
     def max_message_bytes(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -136,7 +137,9 @@ class MotionServer:
         self._router: zmq.Socket | None = None
         self._wake_pull: zmq.Socket | None = None
         self._wake_addr = f"inproc://talkrig-wake-{self.instance}"
-        self._wake_push_local = None
+        self._wake_push: zmq.Socket | None = None  # the worker's side of the wake pipe (any thread, locked)
+        self._post_lock = threading.Lock()
+        self._posting_closed = False
         self._worker: EngineWorker | None = None
         self._handlers = {
             "hello": self._on_hello,
@@ -187,18 +190,20 @@ class MotionServer:
         return list(self.endpoints)
 
     def _post(self, ev: Event) -> None:
-        """Called from the worker thread: queue the event and wake the loop."""
+        """Called from the worker's threads: queue the event and wake the loop. A zmq socket is not
+        thread-safe, so the one wake socket is only used under a lock."""
         self._events.append(ev)
-        sock = getattr(self._worker, "_wake_sock", None)
-        if sock is None:  # created lazily in the worker thread: zmq sockets belong to one thread
-            sock = self._ctx.socket(zmq.PUSH)
-            sock.linger = 0
-            sock.connect(self._wake_addr)
-            self._worker._wake_sock = sock
-        try:
-            sock.send(b"", zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # the loop is already awake with a full pipe; it drains self._events anyway
+        with self._post_lock:
+            if self._posting_closed:
+                return
+            if self._wake_push is None:
+                self._wake_push = self._ctx.socket(zmq.PUSH)
+                self._wake_push.linger = 0
+                self._wake_push.connect(self._wake_addr)
+            try:
+                self._wake_push.send(b"", zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # the loop is already awake with a full pipe; it drains self._events anyway
 
     # -- main loop ---------------------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -206,7 +211,7 @@ class MotionServer:
             self.bind()
         cfg = self.config
         self._worker = EngineWorker(self.pipeline, self.queue, self._post, cfg.sample_rate, cfg.max_audio_seconds,
-                                    cfg.progress_interval_s, cfg.decode_timeout_s)
+                                    cfg.progress_interval_s, cfg.decode_timeout_s, cfg.max_batch, cfg.max_running)
         self._worker.start()
         base = _rss_mb()
         if base is not None:
@@ -344,10 +349,14 @@ class MotionServer:
         if self._worker is not None:
             self._worker.stop()
             self._worker.join(timeout=1.0)
+        with self._post_lock:
+            self._posting_closed = True
+            if self._wake_push is not None:
+                self._wake_push.close(0)
         for s in (self._router, self._wake_pull):
             if s is not None:
                 s.close(0)
-        if self._ctx is not None and (self._worker is None or not self._worker.is_alive()):
+        if self._ctx is not None:
             self._ctx.term()
         self.pipeline.close()  # the recogniser goes with the engine
         if self.stopping:
@@ -466,14 +475,16 @@ class MotionServer:
                     styles=_plain(styles), options=_plain(defaults))
 
     def _on_status(self, identity: bytes, delimiter: bool, req: Message, local: bool) -> None:
-        run = self._worker.current if self._worker else None
+        running = self._worker.running_jobs() if self._worker else []
         snap = self.queue.snapshot()
         mine = [j for j in snap if self._may_act_on(identity, j.identity, j)]
+        mine_running = [j.summary() for j in running if self._may_act_on(identity, j.identity, j)]
         fields: dict[str, Any] = dict(
             instance=self.instance, engine=self.engine_name,
             model=self._model_name(local), device=self.info.get("device"),
-            running=run.summary() if run is not None and self._may_act_on(identity, run.identity, run) else None,
-            queue=[j.summary() for j in mine], queue_length=len(snap), busy=run is not None,
+            running=mine_running[0] if mine_running else None, running_jobs=mine_running,
+            queue=[j.summary() for j in mine], queue_length=len(snap), busy=bool(running),
+            batching=self._worker.batch_stats() if self._worker else None,
             counts=dict(self.counts), uptime_s=round(time.monotonic() - self.started, 3),
             shutting_down=self.stopping is not None, recogniser=self._recogniser_state(),
         )  # fmt: skip
@@ -502,7 +513,7 @@ class MotionServer:
         jobs = req.header.get("jobs") or []
         self._reply(identity, delimiter, req, instance=self.instance, time=time.time(),
                     jobs={j: self._job_state(identity, j) for j in jobs}, queue_length=len(self.queue),
-                    busy=bool(self._worker and self._worker.current))
+                    busy=bool(self._worker and self._worker.running_jobs()))
 
     def _on_cancel(self, identity: bytes, delimiter: bool, req: Message, local: bool) -> None:
         job_id = req.header["job"]

@@ -72,6 +72,7 @@ class JobQueue:
         self._q: deque[Job] = deque()
         self._cv = threading.Condition()
         self.maxlen = maxlen
+        self.wake = threading.Event()  # set on every put (the worker waits on it with its other news)
 
     def put(self, job: Job) -> int:
         with self._cv:
@@ -79,6 +80,7 @@ class JobQueue:
                 raise QueueFull(f"the job queue is full ({self.maxlen} jobs); retry later")
             self._q.append(job)
             self._cv.notify()
+            self.wake.set()
             return len(self._q) - 1
 
     def get(self, timeout: float) -> Job | None:
