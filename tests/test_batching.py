@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from motion_server.engine.base import Cancelled, CancelToken
-from motion_server.model.batching import WindowBatcher
-from motion_server.model.long import TimelineSampling, sample_timeline
+from motion_server.model.batching import WindowBatcher, sample_timeline
+from motion_server.model.long import TimelineSampling
 from motion_server.model.samplers import make_sampler
 from motion_server.model.schedule import make_schedule
 

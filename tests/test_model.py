@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from motion_server.model import MOTION_DIM
+from motion_server.model.batching import sample_timeline
 from motion_server.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from motion_server.model.config import ConfigError, load_config, override
 from motion_server.model.features import LogMelFeatures, SSLFeatures, SSLSpeechEncoder
 from motion_server.model.guidance import branches, combine
-from motion_server.model.long import WindowedTimeline, sample_timeline, seam_score, window_starts
+from motion_server.model.long import WindowedTimeline, seam_score, window_starts
 from motion_server.model.network import TalkRigModel, feature_dim
 from motion_server.model.postprocess import apply_controls, blink_events, set_blink_rate
 from motion_server.model.samplers import make_sampler

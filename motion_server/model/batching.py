@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .long import TimelineSampling
+from .long import TimelineSampling, WindowFn
+from .samplers import Sampler
 
 
 @dataclass(eq=False)
@@ -146,3 +147,13 @@ class WindowBatcher:
         if run in self._runs:
             self._runs.remove(run)
             ended.append((run, exc))
+
+
+def sample_timeline(window_fn: WindowFn, audio_emb: torch.Tensor, sampler: Sampler, x_T: torch.Tensor,
+                    frames: int, overlap: int, max_batch: int,
+                    constraint: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """audio_emb [B, T, d], x_T [B, T, C] -> x0 [B, T, C] over the whole timeline, windows denoised by
+    ``window_fn`` in chunks of at most ``max_batch``. ``constraint`` (x0 -> x0 on the joined timeline) is
+    applied to every step's prediction and to the result."""
+    run = TimelineSampling(sampler, x_T, audio_emb, frames, overlap, constraint)
+    return WindowBatcher(lambda work: [window_fn(w.x, w.cond, w.t) for w in work], max_batch).run_alone(run)

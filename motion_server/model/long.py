@@ -153,18 +153,6 @@ class TimelineSampling:
         self._back = 0
 
 
-def sample_timeline(window_fn: WindowFn, audio_emb: torch.Tensor, sampler: Sampler, x_T: torch.Tensor,
-                    frames: int, overlap: int, max_batch: int,
-                    constraint: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """audio_emb [B, T, d], x_T [B, T, C] -> x0 [B, T, C] over the whole timeline, windows denoised by
-    ``window_fn`` in chunks of at most ``max_batch``. ``constraint`` (x0 -> x0 on the joined timeline) is
-    applied to every step's prediction and to the result."""
-    from .batching import WindowBatcher
-
-    run = TimelineSampling(sampler, x_T, audio_emb, frames, overlap, constraint)
-    return WindowBatcher(lambda work: [window_fn(w.x, w.cond, w.t) for w in work], max_batch).run_alone(run)
-
-
 def seam_score(x: torch.Tensor, starts: list[int], length: int) -> float:
     """Largest frame-to-frame change at window borders divided by the median frame change: ~1 means
     the joins look like any other frame. x [T, C]."""
