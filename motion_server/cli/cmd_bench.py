@@ -85,7 +85,7 @@ def _table(results: list[dict[str, Any]]) -> str:
         rows.append([
             str(r.get("what", "")), str(r.get("engine", r.get("name", ""))), setting, f"{r.get('duration_s', 0):g}",
             "-" if rtf is None else f"{rtf:.1f}",
-            "-" if rtf is None else f"{r['rtf_min']:.1f}-{r['rtf_max']:.1f}",
+            "-" if rtf is None else f"{r.get('rtf_min', rtf):.1f}-{r.get('rtf_max', rtf):.1f}",  # one run: no spread
             "-" if r.get("first_call_s") is None else f"{r['first_call_s']:.3f}",
             "-" if _rss(r) is None else f"{_rss(r):.0f}",
             "-" if r.get("gpu_peak_mib") is None else f"{r['gpu_peak_mib']:.0f}",
