@@ -2,7 +2,9 @@
 
 Importing this package is cheap and has no side effects (the headless job and tests import
 ``blender_addon.core``); ``register()`` brings in the UI, operators and the ``talkrig`` CLI command.
-Inside Blender the package is ``bl_ext.<repo>.talkrig``; everything here imports relatively.
+Inside Blender the package is ``bl_ext.<repo>.talkrig``: the add-on's own modules import each other
+relatively, and the extension build rewrites their imports of rig_mapping and motion_server into imports
+of the copies it vendors (scripts/build_extension.py).
 """
 
 from __future__ import annotations
@@ -15,9 +17,22 @@ def register() -> None:
     global _cli_handle
     import bpy
 
-    from . import headless, operators, ops_transcribe, preferences, properties, ui
+    from . import (
+        headless,
+        ops_export,
+        ops_generate,
+        ops_livelink,
+        ops_mapping,
+        ops_server,
+        ops_transcribe,
+        preferences,
+        properties,
+        ui,
+    )
 
-    for mod in (preferences, properties, operators, ops_transcribe, ui):
+    # One list, in dependency order: settings before the operators that read them, panels last.
+    for mod in (preferences, properties, ops_server, ops_mapping, ops_generate, ops_transcribe, ops_livelink,
+                ops_export, ui):
         mod.register()
         _registered.append(mod)
     if hasattr(bpy.utils, "register_cli_command"):  # Blender 4.2+

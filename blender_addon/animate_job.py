@@ -20,7 +20,8 @@ from typing import Any
 
 import bpy
 
-from ._deps import rig
+from rig_mapping import formats
+
 from .core.apply import apply_motion
 from .core.demo_head import CREDIT, build_demo_head
 from .core.export import ExportError, export_fbx, export_gltf, save_blend_atomic
@@ -98,7 +99,7 @@ def run_job(index: int, job: dict[str, Any]) -> dict[str, Any]:
 
     stage("character")
     scene, target, users_scene = load_character(job.get("character"))
-    motion = rig("formats").load_motion(job["motion"])
+    motion = formats.load_motion(job["motion"])
     if not users_scene:  # a new scene plays at the motion's rate; a user's .blend keeps its own
         scene.render.fps, scene.render.fps_base = fps_pair(motion.fps)
     start = scene.frame_start if users_scene else 1

@@ -22,7 +22,8 @@ from typing import Any
 import bpy
 import numpy as np
 
-from ._deps import rig
+from rig_mapping import FaceMotion
+
 from .core import apply, export, readback
 from .core.demo_head import build_demo_head
 from .core.target import find_target
@@ -36,7 +37,7 @@ def _motion(seconds: float, fps: float, seed: int = 0) -> Any:
     w = 0.5 + 0.45 * np.sin(2 * np.pi * (0.3 + 2 * rng.random(52)) * t + 6 * rng.random(52))
     h = np.zeros((n, 6))
     h[:, :3] = 0.1 * np.sin(2 * np.pi * 0.5 * t + rng.random(3))
-    return rig("motion").FaceMotion.from_arrays(w.astype(np.float32), h.astype(np.float32), fps=fps,
+    return FaceMotion.from_arrays(w.astype(np.float32), h.astype(np.float32), fps=fps,
                                                 meta={"audio_name": f"bench_{seconds:g}s.wav"})
 
 

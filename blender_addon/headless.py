@@ -20,8 +20,12 @@ from typing import Any
 
 import bpy
 
+from motion_server import client as motion_client
+from motion_server import options as gen_options
+from rig_mapping import atomic, formats
+
 from . import server_link
-from ._deps import asset, rig, server
+from ._deps import asset
 from .core import export, mapping
 from .core.apply import apply_motion, scene_fps
 from .core.render import fps_pair
@@ -62,7 +66,7 @@ def build_parser(prog: str = "talkrig") -> argparse.ArgumentParser:
     gen.add_argument("--timeout", type=float, default=120.0)
     # --style ... --no-transcribe: the same flags, limits and help as `talkrig generate` (the option table);
     # --fps is the scene's rate here (set above), so the table's --fps is left out
-    server("options").add_arguments(gen, exclude=_OWN_FLAGS)
+    gen_options.add_arguments(gen, exclude=_OWN_FLAGS)
     gen.add_argument("--transcript", help="what is said; default: <audio stem>.txt beside the audio, if any")
     out = ap.add_argument_group("output")
     out.add_argument("--save", type=Path, help="save the animated scene as .blend")
@@ -112,15 +116,15 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise HeadlessError(f"{p} already exists; pass --overwrite to replace it")
         if p is not None:
             try:  # sweep a killed run's temporary files; refuse an unwritable folder before any work
-                rig("atomic").prepare_output(p)
+                atomic.prepare_output(p)
             except OSError as exc:
                 raise HeadlessError(str(exc)) from None
 
 
 def _generate(args: argparse.Namespace, audio: Path, fps: float) -> Any:
-    mc = server("client")
+    mc = motion_client
     # unset (None) options are left out: the server applies the model's / the style's own values
-    opts: dict[str, Any] = {k: v for k, v in server("options").from_arguments(args, exclude=_OWN_FLAGS).items()
+    opts: dict[str, Any] = {k: v for k, v in gen_options.from_arguments(args, exclude=_OWN_FLAGS).items()
                             if v is not None and k != "style"}
     opts["fps"] = fps
     try:
@@ -131,7 +135,7 @@ def _generate(args: argparse.Namespace, audio: Path, fps: float) -> Any:
         opts["transcript"] = text
     if args.style:
         if Path(args.style).suffix.lower() in (".csv", ".npz", ".json"):
-            opts["style_reference"] = rig("formats").load_motion(args.style)
+            opts["style_reference"] = formats.load_motion(args.style)
         else:
             opts["style"] = args.style
     try:
@@ -180,7 +184,7 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
         if not path.is_file():
             raise HeadlessError(f"{kind} file not found: {path}")
         t = time.perf_counter()
-        motion = _generate(args, path, fps) if kind == "audio" else rig("formats").load_motion(path)
+        motion = _generate(args, path, fps) if kind == "audio" else formats.load_motion(path)
         t_gen = time.perf_counter() - t
         t = time.perf_counter()
         created = apply_motion(motion, target, profile=profile, action_name=path.stem, start_frame=start,

@@ -1,6 +1,8 @@
-"""The modal half every server-job operator shares (Generate, Transcribe): wait for a local server to
-start, submit, poll the job on each timer tick, Esc or the panel's Cancel, and tidy up. Timers and modal
-operators never run in ``blender -b``; those operators keep their own synchronous path."""
+"""What every server-job operator shares (Generate, Transcribe): the blocking connect of their synchronous
+path, and the modal half: wait for a local server to start, submit, poll the job on each timer tick, Esc
+or the panel's Cancel, and tidy up. Timers and modal operators never run in ``blender -b``; those
+operators keep their own synchronous path. Whether the server may be reached at all (online access) is
+their ``poll``'s business (poll.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from typing import Any
 
 import bpy
 
+from motion_server import client as motion_client
+
 from . import server_link
-from ._deps import server
 from .preferences import get_prefs
 
 _CANCELLED = {"CANCELLED"}
@@ -32,12 +35,31 @@ def prefs_values(context: bpy.types.Context) -> dict[str, Any]:
             "export_dir": bpy.path.abspath(p.export_dir) if p.export_dir else ""}
 
 
-def network_allowed(pv: dict[str, Any], op: bpy.types.Operator) -> bool:
-    if not server_link.is_loopback(pv["address"]) and not bpy.app.online_access:
-        op.report({"ERROR"}, "Online access is off and the server is not on this computer: allow it in "
-                  "Preferences > System > Network, or use a local server (tcp://127.0.0.1:5557)")
-        return False
-    return True
+def connect(context: bpy.types.Context, op: bpy.types.Operator) -> Any | None:
+    """A client whose server answers (starting a local one if the preferences say so, blocking until it
+    answers), else None after reporting why on ``op``."""
+    pv = prefs_values(context)
+    try:
+        server_link.check(pv["address"], pv["key"])
+    except server_link.ServerLinkError as e:
+        if not pv["auto_start"]:
+            context.scene.talkrig.server_ok = False
+            op.report({"ERROR"}, str(e))
+            return None
+        try:
+            server_link.start_local(pv["address"], pv["python"], pv["engine"])
+        except server_link.ServerLinkError as e2:
+            op.report({"ERROR"}, str(e2))
+            return None
+    context.scene.talkrig.server_ok = True
+    return server_link.client(pv["address"], pv["timeout"], pv["key"])
+
+
+def failure_message(context: bpy.types.Context, address: str, err: Exception) -> str:
+    """What a failed job request says: for a server that stopped answering, the fix as well."""
+    if isinstance(err, motion_client.ServerUnavailable):
+        return server_link.unreachable_message(address, prefs_values(context)["key"], detail=str(err))
+    return str(err)
 
 
 class PendingJob:
@@ -62,10 +84,7 @@ class PendingJob:
         if st.state == "done":
             return None
         err = self.job.error
-        msg = str(err or st.state)
-        if isinstance(err, server("client").ServerUnavailable):
-            pv = prefs_values(context)
-            msg = server_link.unreachable_message(pv["address"], pv["key"], detail=msg)
+        msg = failure_message(context, prefs_values(context)["address"], err) if err else st.state
         report({"WARNING"} if st.state == "cancelled" else {"ERROR"}, msg)
         context.scene.talkrig.status = f"{self.status_prefix}{st.state}"
         return _CANCELLED
@@ -89,8 +108,6 @@ class ServerJobModal:
         settings = context.scene.talkrig
         self._pending, self._starting = None, None
         pv = prefs_values(context)
-        if not network_allowed(pv, self):
-            return _CANCELLED
         try:
             server_link.check(pv["address"], pv["key"])
         except server_link.ServerLinkError as e:

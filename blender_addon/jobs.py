@@ -1,4 +1,5 @@
-"""Steps shared by the operators and the headless runner: audio choice, generate options, motion files."""
+"""Steps shared by the operators and the headless runner: audio choice, generate options, the mapping
+profile and report, motion files, what happens to a generated motion."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 
 import bpy
 
-from ._deps import rig
-from .core import scene_setup
-from .core.apply import scene_fps
+from rig_mapping import formats
+
+from .core import mapping, scene_setup
+from .core.apply import apply_motion, scene_fps
 from .core.target import Target
 from .core.transcript import sidecar_transcript, withheld_transcript
 
@@ -33,6 +35,23 @@ def resolve_audio(settings: Any, scene: bpy.types.Scene) -> tuple[Path, int]:
     if not p.is_file():
         raise JobError(f"audio file not found: {p}")
     return p, int(settings.start_frame) + int(settings.offset_frames)
+
+
+def profile_for(settings: Any) -> Any | None:
+    """The panel's mapping profile: None (automatic), a shipped preset's name, or a profile file."""
+    s = settings.profile.strip()
+    if not s:
+        return None
+    return mapping.load_profile(bpy.path.abspath(s) if s.startswith("//") or "/" in s or "\\" in s else s)
+
+
+def show_mapping(settings: Any, target: Target) -> Any:
+    """Put the mapping report (what matches, what does not) into the panel; returns the report.
+    Called by Check mapping and before every operator that keys, so the panel always shows what a take
+    is about to be written onto (while a generate job runs, before anything is written)."""
+    rep = mapping.report(target.shape_names, target.bone_names, profile_for(settings))
+    settings.report = "\n".join([target.describe(), *rep.lines()])
+    return rep
 
 
 def transcript_for(settings: Any) -> str | None:
@@ -86,7 +105,7 @@ def options_from_settings(settings: Any, scene: bpy.types.Scene, target: Target 
         p = Path(bpy.path.abspath(settings.style_csv))
         if not p.is_file():
             raise JobError(f"reference CSV not found: {p} (Style > Reference CSV)")
-        opts["style_reference"] = rig("formats").load_motion(p)
+        opts["style_reference"] = formats.load_motion(p)
     elif mode == "ACTION":
         if settings.style_action is None:
             raise JobError("no reference take chosen (Style > TalkRig take)")
@@ -143,4 +162,23 @@ def save_generated(motion: Any, take: str) -> Path:
     while p.exists():
         p = d / f"{safe}.{i:03d}.npz"
         i += 1
-    return rig("formats").save_motion(motion, p)
+    return formats.save_motion(motion, p)
+
+
+def keep_generated(settings: Any, scene: bpy.types.Scene, motion: Any, audio: Path, start: int, target: Target,
+                   withheld: dict[str, Any] | None = None) -> str:
+    """Keep a generated motion as .npz and, if the panel says so, key it onto ``target`` as a new take
+    named after the audio; returns what was done. ``withheld``: the panel's transcript that was not sent
+    (no aligner for its language), kept as the take's transcript instead of the server's account."""
+    take = Path(audio).stem
+    meta = {**motion.meta, "audio_name": Path(audio).name}
+    if withheld is not None:
+        meta["transcript"] = withheld
+    motion = motion.replace(meta=meta)
+    path = save_generated(motion, take)
+    settings.last_motion = str(path)
+    if not settings.apply_on_generate:
+        return f"Generated {motion.n_frames} frames, saved to {path} (press Apply to key it)"
+    created = apply_motion(motion, target, profile=profile_for(settings), action_name=take, start_frame=start,
+                           as_nla=settings.as_nla, scene=scene, audio_path=audio)
+    return f"Keyed {motion.n_frames} frames into {', '.join(sorted({a.name for a in created.values()}))}"

@@ -13,33 +13,18 @@ from typing import Any
 
 import bpy
 
+from motion_server import client as motion_client
+
 from . import jobs, server_link
-from ._deps import server
 from .core.transcript import no_aligner_note, transcribed_message
-from .job_modal import PendingJob, ServerJobModal
-from .operators import _connect, _prefs_values
+from .job_modal import PendingJob, ServerJobModal, connect, failure_message, prefs_values
+from .poll import allowed, job_running, no_audio, no_server
 
 _OK = {"FINISHED"}
 _CANCELLED = {"CANCELLED"}
 
 _TYPED = ("The Transcript field has text: Transcribe would replace it. Clear the field first, or confirm "
           "(scripts: replace=True)")
-
-
-def poll_reason(context: bpy.types.Context) -> str | None:
-    """Why Transcribe cannot run now (the greyed-out button says so), or None when it can."""
-    s = context.scene.talkrig
-    if s.running:
-        return "A generate job is running (wait for it, or Cancel it)"
-    if s.transcribing:
-        return "A transcribe job is already running"
-    if s.audio_source == "STRIP" and not s.strip_name:
-        return "No sound strip chosen: pick one under Audio > Sound strip"
-    if s.audio_source == "FILE" and not s.audio_path:
-        return "No audio chosen: set the Audio file (wav, flac, mp3, ogg)"
-    if not s.server_ok and not _prefs_values(context)["auto_start"]:
-        return "No motion server connected: press Connect or Start local server"
-    return None
 
 
 def fill_transcript(settings: Any, tr: dict[str, Any], replace: bool) -> tuple[str, str]:
@@ -112,11 +97,7 @@ class TALKRIG_OT_transcribe(ServerJobModal, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        why = poll_reason(context)
-        if why:
-            cls.poll_message_set(why)
-            return False
-        return True
+        return allowed(cls, context, job_running, no_audio, no_server)
 
     def execute(self, context):
         settings = context.scene.talkrig
@@ -128,20 +109,17 @@ class TALKRIG_OT_transcribe(ServerJobModal, bpy.types.Operator):
         except jobs.JobError as e:
             self.report({"ERROR"}, str(e))
             return _CANCELLED
-        client = _connect(context, self)
+        client = connect(context, self)
         if client is None:
             return _CANCELLED
-        mc = server("client")
 
         def progress(fraction: float, stage: str) -> None:
             print(f"talkrig: transcribe {fraction * 100:5.1f}% {stage}", flush=True)
 
         try:
             tr = client.transcribe(str(audio), progress=progress)
-        except mc.ClientError as e:  # ServerError, ServerUnavailable, JobCancelled are ClientErrors
-            msg = (server_link.unreachable_message(client.address, _prefs_values(context)["key"], detail=str(e))
-                   if isinstance(e, mc.ServerUnavailable) else str(e))
-            self.report({"ERROR"}, msg)
+        except motion_client.ClientError as e:  # ServerError, ServerUnavailable, JobCancelled are ClientErrors
+            self.report({"ERROR"}, failure_message(context, client.address, e))
             settings.status = "transcribe failed"
             return _CANCELLED
         level, msg = fill_transcript(settings, tr, self.replace)
@@ -163,11 +141,11 @@ class TALKRIG_OT_transcribe(ServerJobModal, bpy.types.Operator):
         return self._start(context)
 
     def _submit(self, context) -> bool:
-        pv = _prefs_values(context)
+        pv = prefs_values(context)
         client = server_link.client(pv["address"], pv["timeout"], pv["key"])
         try:
             job = client.submit_transcribe(str(self._audio))
-        except server("protocol").ClientError as e:
+        except motion_client.ClientError as e:
             self.report({"ERROR"}, str(e))
             return False
         server_link.set_job(job)  # the panel's Cancel button finds it there

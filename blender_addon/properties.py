@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import bpy
 
+# the one table of generation options (limits, defaults, meanings)
+from motion_server import options as gen_options
+from rig_mapping import profile as rig_profile
+
 from . import server_link
-from ._deps import rig, server
 from .core import scene_setup
 
-_OPTIONS = server("options")  # the one table of generation options (limits, defaults, meanings)
 _INT_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit; the seed's wider range is reached from the CLI/API
 
 
@@ -16,7 +18,7 @@ def _option_prop(name: str):
     """A panel property for a generation option, built from the option table: hard limits, slider limit,
     tooltip; its default is the table's, or for an option that is unset by default (None) the value the
     panel shows once the user opts in with the option's ``use_<name>`` toggle."""
-    opt = _OPTIONS.option(name)
+    opt = gen_options.option(name)
     kw = {"name": opt.label or name, "description": opt.help(),
           "default": opt.default if opt.default is not None else opt.ui_value}
     if opt.range is not None:
@@ -34,7 +36,7 @@ def _use_prop(name: str):
     """The toggle that says whether the user chose a value for an option that is unset (None) by default;
     off, the option is not sent and its ``unset`` meaning applies (the style's own blink rate, the
     model's steps). A toggle, not a 0 sentinel: for blink rate 0 is a real value (no blinks)."""
-    opt = _OPTIONS.option(name)
+    opt = gen_options.option(name)
     return bpy.props.BoolProperty(
         name=f"Set {opt.label or name}", default=False,
         description=f"On: use the value set here. Off: {opt.unset}")
@@ -59,7 +61,7 @@ _PRESET_ITEMS: list[tuple[str, str, str]] = []  # kept alive: Blender does not c
 def _profile_presets(self, context):
     if not _PRESET_ITEMS:
         _PRESET_ITEMS.append(("AUTO", "Automatic", "Match the rig's shape keys and bones by name"))
-        for name in rig("profile").list_presets():
+        for name in rig_profile.list_presets():
             _PRESET_ITEMS.append((name, name, f"The shipped '{name}' mapping profile"))
         _PRESET_ITEMS.append(("FILE", "File...", "A .toml/.json profile file (e.g. one saved with Save profile)"))
     return _PRESET_ITEMS

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ._deps import server
+from motion_server import client as motion_client
+from motion_server import client_process
 
-DEFAULT_ADDRESS: str = server("client").DEFAULT_ADDRESS  # one default address, the client's
+DEFAULT_ADDRESS: str = motion_client.DEFAULT_ADDRESS  # one default address, the client's
 # How often the add-on promises to ping while a job runs. The server cancels a job whose client is
 # silent for ~3 x this + 1 s; Blender's timers stall while the UI is busy (a render, a long operator),
 # so allow ~16 s of stall instead of the client default's ~4 s.
@@ -28,6 +29,14 @@ class ServerLinkError(RuntimeError):
 def is_loopback(address: str) -> bool:
     host = urlparse(address).hostname or ""
     return address.startswith("ipc://") or host in ("127.0.0.1", "localhost", "::1")
+
+
+def local_address_problem(address: str) -> str | None:
+    """Why a local server cannot be started for ``address`` (it is not on this computer), or None."""
+    if is_loopback(address):
+        return None
+    return (f"The server address {address} is not on this computer; a local server binds 127.0.0.1 (change "
+            "Server address in the add-on preferences)")
 
 
 def unreachable_message(address: str, public_key: str = "", detail: str | None = None) -> str:
@@ -52,9 +61,8 @@ def client(address: str = DEFAULT_ADDRESS, timeout_s: float = 30.0, public_key: 
     key = (address, float(timeout_s), public_key or "")
     if _state["client"] is None or _state["key"] != key:
         close_client()
-        mc = server("client")
-        _state["client"] = mc.MotionClient(address, timeout_s=timeout_s, server_public_key=public_key or None,
-                                           heartbeat_s=HEARTBEAT_S)
+        _state["client"] = motion_client.MotionClient(address, timeout_s=timeout_s, heartbeat_s=HEARTBEAT_S,
+                                                      server_public_key=public_key or None)
         _state["key"] = key
     return _state["client"]
 
@@ -73,15 +81,15 @@ def close_client() -> None:
 def check(address: str, public_key: str = "", timeout_s: float = 2.0) -> dict[str, Any]:
     """Server hello (name, engine...) or raise ServerLinkError with the fix. Also remembers the engine's
     style presets (``known_styles()``) for the panel's Preset field."""
-    mc = server("client")
     try:
-        with mc.MotionClient(address, timeout_s=timeout_s, retries=1, server_public_key=public_key or None) as c:
+        with motion_client.MotionClient(address, timeout_s=timeout_s, retries=1,
+                                        server_public_key=public_key or None) as c:
             hello = c.hello()
             _state["styles"] = [str(n) for n in c.list().get("styles") or [] if isinstance(n, str)]
             return hello
-    except mc.ServerUnavailable:
+    except motion_client.ServerUnavailable:
         raise ServerLinkError(unreachable_message(address, public_key)) from None
-    except mc.ClientError as e:
+    except motion_client.ClientError as e:
         raise ServerLinkError(f"motion server at {address}: {e}") from None
 
 
@@ -113,17 +121,17 @@ class LocalStart:
     returns True (each call waits at most ``probe_s``). Raises ServerLinkError with the fix on failure."""
 
     def __init__(self, address: str, python: str = "", engine: str = "", wait_s: float = 120.0) -> None:
-        if not is_loopback(address):
-            raise ServerLinkError(f"{address} is not a local address; a local server binds 127.0.0.1 (change the "
-                                  "server address in the add-on preferences)")
+        problem = local_address_problem(address)
+        if problem:
+            raise ServerLinkError(problem)
         launched = _state.get("launch")
         if launched is not None and launched.proc is _state.get("proc") and launched.proc.poll() is None:
             self.server = launched  # already starting (Start button, then Generate): wait for that one
         else:
             try:
-                self.server = server("client_process").LocalServer(python or _guess_python(), bind=address,
+                self.server = client_process.LocalServer(python or _guess_python(), bind=address,
                                                                    engine=engine or None)
-            except server("protocol").ClientError as e:
+            except motion_client.ClientError as e:
                 raise ServerLinkError(f"{e}\n{_START_FIX}") from None
         _adopt(self.server.proc)  # Stop / unregister / exit can end it while it is still loading
         _state["launch"] = self.server
@@ -134,7 +142,7 @@ class LocalStart:
         try:
             if self.server.ready(probe_s=probe_s):
                 return True
-        except server("protocol").ClientError as e:
+        except motion_client.ClientError as e:
             _state["proc"] = None
             raise ServerLinkError(f"{e}\n{_START_FIX}") from None
         if time.monotonic() > self.deadline:
@@ -146,15 +154,15 @@ class LocalStart:
 
 def start_local(address: str, python: str = "", engine: str = "", wait_s: float = 120.0) -> Any:
     """Start ``python -m motion_server serve`` bound to ``address`` and wait until it answers."""
-    if not is_loopback(address):
-        raise ServerLinkError(f"{address} is not a local address; a local server binds 127.0.0.1 (change the "
-                              "server address in the add-on preferences)")
+    problem = local_address_problem(address)
+    if problem:
+        raise ServerLinkError(problem)
     if local_server_running():
         return _state["proc"]
     py = python or _guess_python()
     try:
-        proc = server("client_process").start_local_server(py, bind=address, engine=engine or None, wait_s=wait_s)
-    except server("protocol").ClientError as e:
+        proc = client_process.start_local_server(py, bind=address, engine=engine or None, wait_s=wait_s)
+    except motion_client.ClientError as e:
         raise ServerLinkError(f"{e}\n{_START_FIX}") from None
     _adopt(proc)
     return proc

@@ -1,4 +1,5 @@
-"""3D View > Sidebar > TalkRig."""
+"""3D View > Sidebar > TalkRig. Buttons are drawn plainly: each operator's poll greys it out and says why
+(poll.py), so no condition is tested here a second time."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import bpy
 from . import server_link
 from .core import anim
 from .core.transcript import drives_lips, language_line, take_line
+from .poll import no_character
 from .preferences import get_prefs
 
 
@@ -71,8 +73,12 @@ class TALKRIG_PT_target(_Panel, bpy.types.Panel):
     def draw(self, context):
         s = context.scene.talkrig
         col = self.layout.column()
-        ob = context.active_object
-        col.label(text=ob.name if ob else "Select the character", icon="OUTLINER_OB_ARMATURE" if ob else "ERROR")
+        why = no_character(context)  # the same reason the greyed-out buttons give
+        if why:
+            for i, chunk in enumerate(_wrap(why, 48)):
+                col.label(text=chunk, icon="ERROR" if i == 0 else "BLANK1")
+        else:
+            col.label(text=context.active_object.name, icon="OUTLINER_OB_ARMATURE")
         col.prop(s, "profile_preset")
         col.prop(s, "profile")
         row = col.row(align=True)
@@ -157,14 +163,7 @@ class TALKRIG_PT_files(_Panel, bpy.types.Panel):
 def _active_take(context: bpy.types.Context) -> bpy.types.Action | None:
     """The TalkRig take playing on the active object (its shape keys first, then the object itself)."""
     ob = context.active_object
-    if ob is None:
-        return None
-    keys = ob.data.shape_keys if ob.type == "MESH" else None
-    for idb in (keys, ob):
-        ad = getattr(idb, "animation_data", None) if idb is not None else None
-        if ad is not None and anim.is_ours(ad.action):
-            return ad.action
-    return None
+    return anim.active_take([ob], ours_only=True) if ob is not None else None
 
 
 def _wrap(text: str, width: int) -> list[str]:

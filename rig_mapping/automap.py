@@ -24,13 +24,21 @@ it before anything is keyed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .arkit import ARKIT_NAMES
 from .names import loose, name_key, split_side
-from .profile import ROTATION_SOURCES, BoneTarget, Profile, ShapeTarget, list_presets, load_profile
+from .profile import (
+    ROTATION_SOURCES,
+    BoneTarget,
+    Profile,
+    ShapeTarget,
+    list_presets,
+    load_profile,
+)
 
 AUTO = "auto"
 
@@ -177,12 +185,20 @@ def build_auto_profile(character_shapes: Sequence[str]) -> Profile:
     return Profile(AUTO, tuple(ordered), (), "Built by name normalisation from the character's shape keys.")
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped_presets() -> tuple[Profile, ...]:
+    """Every shipped preset, parsed once: they are package data, fixed while the process runs, and
+    automap runs on every panel redraw in Blender (the operators' polls find the character), where
+    parsing 16 TOML files each time cost tens of milliseconds. Profiles are frozen: sharing is safe."""
+    return tuple(load_profile(n) for n in list_presets())
+
+
 def _shape_presets() -> list[Profile]:
-    return [p for p in (load_profile(n) for n in list_presets()) if p.shapes]
+    return [p for p in _shipped_presets() if p.shapes]
 
 
 def _bone_templates() -> list[Profile]:
-    return [p for p in (load_profile(n) for n in list_presets()) if p.bones and not p.shapes]
+    return [p for p in _shipped_presets() if p.bones and not p.shapes]
 
 
 def _bone_keys(bone_names: Sequence[str], prefixes: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:

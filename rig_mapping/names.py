@@ -7,6 +7,7 @@ Side words (L/R/Left/Right) move to the end, so ``L_eyeBlink`` matches too.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .arkit import ARKIT_NAMES
@@ -40,6 +41,9 @@ def name_words(name: str) -> list[str]:
     return [_SIDE_WORDS.get(w, w) for w in words]
 
 
+# Pure str -> str and called for every name of every preset on each mapping (the add-on maps on every
+# panel redraw): remembered. Rig name sets are small, so the caches stay small.
+@functools.lru_cache(maxsize=8192)
 def name_key(name: str) -> str:
     """Comparable key: words joined by spaces, side words moved to the end."""
     words = name_words(name)
@@ -56,6 +60,7 @@ def split_side(key: str) -> tuple[str, str | None]:
     return key, None
 
 
+@functools.lru_cache(maxsize=8192)
 def loose(name: str) -> str:
     """Looser comparison for matching a preset's target names against a character's names:
     node prefix removed, case and separators ignored (``EyeBlink_L`` ~ ``eyeblink.l``)."""

@@ -5,8 +5,11 @@
     python scripts/build_extension.py --out dist/ --single   # one zip holding every platform's wheels
 
 Steps: stage blender_addon/ as the extension root; vendor rig_mapping and the torch-free
-motion_server protocol + client under ``_vendor/`` (their absolute imports rewritten to relative ones,
-because an extension is imported as ``bl_ext.<repo>.talkrig``); download pyzmq and msgpack wheels,
+motion_server modules (protocol, options, client, client_process) under ``_vendor/``; rewrite every
+absolute import of rig_mapping / motion_server, in the add-on and in the vendored copies, into a relative
+import of the vendored copy, because an extension is imported as ``bl_ext.<repo>.talkrig`` (the
+repository's add-on imports them plainly, so tools can follow its imports); refuse any import of another
+motion_server module (the rest of the server needs torch, which Blender lacks); download pyzmq and msgpack wheels,
 unmodified from PyPI, for CPython 3.11 (Blender 4.2-5.0) and 3.13 (Blender 5.1+) on every platform
 (cached in build/wheel_cache/); write ``wheels`` and ``platforms`` into the staged manifest; zip with
 Blender's own extension builder and validate every zip with Blender's validator (both come with the
@@ -16,6 +19,7 @@ bpy wheel: bl_pkg/cli/blender_ext.py).
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import shutil
 import subprocess
@@ -39,14 +43,14 @@ PLATFORMS: dict[str, list[str]] = {
 PYTHONS = ("3.11", "3.13")  # Blender 4.2-5.0 and 5.1+
 PACKAGES = ("pyzmq==27.3.0", "msgpack==1.2.4")
 
-# Vendored source: (repo path, path under _vendor/). motion_server's __init__ pulls in torch-side code,
+# The motion_server modules Blender may import: torch-free (numpy, zmq, msgpack and rig_mapping only). Only
+# these are vendored; an add-on import of any other motion_server module fails the build.
+SERVER_MODULES = ("protocol", "options", "client", "client_process")
+# Vendored source: (repo path, path under _vendor/). motion_server's __init__ may grow torch-side code,
 # so the vendored package gets its own tiny __init__.
 VENDOR = [
     ("rig_mapping", "rig_mapping"),
-    ("motion_server/protocol.py", "motion_server/protocol.py"),
-    ("motion_server/options.py", "motion_server/options.py"),
-    ("motion_server/client.py", "motion_server/client.py"),
-    ("motion_server/client_process.py", "motion_server/client_process.py"),
+    *[(f"motion_server/{m}.py", f"motion_server/{m}.py") for m in SERVER_MODULES],
     ("motion_server/assets/ict_face_arkit.npz", "assets/ict_face_arkit.npz"),
     ("motion_server/assets/ict_face_arkit.LICENSE.txt", "assets/ict_face_arkit.LICENSE.txt"),
 ]
@@ -76,36 +80,85 @@ def blender_ext_script() -> Path:
                      "scripts/setup.sh does it) or run with the project's .venv/bin/python")
 
 
-def rewrite_imports(text: str, depth: int, path: Path) -> str:
-    """Absolute imports of the vendored packages -> relative ones, ``depth`` = package depth under _vendor."""
-    up = "." * (depth + 1)  # from _vendor/<pkg>/<file>: ".." reaches _vendor
+def _imported(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module a ``from ... import`` names, relative ones resolved against ``package``."""
+    if not node.level:
+        return node.module or ""
+    parts = package.split(".")
+    base = parts[: len(parts) - (node.level - 1)] if node.level <= len(parts) else []
+    return ".".join([*base, node.module] if node.module else base)
 
-    def sub_from(m: re.Match[str]) -> str:
-        return f"{m.group(1)}from {up}{m.group(2)}{m.group(3)} import"
 
-    pkgs = "|".join(VENDORED_PACKAGES)
-    text = re.sub(rf"(?m)^(\s*)from ({pkgs})((?:\.[\w.]+)?) import", sub_from, text)
-    bad = re.search(rf"(?m)^\s*import ({pkgs})\b", text)
-    if bad:
-        raise BuildError(f"{path}: `{bad.group(0).strip()}` cannot be vendored; use `from {bad.group(1)} import ...`")
-    return text
+def import_problems(text: str, path: Path, package: str) -> list[str]:
+    """Imports that cannot live in the extension: ``import rig_mapping...`` (only ``from`` imports are
+    rewritten) and any motion_server module but SERVER_MODULES. ``package``: the file's package, to
+    resolve its relative imports (the vendored motion_server files import each other relatively)."""
+    out = []
+    for node in ast.walk(ast.parse(text, str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in VENDORED_PACKAGES:
+                    out.append(f"{path}:{node.lineno}: `import {alias.name}` cannot be vendored; use "
+                               f"`from {alias.name.rsplit('.', 1)[0]} import ...`")
+        elif isinstance(node, ast.ImportFrom):
+            parts = _imported(node, package).split(".")
+            if parts[0] != "motion_server":
+                continue
+            names = parts[1:2] or [a.name for a in node.names]  # from motion_server import client, protocol
+            for name in names:
+                if name not in SERVER_MODULES:
+                    out.append(f"{path}:{node.lineno}: motion_server.{name} is not available in Blender (only "
+                               f"the torch-free {', '.join(SERVER_MODULES)} are vendored into the extension)")
+    return out
+
+
+def addon_import_problems() -> list[str]:
+    """import_problems over the repository's add-on and the motion_server modules vendored with it."""
+    out = []
+    for p in sorted(ADDON.rglob("*.py")):
+        rel = p.relative_to(ADDON)
+        if "_vendor" not in rel.parts:
+            out += import_problems(p.read_text(encoding="utf-8"), rel, ".".join(["blender_addon", *rel.parts[:-1]]))
+    for m in SERVER_MODULES:
+        p = REPO / "motion_server" / f"{m}.py"
+        out += import_problems(p.read_text(encoding="utf-8"), p.relative_to(REPO), "motion_server")
+    return out
+
+
+def rewrite_imports(text: str, depth: int, path: Path, into: str = "") -> str:
+    """``from <vendored package>... import`` -> a relative import of the copy under ``into`` (e.g.
+    "_vendor."), ``depth`` = the file's package depth under the folder holding ``into``."""
+    up = "." * (depth + 1)  # from <folder>/<pkg>/<file>: ".." reaches <folder>
+    lines = text.splitlines(keepends=True)
+    for node in ast.walk(ast.parse(text, str(path))):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] in VENDORED_PACKAGES for a in node.names):
+            bad = next(a.name for a in node.names if a.name.split(".")[0] in VENDORED_PACKAGES)
+            raise BuildError(f"{path}: `import {bad}` cannot be vendored; use `from {bad.split('.')[0]} import ...`")
+        if (isinstance(node, ast.ImportFrom) and not node.level and node.module
+                and node.module.split(".")[0] in VENDORED_PACKAGES):
+            i = node.lineno - 1
+            head, tail = lines[i][: node.col_offset], lines[i][node.col_offset:]
+            lines[i] = head + re.sub(rf"^from\s+{re.escape(node.module)}\b", f"from {up}{into}{node.module}", tail)
+    return "".join(lines)
 
 
 def stage(work: Path) -> Path:
     root = work / "talkrig"
     if root.exists():
         shutil.rmtree(root)
+    problems = addon_import_problems()
+    if problems:
+        raise BuildError("imports the extension cannot hold:\n  " + "\n  ".join(problems))
     shutil.copytree(ADDON, root, ignore=_IGNORE)
-    for p in root.rglob("*.py"):
-        if re.search(r"(?m)^\s*(from|import) (rig_mapping|motion_server)\b", p.read_text(encoding="utf-8")):
-            raise BuildError(f"{p.relative_to(root)} imports rig_mapping/motion_server absolutely; inside the "
-                             "extension use blender_addon._deps (rig()/server()) so the vendored copy is used")
+    for p in root.rglob("*.py"):  # the add-on's imports of rig_mapping/motion_server -> _vendor copies
+        depth = len(p.relative_to(root).parts) - 1
+        p.write_text(rewrite_imports(p.read_text(encoding="utf-8"), depth, p, "_vendor."), encoding="utf-8")
     vendor = root / "_vendor"
     vendor.mkdir()
     (vendor / "__init__.py").write_text('"""Vendored TalkRig packages (built by scripts/build_extension.py)."""\n')
     (vendor / "motion_server").mkdir()
     (vendor / "motion_server" / "__init__.py").write_text(
-        '"""Torch-free part of motion_server bundled into the Blender extension: protocol + client."""\n')
+        f'"""The torch-free part of motion_server bundled into the Blender extension: {", ".join(SERVER_MODULES)}."""\n')
     for src, dst in VENDOR:
         s, d = REPO / src, vendor / dst
         if not s.exists():

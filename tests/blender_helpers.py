@@ -86,3 +86,42 @@ def addon_with_demo_head(fps: int = 30) -> Iterator:
         yield head
     finally:
         addon_utils.disable("blender_addon", default_set=True)
+
+
+class _Layout:
+    """Stands in for a UILayout (Blender makes none in background mode): records what a panel draws and
+    checks that every property it shows exists and every operator is registered."""
+
+    def __init__(self, drawn: list[str]) -> None:
+        self.drawn = drawn
+        self.operator_context = "INVOKE_DEFAULT"
+
+    def row(self, **_):
+        return self
+
+    column = box = row
+
+    def label(self, text: str = "", **_):
+        self.drawn.append(text)
+
+    def prop(self, data, name: str, **_):
+        assert hasattr(data, name), name
+        self.drawn.append(f"prop:{name}")
+
+    def operator(self, idname: str, **_):
+        import bpy
+
+        group, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, group), name), idname
+        self.drawn.append(f"op:{idname}")
+        return type("Props", (), {})()
+
+    def progress(self, text: str = "", **_):
+        self.drawn.append(text)
+
+
+def draw_panel(panel: type, context) -> list[str]:
+    """What ``panel.draw`` shows in ``context``: labels' text, ``prop:<name>``, ``op:<idname>``."""
+    drawn: list[str] = []
+    panel.draw(type("P", (), {"layout": _Layout(drawn)})(), context)
+    return drawn

@@ -53,6 +53,11 @@ def test_zip_is_self_contained(linux_zip):
     # vendored code imports relatively (the extension is bl_ext.<repo>.talkrig)
     client = zipfile.ZipFile(linux_zip).read("_vendor/motion_server/client.py").decode()
     assert "from ..rig_mapping import FaceMotion" in client and "\nfrom rig_mapping" not in client
+    # so does the add-on's own code, which imports them plainly in the repository
+    jobs = zipfile.ZipFile(linux_zip).read("jobs.py").decode()
+    assert "from ._vendor.rig_mapping import formats" in jobs and "\nfrom rig_mapping" not in jobs
+    apply = zipfile.ZipFile(linux_zip).read("core/apply.py").decode()
+    assert "from .._vendor.rig_mapping import rotation" in apply
 
 
 def test_build_refuses_absolute_imports(tmp_path):
@@ -60,6 +65,8 @@ def test_build_refuses_absolute_imports(tmp_path):
         build_extension.rewrite_imports("import rig_mapping.motion\n", 1, Path("x.py"))
     out = build_extension.rewrite_imports("from rig_mapping.formats import load_motion\n", 1, Path("x.py"))
     assert out == "from ..rig_mapping.formats import load_motion\n"
+    out = build_extension.rewrite_imports("from motion_server import client as mc\n", 1, Path("core/x.py"), "_vendor.")
+    assert out == "from .._vendor.motion_server import client as mc\n"
 
 
 _INSTALL_SCRIPT = textwrap.dedent(r"""
@@ -72,10 +79,11 @@ _INSTALL_SCRIPT = textwrap.dedent(r"""
     res["install"] = sorted(r)
     mod_name = "bl_ext.user_default.talkrig"
     res["enabled"] = mod_name in bpy.context.preferences.addons
-    deps = importlib.import_module(mod_name + "._deps")
-    res["vendored"] = deps.VENDORED
     res["cli_registered"] = sys.modules[mod_name]._cli_handle is not None  # blender -b -c talkrig
-    res["client_module"] = deps.server("client").__name__
+    # the add-on's plain imports were rewritten to the vendored copies: none reached the repository's
+    res["client_module"] = importlib.import_module(mod_name + ".server_link").motion_client.__name__
+    res["formats_module"] = importlib.import_module(mod_name + ".jobs").formats.__name__
+    res["top_level"] = sorted({"rig_mapping", "motion_server"} & {m.split(".")[0] for m in sys.modules})
     site = sorted(Path(bpy.utils.user_resource("EXTENSIONS")).glob(".local/lib/python*/site-packages"))
     res["wheels_extracted"] = sorted(p.name for p in site[0].iterdir()) if site else []
     res["prefs"] = bpy.context.preferences.addons[mod_name].preferences.server_address
@@ -99,6 +107,8 @@ _INSTALL_SCRIPT = textwrap.dedent(r"""
     # the Generate operator without a server fails with the fix instead of hanging
     bpy.context.preferences.addons[mod_name].preferences.server_address = "tcp://127.0.0.1:9"
     bpy.context.scene.talkrig.audio_path = npz  # any existing file: the server check comes first
+    res["generate_poll"] = bpy.ops.talkrig.generate.poll()  # no server has answered yet: greyed out
+    bpy.context.scene.talkrig.server_ok = True  # as if a server had answered and then gone away
     try:
         bpy.ops.talkrig.generate(synchronous=True)
         res["generate_error"] = None
@@ -130,7 +140,9 @@ def test_installs_enables_and_operators_run(linux_zip, tmp_path):
     res = json.loads(line[len("RESULT"):])
     assert res["install"] == ["FINISHED"] and res["enabled"]
     assert res["cli_registered"]
-    assert res["vendored"] and res["client_module"] == "bl_ext.user_default.talkrig._vendor.motion_server.client"
+    assert res["client_module"] == "bl_ext.user_default.talkrig._vendor.motion_server.client"
+    assert res["formats_module"] == "bl_ext.user_default.talkrig._vendor.rig_mapping.formats"
+    assert res["top_level"] == []
     assert {"zmq", "msgpack"} <= set(res["wheels_extracted"])
     assert res["prefs"] == "tcp://127.0.0.1:5557"
     assert res["report"] == ["FINISHED"] and "51/52 ARKit channels matched" in res["report_text"]
@@ -138,5 +150,6 @@ def test_installs_enables_and_operators_run(linux_zip, tmp_path):
     assert abs(res["jaw_at_11"] - float(motion.channel("jawOpen")[10])) < 1e-5
     assert res["fbx"] == ["FINISHED"] and res["fbx_exists"]
     assert res["csv"] == ["FINISHED"] and (tmp_path / "take.csv").is_file()
+    assert res["generate_poll"] is False
     assert res["generate_error"] is not None and "talkrig serve" in res["generate_error"]
     assert res["disable"] == ["FINISHED"] and res["disabled"]

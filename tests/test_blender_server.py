@@ -161,7 +161,7 @@ def test_non_blocking_path_polls_to_completion(addon, audio_file):
     import time
 
     from blender_addon import server_link
-    from blender_addon.operators import PendingGenerate
+    from blender_addon.ops_generate import PendingGenerate
 
     head = build_demo_head()
     bpy.context.scene.render.fps = FPS
@@ -197,6 +197,7 @@ def test_real_speech_opens_and_closes_the_mouth(addon, shared_dir):
     bpy.context.view_layer.objects.active = head.mesh
     s = bpy.context.scene.talkrig
     s.audio_source, s.audio_path = "FILE", str(clip)
+    assert bpy.ops.talkrig.server_check() == {"FINISHED"}  # Generate is greyed out until a server answered
     assert bpy.ops.talkrig.generate(synchronous=True) == {"FINISHED"}
     fc = next(fc for fc in anim.fcurves_of(head.mesh.data.shape_keys) if fc.data_path == 'key_blocks["jawOpen"].value')
     n = len(fc.keyframe_points)

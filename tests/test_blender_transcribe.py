@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from blender_helpers import draw_panel
 
 from blender_addon.core.transcript import (
     ALIGNER_LANGUAGES,
@@ -102,44 +103,6 @@ def _poll_message(op) -> str:
     return str(exc.value)
 
 
-class _Layout:
-    """Stands in for a UILayout (Blender makes none in background mode): records what a panel draws and
-    checks that every property it shows exists and every operator is registered."""
-
-    def __init__(self, drawn: list[str]) -> None:
-        self.drawn = drawn
-        self.operator_context = "INVOKE_DEFAULT"
-
-    def row(self, **_):
-        return self
-
-    column = box = row
-
-    def label(self, text: str = "", **_):
-        self.drawn.append(text)
-
-    def prop(self, data, name: str, **_):
-        assert hasattr(data, name), name
-        self.drawn.append(f"prop:{name}")
-
-    def operator(self, idname: str, **_):
-        import bpy
-
-        group, name = idname.split(".")
-        assert hasattr(getattr(bpy.ops, group), name), idname
-        self.drawn.append(f"op:{idname}")
-        return type("Props", (), {})()
-
-    def progress(self, text: str = "", **_):
-        self.drawn.append(text)
-
-
-def _draw(panel: type, context) -> list[str]:
-    drawn: list[str] = []
-    panel.draw(type("P", (), {"layout": _Layout(drawn)})(), context)
-    return drawn
-
-
 @pytest.mark.blender
 def test_every_greyed_out_transcribe_button_says_why(addon):
     import bpy
@@ -156,10 +119,11 @@ def test_every_greyed_out_transcribe_button_says_why(addon):
     s.running = True
     assert "A generate job is running" in _poll_message(op)
     s.running, s.transcribing = False, True
-    assert "A transcribe job is already running" in _poll_message(op)
+    assert "A transcribe job is running" in _poll_message(op)
     assert "A transcribe job is running" in _poll_message(bpy.ops.talkrig.generate)
     s.transcribing = False
-    assert op.poll() and bpy.ops.talkrig.generate.poll()
+    assert op.poll()
+    assert "No object selected" in _poll_message(bpy.ops.talkrig.generate)  # Generate also needs a character
 
 
 @pytest.mark.blender
@@ -233,6 +197,7 @@ def test_a_take_keeps_the_transcript_it_was_made_with(addon, tmp_path):
     bpy.context.view_layer.objects.active = head.mesh
     s = addon
     s.audio_source, s.audio_path = "FILE", str(audio)
+    assert bpy.ops.talkrig.server_check() == {"FINISHED"}  # Generate is greyed out until a server answered
 
     def generate() -> bpy.types.Action:
         assert bpy.ops.talkrig.generate(synchronous=True) == {"FINISHED"}
@@ -259,7 +224,7 @@ def test_a_take_keeps_the_transcript_it_was_made_with(addon, tmp_path):
     assert bool(take["talkrig_transcript_used"]) == meta["used"]
     assert take["talkrig_transcript_reason"] == meta["reason"]
     assert take_line(take).startswith("take made with: recognised [en] 'Hello from")
-    assert take_line(take) in " ".join(_draw(TALKRIG_PT_generate, bpy.context))  # wrapped to the sidebar
+    assert take_line(take) in " ".join(draw_panel(TALKRIG_PT_generate, bpy.context))  # wrapped to the sidebar
 
     # typed: the typed text is what the take keeps
     s.transcript = "Hello from Talk Rig."
@@ -274,7 +239,7 @@ def test_a_take_keeps_the_transcript_it_was_made_with(addon, tmp_path):
     take = generate()
     assert take["talkrig_transcript"] == "Hallo von Talk Rig." and take["talkrig_transcript_language"] == "de"
     assert take["talkrig_transcript_source"] == "given" and not take["talkrig_transcript_used"]
-    drawn = _draw(TALKRIG_PT_audio, bpy.context)
+    drawn = draw_panel(TALKRIG_PT_audio, bpy.context)
     assert "op:talkrig.transcribe" in drawn and "prop:auto_transcribe" in drawn
     assert language_line("de") in " ".join(drawn) and "prop:transcript_language" in drawn
 

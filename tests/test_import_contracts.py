@@ -54,17 +54,21 @@ def test_a_crossing_import_breaks_the_contracts(tmp_path: Path) -> None:
     engine.write_text(engine.read_text(encoding="utf-8") + "\nfrom motion_server.synth import corpus  # noqa\n")
     phones = tmp_path / "motion_server" / "phones" / "__init__.py"
     phones.write_text(phones.read_text(encoding="utf-8") + "\nfrom motion_server import align  # noqa\n")
+    # the add-on reaching past the vendored client into the server side
+    ops = tmp_path / "blender_addon" / "ops_generate.py"
+    ops.write_text(ops.read_text(encoding="utf-8") + "\nfrom motion_server.engine import procedural  # noqa\n")
 
     r = lint_imports(tmp_path)
     assert r.returncode != 0, r.stdout
     out = " ".join(r.stdout.split())
     names = contract_names()
-    for cid in ("generation-without-corpus", "motion-server-layers", "no-cycles"):
+    for cid in ("generation-without-corpus", "motion-server-layers", "no-cycles", "addon-client-only"):
         assert f"{names[cid]} BROKEN" in out, f"{cid} should be broken:\n{r.stdout}"
     for cid in ("rig-mapping-core", "client-torch-free"):
         assert f"{names[cid]} KEPT" in out, f"{cid} should still be kept:\n{r.stdout}"
     assert "motion_server.engine.procedural -> motion_server.synth" in out
     assert "motion_server.phones -> motion_server.align" in out
+    assert "blender_addon.ops_generate -> motion_server.engine.procedural" in out
 
 
 def test_architecture_doc_names_every_layer() -> None:

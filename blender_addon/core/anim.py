@@ -30,6 +30,30 @@ def is_ours(action: bpy.types.Action | None) -> bool:
     return action is not None and bool(action.get(OWNER_TAG, False))
 
 
+def _animated_ids(objects: Iterable[bpy.types.Object]) -> Iterable[bpy.types.ID]:
+    """Each object's shape keys (a mesh's face animation lives there), then the object itself."""
+    for ob in objects:
+        if ob.type == "MESH" and ob.data.shape_keys is not None:
+            yield ob.data.shape_keys
+        yield ob
+
+
+def active_take(objects: Iterable[bpy.types.Object], ours_only: bool = False) -> bpy.types.Action | None:
+    """The Action assigned to the first of ``objects`` that has one (shape keys before the object);
+    ``ours_only``: only a take TalkRig wrote."""
+    for idb in _animated_ids(objects):
+        ad = idb.animation_data
+        if ad is not None and ad.action is not None and (is_ours(ad.action) or not ours_only):
+            return ad.action
+    return None
+
+
+def has_animation(objects: Iterable[bpy.types.Object]) -> bool:
+    """Whether any of ``objects`` is animated: an assigned Action or an NLA track."""
+    return any(ad is not None and (ad.action is not None or len(ad.nla_tracks) > 0)
+               for ad in (idb.animation_data for idb in _animated_ids(objects)))
+
+
 def new_action(name: str, meta: dict[str, Any] | None = None) -> bpy.types.Action:
     """A fresh Action tagged as TalkRig's, with a fake user so an unassigned take is never lost on save."""
     action = bpy.data.actions.new(name)

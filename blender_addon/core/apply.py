@@ -13,7 +13,8 @@ from typing import Any
 import bpy
 import numpy as np
 
-from .._deps import rig
+from rig_mapping import rotation
+
 from . import anim, mapping, scene_setup
 from .target import Target
 from .transcript import take_properties
@@ -21,7 +22,6 @@ from .transcript import take_properties
 FACE_GROUP = "TalkRig Face"
 USER_TRACK_PREFIX = "[user] "
 OUR_TRACK_PREFIX = "TalkRig "
-_rot = rig("rotation")
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:
@@ -131,13 +131,13 @@ def bone_items(pbone: bpy.types.PoseBone, euler: np.ndarray, order: str = "XYZ")
     e = np.asarray(euler, np.float64)
     mode = pbone.rotation_mode
     if mode in ("QUATERNION", "AXIS_ANGLE"):
-        q = _rot.euler_to_quat(e, order)
+        q = rotation.euler_to_quat(e, order)
         if mode == "QUATERNION":
             vals, path = q, pbone.path_from_id("rotation_quaternion")
         else:
-            vals, path = _rot.quat_to_axis_angle(q), pbone.path_from_id("rotation_axis_angle")
+            vals, path = rotation.quat_to_axis_angle(q), pbone.path_from_id("rotation_axis_angle")
         return [(path, i, vals[:, i], pbone.name) for i in range(4)]
-    vals = _rot.reorder_euler(e, order, mode)
+    vals = rotation.reorder_euler(e, order, mode)
     path = pbone.path_from_id("rotation_euler")
     return [(path, i, vals[:, i], pbone.name) for i in range(3)]
 
@@ -147,9 +147,9 @@ def read_bone_euler(pbone: bpy.types.PoseBone, values: dict[int, np.ndarray], or
     mode = pbone.rotation_mode
     if mode == "QUATERNION":
         q = np.stack([values.get(i, np.full(n, 1.0 if i == 0 else 0.0)) for i in range(4)], axis=1)
-        return _rot.quat_to_euler(q, order)
+        return rotation.quat_to_euler(q, order)
     if mode == "AXIS_ANGLE":
         aa = np.stack([values.get(i, np.zeros(n) if i != 2 else np.ones(n)) for i in range(4)], axis=1)
-        return _rot.quat_to_euler(_rot.axis_angle_to_quat(aa), order)
+        return rotation.quat_to_euler(rotation.axis_angle_to_quat(aa), order)
     e = np.stack([values.get(i, np.zeros(n)) for i in range(3)], axis=1)
-    return _rot.reorder_euler(e, mode, order)
+    return rotation.reorder_euler(e, mode, order)

@@ -19,10 +19,9 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-_REPO_ASSET = Path(__file__).resolve().parents[2] / "motion_server" / "assets" / "ict_face_arkit.npz"
-_VENDORED_ASSET = Path(__file__).resolve().parents[1] / "_vendor" / "assets" / "ict_face_arkit.npz"
-# the repository copy, or the one the extension build vendors
-ASSET = _REPO_ASSET if _REPO_ASSET.is_file() or not _VENDORED_ASSET.is_file() else _VENDORED_ASSET
+from .._deps import asset as bundled_asset
+
+ASSET = bundled_asset("ict_face_arkit.npz")  # the extension's copy, else the repository's
 DEFAULT_NAME = "TalkRigHead"
 # MIT asks for the notice in copies: glTF files carrying the head say where it comes from (asset.copyright)
 CREDIT = ("Demo head: ICT-FaceKit face model, Copyright (c) 2020 USC Institute for Creative Technologies, "

@@ -19,7 +19,9 @@ from typing import Any
 
 import bpy
 
-from .._deps import rig
+from rig_mapping import atomic
+
+from . import anim
 
 
 class ExportError(RuntimeError):
@@ -140,7 +142,8 @@ def export_gltf(
     p = _check_path(path, overwrite, (".glb", ".gltf"))
     objs = _resolve_objects(objects)
     if clip_name is None:
-        clip_name = _active_take_name(objs) or "Animation"
+        take = anim.active_take(objs if objs is not None else bpy.context.scene.objects)
+        clip_name = take.name if take is not None else "Animation"
     kw: dict[str, Any] = dict(
         filepath=str(p),
         export_format="GLB" if p.suffix.lower() == ".glb" else "GLTF_SEPARATE",
@@ -203,7 +206,6 @@ def export_fbx(
 def _write_atomic(label: str, p: Path, overwrite: bool, op: Any, kw: dict[str, Any],
                   objs: list[bpy.types.Object] | None, group: bool) -> None:
     """Run the exporter into a temporary file beside ``p`` and rename it over ``p`` once complete."""
-    atomic = rig("atomic")
     writer = atomic.atomic_output_group if group else atomic.atomic_output
     try:
         with writer(p, overwrite=overwrite) as tmp:
@@ -223,7 +225,6 @@ def save_blend_atomic(path: str | Path, overwrite: bool = False) -> Path:
     """Save a copy of the open file as ``path`` (.blend) atomically; the session keeps its own file name
     (``copy=True``), so nothing later saves over the copy by accident."""
     p = _check_path(path, overwrite, (".blend",))
-    atomic = rig("atomic")
     try:
         with atomic.atomic_output(p, overwrite=overwrite) as tmp:
             try:
@@ -251,16 +252,6 @@ def _run_exporter(label: str, op: Any, kw: dict[str, Any], objs: list[bpy.types.
         raise ExportError(f"{label} export failed: {exc}") from exc
     if "FINISHED" not in result:
         raise ExportError(f"{label} export did not finish ({result}); see Blender's console for details")
-
-
-def _active_take_name(objs: list[bpy.types.Object] | None) -> str | None:
-    candidates = objs if objs is not None else list(bpy.context.scene.objects)
-    for ob in candidates:
-        for idb in (ob, getattr(ob.data, "shape_keys", None) if ob.type == "MESH" else None):
-            ad = getattr(idb, "animation_data", None) if idb is not None else None
-            if ad is not None and ad.action is not None:
-                return ad.action.name
-    return None
 
 
 def default_export_path(suffix: str, take: str | None = None, folder: str | None = None) -> Path:

@@ -7,7 +7,8 @@ from typing import Any
 
 import bpy
 
-from .._deps import rig
+from rig_mapping import formats
+
 from .apply import apply_motion
 from .readback import motion_from_character
 from .target import Target
@@ -28,7 +29,7 @@ def import_livelink_csv(
     read_kw: dict[str, Any] = {}
     if fps is not None:
         read_kw["fps"] = fps
-    motion = rig("formats").load_motion(path, **read_kw)
+    motion = formats.load_motion(path, **read_kw)
     if mirror:
         motion = motion.mirrored()
     return apply_motion(motion, target, profile=profile, action_name=action_name or Path(path).stem,
@@ -55,4 +56,4 @@ def export_livelink_csv(
     if abs(fps - round(fps)) > 1e-6:
         # LLF timecodes count whole frames per second; fractional rates (29.97) are written at the nearest.
         motion = motion.resample(round(fps))
-    return rig("formats").save_motion(motion, p, overwrite=overwrite)
+    return formats.save_motion(motion, p, overwrite=overwrite)

@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from .._deps import rig
+from rig_mapping import arkit
+from rig_mapping import profile as rig_profile  # `profile` names a parameter here
+from rig_mapping.automap import find_bones as _find_bones
+from rig_mapping.automap import map_rig as _map_rig
 
-_arkit = rig("arkit")
-ARKIT_NAMES: tuple[str, ...] = _arkit.ARKIT_NAMES
-HEAD_CHANNELS: tuple[str, ...] = _arkit.HEAD_CHANNELS
+ARKIT_NAMES: tuple[str, ...] = arkit.ARKIT_NAMES
+HEAD_CHANNELS: tuple[str, ...] = arkit.HEAD_CHANNELS
 
 
 @dataclass
@@ -79,7 +81,7 @@ class MappingReport:
 def map_rig(shape_names: list[str], bone_names: list[str], profile: Any | None = None) -> Any:
     """rig_mapping's mapping (an ``AutoMapResult``) for these shape keys and armature bone names;
     ``profile`` (a loaded profile) is fitted to the rig, None chooses automatically."""
-    return rig("automap").map_rig(list(shape_names), list(bone_names), profile)
+    return _map_rig(list(shape_names), list(bone_names), profile)
 
 
 def auto_profile(shape_names: list[str], bone_names: list[str]) -> Any:
@@ -94,7 +96,7 @@ def fitted_profile(shape_names: list[str], bone_names: list[str], profile: Any |
 
 def find_bones(bone_names: list[str]) -> dict[str, str]:
     """role ("head", "neck", "jaw") -> armature bone, as rig_mapping's bone templates find them."""
-    return rig("automap").find_bones(list(bone_names))
+    return _find_bones(list(bone_names))
 
 
 def count_matches(shape_names: list[str]) -> int:
@@ -103,7 +105,7 @@ def count_matches(shape_names: list[str]) -> int:
 
 
 def load_profile(path: str | Path) -> Any:
-    return rig("profile").load_profile(path)
+    return rig_profile.load_profile(path)
 
 
 def save_profile(profile: Any, path: str | Path, overwrite: bool = False) -> Path:
@@ -113,7 +115,7 @@ def save_profile(profile: Any, path: str | Path, overwrite: bool = False) -> Pat
 
 def evaluate(motion: Any, profile: Any, shape_names: list[str]) -> Curves:
     """Curves for a fitted profile (from :func:`fitted_profile`), restricted to the rig's shape keys."""
-    out = rig("profile").apply_profile(motion, profile)
+    out = rig_profile.apply_profile(motion, profile)
     have = set(shape_names)
     return Curves(
         shapes={k: np.asarray(v, np.float32) for k, v in out.shapes.items() if k in have},
@@ -142,4 +144,4 @@ def report(shape_names: list[str], bone_names: list[str], profile: Any | None = 
 
 def invert(curves: Curves, profile: Any, fps: float) -> Any:
     """Recover ARKit weights + head pose from the character's curves (rig_mapping's ``invert_profile``)."""
-    return rig("profile").invert_profile(curves.shapes, curves.bones, profile, fps)
+    return rig_profile.invert_profile(curves.shapes, curves.bones, profile, fps)

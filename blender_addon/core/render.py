@@ -22,7 +22,7 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
-from .._deps import rig
+from rig_mapping import atomic
 
 ENGINES = {"workbench": "BLENDER_WORKBENCH", "cycles": "CYCLES", "eevee": "BLENDER_EEVEE"}
 CAMERA_NAME = "TalkRig_PreviewCamera"
@@ -244,7 +244,6 @@ def render_preview(
             progress(min(done, n), n)
 
     prev = (scene.frame_start, scene.frame_end, render.filepath)
-    atomic = rig("atomic")
     bpy.app.handlers.render_write.append(_count)
     try:
         with atomic.scratch_dir("frames") as tmp:
