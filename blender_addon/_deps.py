@@ -25,9 +25,10 @@ def rig(module: str = "") -> ModuleType:
 
 
 def server(module: str) -> ModuleType:
-    """A torch-free motion_server module: ``server("client")``, ``"client_process"``, ``"protocol"`` or
-    ``"options"`` (the generation option table the panel's properties are built from)."""
-    if module not in ("client", "client_process", "protocol", "options"):
+    """A torch-free motion_server module: ``server("client")``, ``"client_process"``, ``"protocol"``,
+    ``"options"`` (the generation option table the panel's properties are built from) or ``"animate.plan"``
+    (the output naming rules `talkrig animate` and the batch runner share)."""
+    if module not in ("client", "client_process", "protocol", "options", "animate.plan"):
         raise ValueError(f"only the torch-free client/protocol modules are available in Blender, not {module!r}")
     return importlib.import_module(f"{_SERVER}.{module}")
 

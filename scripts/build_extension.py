@@ -47,6 +47,9 @@ VENDOR = [
     ("motion_server/options.py", "motion_server/options.py"),
     ("motion_server/client.py", "motion_server/client.py"),
     ("motion_server/client_process.py", "motion_server/client_process.py"),
+    # output naming and overwrite rules shared by `talkrig animate` and the batch runner (pure path logic)
+    ("motion_server/animate/__init__.py", "motion_server/animate/__init__.py"),
+    ("motion_server/animate/plan.py", "motion_server/animate/plan.py"),
     ("motion_server/assets/ict_face_arkit.npz", "assets/ict_face_arkit.npz"),
     ("motion_server/assets/ict_face_arkit.LICENSE.txt", "assets/ict_face_arkit.LICENSE.txt"),
 ]

@@ -24,7 +24,7 @@ from rig_mapping.formats import save_motion
 
 from .blender_bridge import BlenderJob, run_blender_jobs
 from .generate import Generator, animate_file, make_generator, resolve_engine_name
-from .plan import CHARACTER_SUFFIXES, MOTION_SUFFIXES, Item, PlanError, expand_inputs, plan
+from .plan import DEMO_CHARACTER, MOTION_SUFFIXES, Item, PlanError, check_character, expand_inputs, plan
 
 
 @dataclass
@@ -44,6 +44,8 @@ class Settings:
     transcript_files: bool = True  # read <stem>.txt beside an audio file as its transcript
     asr_model: str | None = None  # speech recogniser for takes without a transcript (None: the default)
     style_file: str | None = None  # the --style reference clip this run reads (never written)
+    target: str | None = None  # object name of the character in --character (None: found by its shape keys)
+    profile: str | None = None  # mapping profile: preset name or .toml/.json file (None: automatic)
 
 
 @dataclass
@@ -57,32 +59,13 @@ class Outcome:
     done: bool = False  # every output of this input is written
 
 
-def parse_resolution(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise PlanError(f"--resolution {text!r}: write it as WIDTHxHEIGHT, e.g. 480x480") from None
-    if w < 16 or h < 16 or w % 2 or h % 2 or w > 8192 or h > 8192:
-        raise PlanError(f"--resolution {w}x{h}: both sides must be even numbers from 16 to 8192 (H.264 needs even sizes)")
-    return w, h
-
-
-def _check_character(path: str | None) -> None:
-    if path is None:
-        return
-    p = Path(path)
-    if p.suffix.lower() not in CHARACTER_SUFFIXES:
-        raise PlanError(f"--character {p}: use a {', '.join(CHARACTER_SUFFIXES)} file")
-    if not p.is_file():
-        raise PlanError(f"--character {p}: file not found")
-
-
 def animate(s: Settings, log: Callable[..., None] = print) -> int:
     """Returns 0 when every input succeeded, 1 when some failed, 2 for unusable arguments."""
     try:
         inputs, notes = expand_inputs(s.inputs)
-        _check_character(s.character)
-        items = plan(inputs, s.out, s.render, s.overwrite, read_files=(s.character, s.style_file))
+        check_character(s.character)
+        profile_file = _check_profile(s.profile)
+        items = plan(inputs, s.out, s.render, s.overwrite, read_files=(_character_file(s.character), s.style_file, profile_file))
         if any(it.render is not None for it in items) and shutil.which("ffmpeg") is None:
             raise PlanError("--render needs ffmpeg to write the video (sudo apt-get install ffmpeg); "
                             "leave out --render to write only the animation")
@@ -92,9 +75,10 @@ def animate(s: Settings, log: Callable[..., None] = print) -> int:
         return 2
     for n in notes:
         log(n)
-    if s.character and not any(it.needs_blender for it in items):
-        log(f"note: --character is only used for .glb/.gltf/.fbx/.blend output or --render; "
-            f"{Path(s.character).name} is not needed for {', '.join(MOTION_SUFFIXES)} files")
+    unused = [f for f, v in (("--character", s.character), ("--target", s.target), ("--profile", s.profile)) if v]
+    if unused and not any(it.needs_blender for it in items):
+        log(f"note: {', '.join(unused)} only matter for .glb/.gltf/.fbx/.blend output or --render; "
+            f"{', '.join(MOTION_SUFFIXES)} files hold the motion alone")
 
     engine_name, notice = resolve_engine_name(s.engine, s.model)
     if notice and not s.server:
@@ -132,6 +116,20 @@ def animate(s: Settings, log: Callable[..., None] = print) -> int:
         log("talkrig animate: interrupted", file=sys.stderr)
         return 130
     return 0 if all(o.error is None for o in outcomes) else 1
+
+
+def _check_profile(profile: str | None) -> str | None:
+    """Refuse an unknown preset or a broken profile file before any work; the file path (never
+    written), or None."""
+    if profile is None:
+        return None
+    from rig_mapping.profile import ProfileError, load_profile
+
+    try:
+        load_profile(profile)
+    except (ProfileError, OSError, ValueError) as exc:
+        raise PlanError(f"--profile {profile}: {exc}") from None
+    return profile if Path(profile).is_file() else None
 
 
 @contextmanager
@@ -208,13 +206,24 @@ def _generate_all(todo: list[Outcome], gen: Generator, s: Settings, tmp: Path,
                     motion=str(tmp_motion), audio=str(it.audio.resolve()), name=it.stem,
                     out=str(blend_out.resolve()) if blend_out else None,
                     render=str(it.render.resolve()) if it.render else None,
-                    character=str(Path(s.character).resolve()) if s.character else None,
+                    character=_abs_character(s.character), target=s.target,
+                    profile=str(Path(s.profile).resolve()) if s.profile and Path(s.profile).is_file() else s.profile,
                     resolution=s.resolution, samples=s.samples, render_engine=s.render_engine,
                     overwrite=s.overwrite,
                 )))
         except Exception as exc:  # noqa: BLE001
             o.error = _reason(exc)
     bar.close()
+
+
+def _character_file(character: str | None) -> str | None:
+    return None if character == DEMO_CHARACTER else character
+
+
+def _abs_character(character: str | None) -> str:
+    # the Blender child runs in another folder's terms: hand it absolute paths
+    file = _character_file(character)
+    return str(Path(file).resolve()) if file else DEMO_CHARACTER
 
 
 def _blender_all(jobs: list[tuple[Outcome, BlenderJob]]) -> None:
