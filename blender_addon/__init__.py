@@ -1,7 +1,8 @@
 """TalkRig Blender extension: speech audio -> ARKit facial animation on a character.
 
-Importing this package is cheap and has no side effects (the headless job and tests import
-``blender_addon.core``); ``register()`` brings in the UI, operators and the ``talkrig`` CLI command.
+Importing this package is cheap and has no side effects (the batch runner and tests import
+``blender_addon.core``); ``register()`` brings in the UI, operators and the ``talkrig`` CLI command
+(``blender -b -c talkrig ...``: the batch runner ``headless``, with `talkrig animate`'s flags).
 Inside Blender the package is ``bl_ext.<repo>.talkrig``: the add-on's own modules import each other
 relatively, and the extension build rewrites their imports of rig_mapping and motion_server into imports
 of the copies it vendors (scripts/build_extension.py).

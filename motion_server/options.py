@@ -131,7 +131,7 @@ def check_options(values: dict[str, Any]) -> None:
             BY_NAME[name].check(value)
 
 
-def _arg_type(opt: Option) -> Any:
+def arg_type(opt: Option) -> Any:
     """An argparse ``type=`` that parses and applies the option's own limits."""
     def parse(text: str) -> Any:
         try:
@@ -161,7 +161,7 @@ def add_arguments(parser: Any, exclude: tuple[str, ...] = (), only: tuple[str, .
             continue
         kw: dict[str, Any] = {"dest": opt.name, "default": opt.default, "help": opt.help()}
         if opt.kind in ("int", "num"):
-            kw["type"] = _arg_type(opt)
+            kw["type"] = arg_type(opt)
         if opt.choices:
             kw["choices"] = opt.choices
         if opt.metavar:

@@ -45,12 +45,18 @@ PACKAGES = ("pyzmq==27.3.0", "msgpack==1.2.4")
 
 # The motion_server modules Blender may import: torch-free (numpy, zmq, msgpack and rig_mapping only). Only
 # these are vendored; an add-on import of any other motion_server module fails the build.
-SERVER_MODULES = ("protocol", "options", "client", "client_process")
+SERVER_MODULES = ("protocol", "options", "client", "client_process",
+                  # output naming, overwrite rules and manifests shared by `talkrig animate` and the batch
+                  # runner (pure path logic)
+                  "animate.plan", "animate.manifest")
+_SERVER_PACKAGES = {m.rsplit(".", 1)[0] for m in SERVER_MODULES if "." in m}
 # Vendored source: (repo path, path under _vendor/). motion_server's __init__ may grow torch-side code,
 # so the vendored package gets its own tiny __init__.
 VENDOR = [
     ("rig_mapping", "rig_mapping"),
-    *[(f"motion_server/{m}.py", f"motion_server/{m}.py") for m in SERVER_MODULES],
+    *[(f"motion_server/{m.replace('.', '/')}.py", f"motion_server/{m.replace('.', '/')}.py") for m in SERVER_MODULES],
+    # the animate package's __init__ is a docstring only: its plan/manifest modules come without the rest
+    ("motion_server/animate/__init__.py", "motion_server/animate/__init__.py"),
     ("motion_server/assets/ict_face_arkit.npz", "assets/ict_face_arkit.npz"),
     ("motion_server/assets/ict_face_arkit.LICENSE.txt", "assets/ict_face_arkit.LICENSE.txt"),
 ]
@@ -104,7 +110,10 @@ def import_problems(text: str, path: Path, package: str) -> list[str]:
             parts = _imported(node, package).split(".")
             if parts[0] != "motion_server":
                 continue
-            names = parts[1:2] or [a.name for a in node.names]  # from motion_server import client, protocol
+            mod = ".".join(parts[1:])
+            # from motion_server import client / from motion_server.animate import plan / from .manifest import
+            names = ([mod] if mod and mod not in _SERVER_PACKAGES
+                     else [f"{mod}.{a.name}" if mod else a.name for a in node.names])
             for name in names:
                 if name not in SERVER_MODULES:
                     out.append(f"{path}:{node.lineno}: motion_server.{name} is not available in Blender (only "
@@ -120,8 +129,9 @@ def addon_import_problems() -> list[str]:
         if "_vendor" not in rel.parts:
             out += import_problems(p.read_text(encoding="utf-8"), rel, ".".join(["blender_addon", *rel.parts[:-1]]))
     for m in SERVER_MODULES:
-        p = REPO / "motion_server" / f"{m}.py"
-        out += import_problems(p.read_text(encoding="utf-8"), p.relative_to(REPO), "motion_server")
+        p = REPO / "motion_server" / f"{m.replace('.', '/')}.py"
+        out += import_problems(p.read_text(encoding="utf-8"), p.relative_to(REPO),
+                               ".".join(["motion_server", *m.split(".")[:-1]]))
     return out
 
 

@@ -181,6 +181,18 @@ def test_unusable_checkpoint_names_the_way_out(tmp_path):
     assert code == 2 and not (tmp_path / "a.npz").exists()
     assert any("no_ckpt" in ln and "--engine procedural" in ln for ln in lines), lines
 
+def test_unknown_profile_or_character_is_refused_before_any_work(tmp_path):
+    import motion_server.animate.run as run_mod
+
+    for kw, said in (({"profile": "no_such_rig"}, ("--profile no_such_rig", "rocketbox")),
+                     ({"character": str(tmp_path / "hero.obj")}, ("--character", "'demo'"))):
+        lines: list[str] = []
+        code = run_mod.animate(run_mod.Settings(inputs=[str(CLIP)], out=str(tmp_path / "a.npz"), engine="procedural",
+                                                **kw), log=lambda *a, _lines=lines, **k: _lines.append(" ".join(map(str, a))))
+        assert code == 2 and not (tmp_path / "a.npz").exists()
+        assert any(all(s in ln for s in said) for ln in lines), lines
+
+
 @pytest.mark.shared
 def test_every_shared_recording_in_one_batch(shared_dir, tmp_path):
     """All containers (wav/flac/mp3/m4a/opus) and languages in ../shared/data/speech, motion files only."""

@@ -42,6 +42,11 @@ def temps(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if is_temp_name(p.name))
 
 
+def _writer_temp(p: Path) -> bool:
+    """A writer's temporary file (not the short-lived probe with which a run checks the folder first)."""
+    return is_temp_name(p.name) and not p.name.startswith(".write-probe")
+
+
 def wait_for(condition, timeout: float, what: str, interval: float = 0.002):
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -205,7 +210,7 @@ def test_sigkill_mid_write_keeps_the_old_file_and_the_next_run_sweeps_the_temp(t
 @pytest.mark.blender
 def test_sigkill_mid_blender_export_keeps_the_old_glb_byte_identical(tmp_path: Path):
     """Finding 5: a kill mid-export used to replace a good .glb with a truncated one. A real Blender
-    child (the job runner of `talkrig animate`) exports a 60 s take on the demo head over an existing
+    child (the batch runner, run by its flags) exports a 60 s take on the demo head over an existing
     .glb and is SIGKILLed the moment its temporary file appears."""
     pytest.importorskip("bpy", reason="the Blender job needs the bpy wheel")
     from blender_helpers import smooth_motion
@@ -216,14 +221,12 @@ def test_sigkill_mid_blender_export_keeps_the_old_glb_byte_identical(tmp_path: P
     good = b"glTF" + os.urandom(1 << 20)  # stands for the user's earlier export; any bytes will do
     dest.write_bytes(good)
     motion_file = save_motion(smooth_motion(1800), tmp_path / "take.npz")  # 60 s at 30 fps
-    spec = tmp_path / "jobs.json"
-    spec.write_text(json.dumps({"version": 1, "jobs": [{
-        "motion": str(motion_file), "audio": None, "name": "take", "out": str(dest), "overwrite": True}]}))
-    child = subprocess.Popen([sys.executable, "-m", "blender_addon.animate_job", "--jobs", str(spec)], cwd=REPO,
+    child = subprocess.Popen([sys.executable, "-m", "blender_addon.headless", "--motion", str(motion_file),
+                              "--character", "demo", "--out", str(dest), "--overwrite"], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
-        tmp = wait_for(lambda: [p for p in out.iterdir() if is_temp_name(p.name)], 500,
+        tmp = wait_for(lambda: [p for p in out.iterdir() if _writer_temp(p)], 500,
                        "the exporter's temporary file", interval=0.001)[0]
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
@@ -367,15 +370,15 @@ def test_sigkill_mid_preview_mux_keeps_the_old_mp4_and_the_next_run_sweeps_every
     good = os.urandom(200_000)  # stands for the user's earlier preview
     dest.write_bytes(good)
     motion_file = save_motion(smooth_motion(45), tmp_path / "take.npz")
-    spec = tmp_path / "jobs.json"
-    spec.write_text(json.dumps({"version": 1, "jobs": [{
-        "motion": str(motion_file), "audio": str(CLIP), "name": "take", "render": str(dest),
-        "resolution": [64, 64], "overwrite": True}]}))
-    child = subprocess.Popen([sys.executable, "-m", "blender_addon.animate_job", "--jobs", str(spec)], cwd=REPO,
+    spec = tmp_path / "jobs.json"  # the job file `talkrig animate` hands the runner: a motion and its audio
+    spec.write_text(json.dumps({"version": 2, "jobs": [{
+        "argv": ["--character", "demo", "--render", str(dest), "--resolution", "64x64", "--overwrite"],
+        "takes": [{"name": "take", "motion": str(motion_file), "audio": str(CLIP)}]}]}))
+    child = subprocess.Popen([sys.executable, "-m", "blender_addon.headless", "--jobs", str(spec)], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
-        tmp = wait_for(lambda: [p for p in out.iterdir() if is_temp_name(p.name)], 500,
+        tmp = wait_for(lambda: [p for p in out.iterdir() if _writer_temp(p)], 500,
                        "ffmpeg's temporary .mp4", interval=0.001)[0]
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)

@@ -392,8 +392,8 @@ def test_headless_places_several_takes_one_after_another(character_blend, tmp_pa
     a = save_motion(smooth_motion(30, seed=1), tmp_path / "a.npz")
     b = save_motion(smooth_motion(45, seed=2), tmp_path / "b.csv")  # Live Link CSV works as input too
     out = tmp_path / "out.blend"
-    assert headless.main(["--scene", character_blend, "--motion", str(a), "--motion", str(b), "--gap", "10",
-                          "--save", str(out)]) == 0
+    assert headless.main(["--character", character_blend, "--motion", str(a), "--motion", str(b), "--gap", "10",
+                          "--out", str(out), "--out", str(tmp_path / "curves" / "{stem}.npz")]) == 0
     assert "a: frames 1-30" in capsys.readouterr().out
     bpy.ops.wm.open_mainfile(filepath=str(out))
     key = bpy.data.objects["TalkRigHead"].data.shape_keys
@@ -402,18 +402,17 @@ def test_headless_places_several_takes_one_after_another(character_blend, tmp_pa
     assert strips == [(1, "a"), (41, "b")]
     assert key.animation_data.action.name == "UserFace"  # several takes go to NLA; the user's Action stays
     assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) == (1, 85)
+    # a motion --out pattern writes one file per take
+    from rig_mapping.formats import load_motion
+
+    assert [load_motion(tmp_path / "curves" / f"{n}.npz").n_frames for n in "ab"] == [30, 45]
 
 
-def test_headless_demo_head_from_a_motion_file(tmp_path, capsys):
-    import json
-
+def test_headless_never_writes_over_its_own_input(character_blend, tmp_path, capsys):
     from blender_addon import headless
     from rig_mapping.formats import save_motion
 
-    m = save_motion(smooth_motion(30), tmp_path / "m.npz")
-    assert headless.main(["--demo-head", "--fps", "30", "--motion", str(m), "--json"]) == 0
-    out = capsys.readouterr().out
-    summary = json.loads(out[out.index("{"):])
-    assert summary["target"] == "TalkRigHead" and summary["takes"][0]["frame_end"] == 30
-    assert headless.main(["--demo-head"]) == 1
-    assert "nothing to animate" in capsys.readouterr().err
+    a = save_motion(smooth_motion(30), tmp_path / "a.npz")
+    before = a.read_bytes()
+    assert headless.main(["--character", character_blend, "--motion", str(a), "--out", str(a), "--overwrite"]) == 1
+    assert "is one of the input recordings" in capsys.readouterr().err and a.read_bytes() == before

@@ -41,6 +41,7 @@ def test_zip_is_self_contained(linux_zip):
     for needed in ("_vendor/rig_mapping/motion.py", "_vendor/rig_mapping/profiles/suffix_lr.toml",
                    "_vendor/motion_server/client.py", "_vendor/motion_server/protocol.py",
                    "_vendor/motion_server/options.py",  # the option table the protocol and panel read
+                   "_vendor/motion_server/animate/plan.py",  # output rules the runner shares with animate
                    "_vendor/rig_mapping/profiles/bones_head_neck_jaw.toml"):
         assert needed in names, needed
     wheels = sorted(n for n in names if n.startswith("wheels/"))
@@ -114,6 +115,11 @@ _INSTALL_SCRIPT = textwrap.dedent(r"""
         res["generate_error"] = None
     except RuntimeError as e:
         res["generate_error"] = str(e)
+    # the batch runner as `blender -b -c talkrig` calls it, from the installed extension (vendored deps)
+    runner = sys.modules[mod_name + ".headless"]
+    res["runner_module"] = runner.plan.__name__
+    res["runner"] = runner.cli_main(["--motion", npz, "--character", "demo", "--out", str(Path(out_dir) / "cli.blend"),
+                                     "--out", str(Path(out_dir) / "cli.csv")])
     res["disable"] = sorted(bpy.ops.preferences.addon_disable(module=mod_name))
     res["disabled"] = mod_name not in bpy.context.preferences.addons
     print("RESULT" + json.dumps(res))
@@ -151,5 +157,7 @@ def test_installs_enables_and_operators_run(linux_zip, tmp_path):
     assert res["fbx"] == ["FINISHED"] and res["fbx_exists"]
     assert res["csv"] == ["FINISHED"] and (tmp_path / "take.csv").is_file()
     assert res["generate_poll"] is False
+    assert res["runner_module"] == "bl_ext.user_default.talkrig._vendor.motion_server.animate.plan"
+    assert res["runner"] == 0 and (tmp_path / "cli.blend").is_file() and (tmp_path / "cli.csv").is_file()
     assert res["generate_error"] is not None and "talkrig serve" in res["generate_error"]
     assert res["disable"] == ["FINISHED"] and res["disabled"]

@@ -142,8 +142,8 @@ def test_headless_runner_generates_and_exports(server_address, audio_file, tmp_p
     blend = tmp_path / "char.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     fbx, out_blend = tmp_path / "take.fbx", tmp_path / "animated.blend"
-    argv = ["--scene", str(blend), "--audio", str(audio_file), "--server", server_address, "--fps", "24",
-            "--fbx", str(fbx), "--save", str(out_blend), "--json"]
+    argv = [str(audio_file), "--character", str(blend), "--server", server_address, "--fps", "24",
+            "--out", str(fbx), "--out", str(out_blend), "--json"]
     assert headless.main(argv) == 0
     out = capsys.readouterr().out  # Blender's own log lines come first; the JSON summary is printed last
     summary = json.loads(out[out.index("\n{\n") + 1 if not out.startswith("{") else 0:])
@@ -230,8 +230,8 @@ def test_registered_cli_command_runs_end_to_end(server_address, audio_file, tmp_
     try:
         command = registered["talkrig"]
         glb = tmp_path / "line.glb"
-        rc = command(["--demo-head", "--fps", "30", "--audio", str(audio_file), "--server", server_address,
-                      "--gltf", str(glb), "--json"])
+        rc = command([str(audio_file), "--character", "demo", "--server", server_address, "--out", str(glb),
+                      "--json"])
         out = capsys.readouterr().out
         assert rc == 0, out
         summary = json.loads(out[out.index("\n{\n") + 1 if not out.startswith("{") else 0:])
@@ -259,8 +259,8 @@ def test_headless_stops_the_server_it_started(audio_file, tmp_path, capsys):
     from blender_addon import headless, server_link
 
     address = f"tcp://127.0.0.1:{free_port()}"
-    argv = ["--demo-head", "--audio", str(audio_file), "--server", address, "--start-server",
-            "--python", sys.executable, "--engine", "energy", "--save", str(tmp_path / "a.blend")]
+    argv = [str(audio_file), "--character", "demo", "--server", address, "--start-server",
+            "--python", sys.executable, "--engine", "energy", "--out", str(tmp_path / "a.blend")]
     try:
         assert headless.main(argv) == 0, capsys.readouterr().err
         assert (tmp_path / "a.blend").is_file()

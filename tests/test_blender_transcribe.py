@@ -254,7 +254,8 @@ def test_headless_no_transcribe_animates_from_the_audio_alone(server, tmp_path, 
 
     audio = tmp_path / "hello.flac"  # no hello.txt beside it
     shutil.copy(HELLO, audio)
-    argv = ["--demo-head", "--audio", str(audio), "--server", server.address, "--no-transcribe", "--json"]
+    argv = [str(audio), "--character", "demo", "--server", server.address, "--no-transcribe", "--json",
+            "--out", str(tmp_path / "hello.blend")]
     assert headless.main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     (take,) = json.loads(out[out.index("\n{\n") + 1 if not out.startswith("{") else 0:])["takes"]

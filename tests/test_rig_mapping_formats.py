@@ -470,3 +470,24 @@ def test_written_files_follow_the_umask_not_private_temp_permissions(tmp_path) -
     finally:
         os.umask(old)
     assert (os.stat(out).st_mode & 0o777) == 0o644
+
+
+def test_a_style_value_is_a_preset_or_a_reference_clip_read_here(tmp_path, monkeypatch):
+    """One rule for every command (`talkrig generate/animate`, the Blender runner): a path is read as a
+    clip (a server may not see this machine's files), a name is a preset for the engine."""
+    from rig_mapping.formats import style_reference
+
+    monkeypatch.chdir(tmp_path)
+    w = np.zeros((20, 52), np.float32)
+    w[:, ARKIT_INDEX["jawOpen"]] = 0.5
+    save_motion(FaceMotion.from_arrays(w, fps=30), tmp_path / "calm.csv")
+    assert style_reference("calm.csv").weights[0, ARKIT_INDEX["jawOpen"]] == pytest.approx(0.5)
+    for preset in ("happy:3", "predicted", None, ""):
+        assert style_reference(preset) is None
+    (tmp_path / "takes").mkdir()
+    for bad, why in (("takes/", "is a folder"), ("gone.npz", "not found"), ("notes/clip.txt", "not found")):
+        with pytest.raises(ValueError, match=why):
+            style_reference(bad)
+    (tmp_path / "clip.txt").write_text("x")
+    with pytest.raises(ValueError, match="a style reference is a motion file"):
+        style_reference("clip.txt")

@@ -1,3 +1,3 @@
 """`talkrig animate`: audio files in; motion files, animated characters (.glb/.gltf/.fbx/.blend) and preview
 videos out. ``plan`` names the outputs, ``generate`` runs the engine, ``blender_bridge`` drives the Blender
-child process (``blender_addon.animate_job``), ``run`` ties them together."""
+child process (the batch runner ``blender_addon.headless``), ``run`` ties them together."""

@@ -1,5 +1,7 @@
-"""Run the Blender half of `talkrig animate` in ONE child process (``python -m blender_addon.animate_job``)
-so motion_server never imports bpy, and read its progress back.
+"""Run the Blender half of `talkrig animate` in ONE child process, the batch runner
+(``python -m blender_addon.headless --jobs FILE``), so motion_server never imports bpy, and read its
+progress back. Each job is the runner's own flags (the names `talkrig animate` takes) plus its take: the
+motion generated here and the audio it was made from.
 
 The child prints ordinary Blender chatter on stdout too; only lines starting with ``PROGRESS_PREFIX``
 carry JSON events: {"type": "start"|"stage"|"frames"|"done"|"error", "job": index, ...}.
@@ -13,13 +15,14 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rig_mapping.atomic import scratch_dir
 
-PROGRESS_PREFIX = "@talkrig "
+from .plan import DEMO_CHARACTER, JOBS_VERSION, PROGRESS_PREFIX
+
 EventFn = Callable[[dict[str, Any]], None]
 
 
@@ -32,11 +35,25 @@ class BlenderJob:
     name: str  # take / Action name
     out: str | None = None  # .glb/.gltf/.fbx/.blend, or None (render only)
     render: str | None = None  # .mp4 or None
-    character: str | None = None  # None: the bundled demo head
+    character: str = DEMO_CHARACTER  # a .blend/.glb/.gltf/.fbx, or the bundled demo head
+    target: str | None = None  # object name of the character (None: found by its shape keys)
+    profile: str | None = None  # mapping profile: preset name or file (None: automatic)
     resolution: tuple[int, int] = (480, 480)
     samples: int | None = None  # None: the render engine's default
     render_engine: str = "workbench"
     overwrite: bool = False
+
+    def spec(self) -> dict[str, Any]:
+        """This job in the runner's job file: its command-line flags and its one take."""
+        argv = ["--character", self.character]
+        for flag, value in (("--target", self.target), ("--profile", self.profile), ("--out", self.out),
+                            ("--render", self.render), ("--samples", self.samples)):
+            if value is not None:
+                argv += [flag, str(value)]
+        argv += ["--resolution", "x".join(map(str, self.resolution)), "--render-engine", self.render_engine]
+        if self.overwrite:
+            argv.append("--overwrite")
+        return {"argv": argv, "takes": [{"name": self.name, "motion": self.motion, "audio": self.audio}]}
 
 
 @dataclass
@@ -60,12 +77,12 @@ def run_blender_jobs(jobs: list[BlenderJob], on_event: EventFn | None = None,
     scratch = scratch_dir("jobs") if workdir is None else tempfile.TemporaryDirectory(prefix="talkrig_jobs_", dir=workdir)
     with scratch as tmp:
         spec = Path(tmp) / "jobs.json"
-        spec.write_text(json.dumps({"version": 1, "jobs": [asdict(j) for j in jobs]}, indent=1))
+        spec.write_text(json.dumps({"version": JOBS_VERSION, "jobs": [j.spec() for j in jobs]}, indent=1))
         errlog = Path(tmp) / "stderr.txt"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(errlog, "w+") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "blender_addon.animate_job", "--jobs", str(spec)],
+                [sys.executable, "-m", "blender_addon.headless", "--jobs", str(spec)],
                 stdout=subprocess.PIPE, stderr=err, text=True, env=env, bufsize=1,
             )
             try:

@@ -108,29 +108,13 @@ def make_pipeline(engine: str, model: str | None = None, device: str | None = No
 def load_style_reference(options: GenerateOptions) -> GenerateOptions:
     """A ``style`` naming an existing motion file (.csv Live Link Face, .npz, .json) becomes
     ``style_reference`` data, so it also works through a server that cannot see this machine's files."""
-    from rig_mapping.formats import FORMATS, load_motion
+    from rig_mapping.formats import style_reference
 
-    style = options.style
-    if style and _names_a_file(style):
-        p = Path(style)
-        if p.is_dir():
-            raise ValueError(f"{p} is a folder; give a motion file ({', '.join(FORMATS)}) or a preset name")
-        if not p.is_file():
-            raise ValueError(f"style reference file not found: {p}")
-        if p.suffix.lower() not in FORMATS:
-            raise ValueError(f"{p}: a style reference is a motion file ({', '.join(FORMATS)})")
-        options.style_reference = load_motion(style)
+    clip = style_reference(options.style)
+    if clip is not None:
+        options.style_reference = clip
         options.style = None
     return options
-
-
-def _names_a_file(style: str) -> bool:
-    """A style that is a path rather than a preset ('happy:3', 'predicted'): a motion suffix, a path
-    separator, or an existing file (a bare folder name could be a preset and is left to the engine)."""
-    from rig_mapping.formats import FORMATS
-
-    p = Path(style)
-    return p.suffix.lower() in FORMATS or "/" in style or "\\" in style or p.is_file()
 
 
 class _Event:

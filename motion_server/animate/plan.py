@@ -1,6 +1,8 @@
-"""Which files `talkrig animate` reads and writes: input expansion, output naming, overwrite checks.
+"""Which files `talkrig animate` and the Blender batch runner (blender_addon.headless) read and write:
+input expansion, output naming, overwrite checks, preview settings.
 
-Pure path logic (no audio, no torch, no bpy) so every rule here is cheap to test.
+Pure path logic (no audio, no torch, no bpy) so every rule here is cheap to test; the Blender extension
+carries a copy of this module, so both commands name and protect their outputs by the same rules.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ MOTION_SUFFIXES = (".npz", ".csv", ".json")
 # Written by the Blender job (character + keyed Action).
 SCENE_SUFFIXES = (".glb", ".gltf", ".fbx", ".blend")
 CHARACTER_SUFFIXES = (".blend", ".glb", ".gltf", ".fbx")
+DEMO_CHARACTER = "demo"  # --character demo: the bundled demo head
 DEFAULT_OUT_DIR = Path("talkrig_out")
 DEFAULT_SUFFIX = ".glb"
 RENDER_NEXT_TO_OUT = "auto"  # --render given without a path
+RENDER_ENGINES = ("workbench", "cycles", "eevee")
+# The job file `talkrig animate` hands the Blender runner (python -m blender_addon.headless --jobs FILE):
+# {"version": JOBS_VERSION, "jobs": [{"argv": [runner flags], "takes": [{"name", "motion", "audio"}]}]};
+# the runner reports on stdout in lines PROGRESS_PREFIX + json.
+JOBS_VERSION = 2
+PROGRESS_PREFIX = "@talkrig "
 
 
 class PlanError(ValueError):
@@ -130,6 +139,57 @@ def _companion(out: Path | None) -> Path | None:
     return out.with_suffix(".bin") if out is not None and out.suffix.lower() == ".gltf" else None
 
 
+def out_path(spec: str | Path | None, stem: str, n_inputs: int) -> Path:
+    """Where ``--out`` puts the output for the input named ``stem``: ``spec`` as a file (one input), a
+    folder (``<folder>/<stem>.glb``) or a pattern with {stem}; None: ./talkrig_out/<stem>.glb."""
+    return _target(Path(spec) if spec is not None else None, stem, n_inputs, MOTION_SUFFIXES + SCENE_SUFFIXES,
+                   DEFAULT_SUFFIX, "--out")
+
+
+def render_path(render: str | Path | None, out: Path | None, stem: str, n_inputs: int) -> Path | None:
+    """Where ``--render`` puts the preview: given as file/folder/pattern, or ``auto`` (the flag without
+    a path): next to ``out`` as <stem>.mp4."""
+    if render is None:
+        return None
+    if render == RENDER_NEXT_TO_OUT:
+        return (out if out is not None else DEFAULT_OUT_DIR / stem).with_suffix(".mp4")
+    return _target(Path(render), stem, n_inputs, (".mp4",), ".mp4", "--render")
+
+
+class OutputGuard:
+    """Refuses outputs that would destroy something: an input (``inputs``: the recordings, motion files),
+    a file the run only reads (``read_files``: the character, a style clip, a profile; never written, even
+    with ``overwrite``), an existing file without ``overwrite``, or a file another input already writes."""
+
+    def __init__(self, inputs: list[Path], read_files: tuple[str | Path | None, ...] = (),
+                 overwrite: bool = False) -> None:
+        self.sources = {Path(a).resolve() for a in inputs}
+        self.read = {Path(f).resolve(): Path(f) for f in read_files if f}
+        self.overwrite = overwrite
+        self.claimed: dict[Path, Path] = {}  # output -> the input that writes it
+
+    def problem(self, out: Path | None, owner: Path) -> str | None:
+        """Why ``out`` (and the .bin beside a .gltf) cannot be written for ``owner``; None: it can, and
+        is now claimed by ``owner``."""
+        for p in (out, _companion(out)):
+            if p is None:
+                continue
+            key = p.resolve()
+            if key in self.sources:
+                return f"its output {p} is one of the input recordings or motion files; choose another output name"
+            if key in self.read:
+                return f"its output {p} is a file this run reads ({self.read[key]}); choose another output name"
+            if key in self.claimed:
+                return (f"its output {p} would also be written for {self.claimed[key]} (same file name): "
+                        "rename one input or use an --out pattern with a folder per input")
+            if p.exists() and not self.overwrite:
+                return f"{p} already exists; pass --overwrite to replace it"
+            if p.exists() and p.is_dir():
+                return f"{p} is a folder, not a file"
+            self.claimed[key] = owner
+        return None
+
+
 def plan(
     inputs: list[Path] | list[Line],
     out: str | Path | None,
@@ -144,52 +204,54 @@ def plan(
     ``overwrite``. A manifest :class:`Line` may name its own out/render file, which wins over the
     command line's."""
     lines = [x if isinstance(x, Line) else Line(audio=Path(x)) for x in inputs]
-    out_spec = Path(out) if out is not None else None
-    render_spec = None if render in (None, RENDER_NEXT_TO_OUT) else Path(render)
     n = len(lines)
     items: list[Item] = []
-    claimed: dict[Path, Path] = {}  # output -> the input that writes it
-    # never written, even with --overwrite (mp4/m4a inputs, the character, a style clip)
-    sources = {ln.audio.resolve() for ln in lines}
-    read = {Path(f).resolve(): Path(f) for f in (*read_files, *(ln.character for ln in lines)) if f}
+    guard = OutputGuard([ln.audio for ln in lines], (*read_files, *(ln.character for ln in lines)), overwrite)
     for line in lines:
-        audio = line.audio
-        item = Item(audio=audio, stem=audio.stem, transcript=line.transcript, style=line.style,
+        item = Item(audio=line.audio, stem=line.audio.stem, transcript=line.transcript, style=line.style,
                     character=line.character)
         items.append(item)
         if line.out is not None:
-            item.out = _target(line.out, item.stem, 1, MOTION_SUFFIXES + SCENE_SUFFIXES, DEFAULT_SUFFIX, "out")
-        elif out_spec is not None or (render is None and line.render is None):
-            item.out = _target(out_spec, item.stem, n, MOTION_SUFFIXES + SCENE_SUFFIXES, DEFAULT_SUFFIX, "--out")
-        if line.render is not None:
-            item.render = _target(line.render, item.stem, 1, (".mp4",), ".mp4", "render")
-        elif render == RENDER_NEXT_TO_OUT:
-            base = item.out if item.out is not None else DEFAULT_OUT_DIR / item.stem
-            item.render = base.with_suffix(".mp4")
-        elif render_spec is not None:
-            item.render = _target(render_spec, item.stem, n, (".mp4",), ".mp4", "--render")
-        for p in (item.out, _companion(item.out), item.render):
-            if p is None or item.error:
-                continue
-            key = p.resolve()
-            if key in sources:
-                item.error = f"its output {p} is one of the input recordings; choose another output name"
-            elif key in read:
-                item.error = f"its output {p} is a file this run reads ({read[key]}); choose another output name"
-            elif key in claimed:
-                item.error = (f"its output {p} would also be written for {claimed[key]} (same file name): "
-                              "rename one input or use an --out pattern with a folder per input")
-            elif p.is_file() and not overwrite:
-                item.error = f"{p} already exists; pass --overwrite to replace it"
-                item.existing = True
-            elif p.exists() and p.is_dir():
-                item.error = f"{p} is a folder, not a file"
-            else:
-                claimed[key] = audio
-                item.existing = item.existing or p.is_file()
+            item.out = out_path(line.out, item.stem, 1)
+        elif out is not None or (render is None and line.render is None):
+            item.out = out_path(out, item.stem, n)
+        item.render = (render_path(line.render, item.out, item.stem, 1) if line.render is not None
+                       else render_path(render, item.out, item.stem, n))
+        for p in (item.out, item.render):
+            if item.error is None:
+                item.error = guard.problem(p, line.audio)
+        item.existing = any(q.is_file() for q in outputs_of(item))
     return items
 
 
 def outputs_of(item: Item) -> list[Path]:
     """The files an input writes (a .gltf's .bin included)."""
     return [p for p in (item.out, _companion(item.out), item.render) if p is not None]
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """``--resolution WxH`` -> (w, h): even sides from 16 to 8192 (H.264 needs even sizes)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise PlanError(f"--resolution {text!r}: write it as WIDTHxHEIGHT, e.g. 480x480") from None
+    if w < 16 or h < 16 or w % 2 or h % 2 or w > 8192 or h > 8192:
+        raise PlanError(f"--resolution {w}x{h}: both sides must be even numbers from 16 to 8192 (H.264 needs even sizes)")
+    return w, h
+
+
+def check_samples(samples: int | None) -> None:
+    if samples is not None and samples < 1:
+        raise PlanError(f"--samples {samples}: needs at least 1 sample")
+
+
+def check_character(path: str | None) -> None:
+    """``--character``: 'demo' or an existing .blend/.glb/.gltf/.fbx file."""
+    if path is None or path == DEMO_CHARACTER:
+        return
+    p = Path(path)
+    if p.suffix.lower() not in CHARACTER_SUFFIXES:
+        raise PlanError(f"--character {p}: use a {', '.join(CHARACTER_SUFFIXES)} file, or '{DEMO_CHARACTER}' "
+                        "for the bundled demo head")
+    if not p.is_file():
+        raise PlanError(f"--character {p}: file not found")

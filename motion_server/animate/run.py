@@ -33,7 +33,16 @@ from rig_mapping.formats import save_motion
 from .blender_bridge import BlenderJob
 from .generate import bundled_checkpoint, load_style_reference, resolve_engine_name
 from .ledger import Ledger, file_digest, folder_digest, settings_key
-from .plan import CHARACTER_SUFFIXES, MOTION_SUFFIXES, Item, PlanError, expand_lines, outputs_of, plan
+from .plan import (
+    DEMO_CHARACTER,
+    MOTION_SUFFIXES,
+    Item,
+    PlanError,
+    check_character,
+    expand_lines,
+    outputs_of,
+    plan,
+)
 from .workers import (
     Backend,
     BlenderDone,
@@ -68,6 +77,8 @@ class Settings:
     retries: int = 2  # more tries for an input whose worker died
     force: bool = False  # make outputs again even when the ledger says they are up to date
     report: str | None = None  # JSON report of every input
+    target: str | None = None  # object name of the character in --character (None: found by its shape keys)
+    profile: str | None = None  # mapping profile: preset name or .toml/.json file (None: automatic)
 
 
 @dataclass
@@ -85,36 +96,18 @@ class Outcome:
     seconds: float = 0.0  # spent on this input by its workers
 
 
-def parse_resolution(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise PlanError(f"--resolution {text!r}: write it as WIDTHxHEIGHT, e.g. 480x480") from None
-    if w < 16 or h < 16 or w % 2 or h % 2 or w > 8192 or h > 8192:
-        raise PlanError(f"--resolution {w}x{h}: both sides must be even numbers from 16 to 8192 (H.264 needs even sizes)")
-    return w, h
-
-
-def _check_character(path: str | None) -> None:
-    if path is None:
-        return
-    p = Path(path)
-    if p.suffix.lower() not in CHARACTER_SUFFIXES:
-        raise PlanError(f"--character {p}: use a {', '.join(CHARACTER_SUFFIXES)} file")
-    if not p.is_file():
-        raise PlanError(f"--character {p}: file not found")
-
-
 def animate(s: Settings, log: Callable[..., None] = print) -> int:
     """Returns 0 when every input succeeded (or was already up to date), 1 when some failed, 2 for
     unusable arguments, 130 after Ctrl-C."""
     try:
         lines, notes = expand_lines(s.inputs)
-        _check_character(s.character)
+        check_character(s.character)
         for ln in lines:
             if ln.character is not None:
-                _check_character(str(ln.character))
-        items = plan(lines, s.out, s.render, s.overwrite, read_files=(s.character, s.style_file))
+                check_character(str(ln.character))
+        profile_file = _check_profile(s.profile)
+        items = plan(lines, s.out, s.render, s.overwrite,
+                     read_files=(_character_file(s.character), s.style_file, profile_file))
         if any(it.render is not None for it in items) and shutil.which("ffmpeg") is None:
             raise PlanError("--render needs ffmpeg to write the video (sudo apt-get install ffmpeg); "
                             "leave out --render to write only the animation")
@@ -128,9 +121,10 @@ def animate(s: Settings, log: Callable[..., None] = print) -> int:
         return 2
     for n in notes:
         log(n)
-    if s.character and not any(it.needs_blender for it in items):
-        log(f"note: --character is only used for .glb/.gltf/.fbx/.blend output or --render; "
-            f"{Path(s.character).name} is not needed for {', '.join(MOTION_SUFFIXES)} files")
+    unused = [f for f, v in (("--character", s.character), ("--target", s.target), ("--profile", s.profile)) if v]
+    if unused and not any(it.needs_blender for it in items):
+        log(f"note: {', '.join(unused)} only matter for .glb/.gltf/.fbx/.blend output or --render; "
+            f"{', '.join(MOTION_SUFFIXES)} files hold the motion alone")
 
     engine_name, notice = resolve_engine_name(s.engine, s.model)
     if notice and not s.server:
@@ -190,6 +184,30 @@ def animate(s: Settings, log: Callable[..., None] = print) -> int:
     return 0 if all(o.error is None for o in outcomes) else 1
 
 
+def _check_profile(profile: str | None) -> str | None:
+    """Refuse an unknown preset or a broken profile file before any work; the file path (never
+    written), or None."""
+    if profile is None:
+        return None
+    from rig_mapping.profile import ProfileError, load_profile
+
+    try:
+        load_profile(profile)
+    except (ProfileError, OSError, ValueError) as exc:
+        raise PlanError(f"--profile {profile}: {exc}") from None
+    return profile if Path(profile).is_file() else None
+
+
+def _character_file(character: str | Path | None) -> str | None:
+    return None if character is None or str(character) == DEMO_CHARACTER else str(character)
+
+
+def _abs_character(character: str | Path | None) -> str:
+    # the Blender child runs in another folder's terms: hand it absolute paths
+    file = _character_file(character)
+    return str(Path(file).resolve()) if file else DEMO_CHARACTER
+
+
 def _check_engine(spec: EngineSpec) -> None:
     from .workers import _generator
 
@@ -199,7 +217,7 @@ def _check_engine(spec: EngineSpec) -> None:
 def _key(item: Item, s: Settings, spec: EngineSpec) -> str:
     """What makes this input's outputs: when it is unchanged, so are they."""
     options = _options_for(item, s)
-    character = item.character or (Path(s.character) if s.character else None)
+    character = _character_file(item.character or s.character)
     parts: dict[str, Any] = {
         "talkrig": __version__,
         "audio": file_digest(item.audio) if item.audio.is_file() else str(item.audio),
@@ -389,12 +407,12 @@ class _Scheduler:
         for p in (blend_out, it.render):
             if p is not None:
                 p.parent.mkdir(parents=True, exist_ok=True)
-        character = it.character or (Path(s.character) if s.character else None)
         return BlenderJob(
             motion="", audio=str(it.audio.resolve()), name=it.stem,
             out=str(blend_out.resolve()) if blend_out else None,
             render=str(it.render.resolve()) if it.render else None,
-            character=str(character.resolve()) if character else None,
+            character=_abs_character(it.character or s.character), target=s.target,
+            profile=str(Path(s.profile).resolve()) if s.profile and Path(s.profile).is_file() else s.profile,
             resolution=s.resolution, samples=s.samples, render_engine=s.render_engine,
             overwrite=s.overwrite or it.existing,
         )

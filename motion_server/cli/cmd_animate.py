@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from motion_server.animate.plan import DEMO_CHARACTER, RENDER_ENGINES, RENDER_NEXT_TO_OUT
 from motion_server.cli.controls import add_generation_controls, generate_options
 from motion_server.client import DEFAULT_ADDRESS
 from motion_server.engine.registry import ENGINE_NAMES
@@ -13,7 +14,8 @@ from motion_server.engine.registry import ENGINE_NAMES
 EPILOG = """\
 outputs (by --out suffix):
   .glb .gltf .fbx .blend   the character (default: the bundled demo head) with the motion keyed into
-                           a new Action, written by a Blender child process
+                           a new Action, written by a Blender child process (the batch runner
+                           `python -m blender_addon.headless`, whose flags have the same names)
   .npz .csv .json          motion curves only: TalkRig npz, Live Link Face CSV, Audio2Face JSON
   one input: --out is the file; several inputs (files or folders): --out is a folder or a pattern
   such as 'out/{stem}.fbx'. Default: ./talkrig_out/<stem>.glb (none when only --render is given).
@@ -49,14 +51,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="audio files (wav, flac, mp3, m4a, ogg, opus...), folders of them, or a .csv/.json manifest")
     io = p.add_argument_group("files")
     io.add_argument("--out", "-o", metavar="PATH", help="output file, folder or {stem} pattern (see below)")
-    io.add_argument("--character", metavar="FILE", help="character to animate (.blend/.glb/.gltf/.fbx); default: the bundled demo head")
+    io.add_argument("--character", metavar=f"FILE|{DEMO_CHARACTER}",
+                    help=f"character to animate (.blend/.glb/.gltf/.fbx), or '{DEMO_CHARACTER}': the bundled demo head "
+                         "(the default)")
     io.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    io.add_argument("--target", metavar="OBJECT",
+                    help="object name of the character in --character (default: the first with ARKit-like shape "
+                         "keys or head/jaw bones)")
+    io.add_argument("--profile", metavar="NAME|FILE",
+                    help="mapping profile onto the character: preset name or .toml/.json file (default: automatic)")
     rnd = p.add_argument_group("preview video")
-    rnd.add_argument("--render", nargs="?", const="auto", metavar="OUT.mp4",
+    rnd.add_argument("--render", nargs="?", const=RENDER_NEXT_TO_OUT, metavar="OUT.mp4",
                      help="also render an H.264/AAC preview; without a path it goes next to --out as <stem>.mp4")
     rnd.add_argument("--resolution", default="480x480", metavar="WxH", help="preview size (default 480x480)")
     rnd.add_argument("--samples", type=int, help="Cycles samples (default 16) / Workbench anti-aliasing samples (default: FXAA)")
-    rnd.add_argument("--render-engine", choices=("workbench", "cycles", "eevee"), default="workbench",
+    rnd.add_argument("--render-engine", choices=RENDER_ENGINES, default="workbench",
                      help="workbench (fast, default), cycles (CPU path tracing) or eevee (needs a GPU: minutes per frame without one)")
     bat = p.add_argument_group("batch")
     bat.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
@@ -88,14 +97,13 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from motion_server.animate.generate import load_style_reference
-    from motion_server.animate.plan import PlanError
-    from motion_server.animate.run import Settings, animate, parse_resolution
+    from motion_server.animate.plan import PlanError, check_samples, parse_resolution
+    from motion_server.animate.run import Settings, animate
 
     try:
         resolution = parse_resolution(args.resolution)
         # --fps and --steps are range-checked by their argparse types (the option table)
-        if args.samples is not None and args.samples < 1:
-            raise PlanError(f"--samples {args.samples}: needs at least 1 sample")
+        check_samples(args.samples)
         if args.jobs > 1 and args.ray:
             raise PlanError("--jobs and --ray: choose one (Ray decides its own workers)")
         if args.transcript and (len(args.inputs) > 1 or Path(args.inputs[0]).is_dir()):
@@ -118,5 +126,6 @@ def run(args: argparse.Namespace) -> int:
         transcript_files=args.transcript_files, asr_model=args.asr_model,
         style_file=style_file if options.style_reference is not None else None,
         jobs=args.jobs, ray=args.ray, retries=args.retries, force=args.force, report=args.report,
+        target=args.target, profile=args.profile,
     )
     return animate(settings)

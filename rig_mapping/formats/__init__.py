@@ -62,8 +62,32 @@ def save_motion(motion: FaceMotion, path: str | Path, overwrite: bool = False, *
     return format_for(path).write(motion, path, overwrite=overwrite, **options)
 
 
+def names_motion_file(style: str) -> bool:
+    """Whether a ``--style`` value is a path rather than a preset ('happy:3', 'predicted'): a motion
+    suffix, a path separator, or an existing file (a bare folder name could be a preset)."""
+    p = Path(style)
+    return p.suffix.lower() in FORMATS or "/" in style or "\\" in style or p.is_file()
+
+
+def style_reference(style: str | None) -> FaceMotion | None:
+    """The reference clip a ``style`` value names (read here, so it also works through a server that
+    cannot see this machine's files), or None when it is a preset name. ValueError says what is wrong
+    with a path that is no usable motion file."""
+    if not style or not names_motion_file(style):
+        return None
+    p = Path(style)
+    if p.is_dir():
+        raise ValueError(f"{p} is a folder; give a motion file ({', '.join(FORMATS)}) or a preset name")
+    if not p.is_file():
+        raise ValueError(f"style reference file not found: {p}")
+    if p.suffix.lower() not in FORMATS:
+        raise ValueError(f"{p}: a style reference is a motion file ({', '.join(FORMATS)})")
+    return load_motion(p)
+
+
 __all__ = [
-    "FORMATS", "FormatError", "MotionFormat", "format_for", "load_motion", "save_motion",
+    "FORMATS", "FormatError", "MotionFormat", "format_for", "load_motion", "names_motion_file", "save_motion",
+    "style_reference",
     "load_npz", "save_npz", "read_livelink_csv", "write_livelink_csv",
     "read_audio2face_json", "write_audio2face_json",
 ]
