@@ -15,6 +15,7 @@ import os
 import socket
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -176,8 +177,11 @@ class LocalBackend:
         self.restart()
 
     def restart(self) -> None:
-        """A fresh pool after a worker died (a dead process breaks a ProcessPoolExecutor for good)."""
+        """A fresh pool after a worker died (a dead process breaks a ProcessPoolExecutor for good). Every
+        task the broken pool held fails and asks for this: only the first call replaces it."""
         if self._pool is not None:
+            if not getattr(self._pool, "_broken", False):
+                return
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self.workers == 1:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="talkrig-motion")
@@ -190,7 +194,11 @@ class LocalBackend:
         assert self._pool is not None
         if self.workers == 1:
             return self._pool.submit(motion_task, spec, task, self.progress, self._cancel)
-        return self._pool.submit(motion_task, spec, task)
+        try:
+            return self._pool.submit(motion_task, spec, task)
+        except BrokenProcessPool:  # a worker died since the last result was read
+            self.restart()
+            return self._pool.submit(motion_task, spec, task)
 
     def submit_blender(self, task: BlenderTask) -> Future[BlenderDone]:
         return self._blender.submit(blender_task, task)
