@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waiting import wait_until
 
 from rig_mapping import FaceMotion
 from rig_mapping.atomic import (
@@ -40,17 +41,6 @@ CLIP = REPO / "examples" / "hello_flite.flac"  # 1.4 s
 
 def temps(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if is_temp_name(p.name))
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.002):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = condition()
-        if got:
-            return got
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def dead_pid() -> int:
@@ -175,7 +165,7 @@ with atomic_output(sys.argv[1]) as tmp:
         while True:  # a long export: killed before it ends
             f.write(b"n" * 65536)
             f.flush()
-            time.sleep(0.01)
+            time.sleep(0.01)  # pacing the endless export the test kills, not synchronisation
 """
 
 
@@ -188,7 +178,7 @@ def test_sigkill_mid_write_keeps_the_old_file_and_the_next_run_sweeps_the_temp(t
     child = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(dest)], cwd=REPO,
                              env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
-        tmp = wait_for(lambda: [p for p in out.iterdir() if is_temp_name(p.name) and p.stat().st_size > 300_000],
+        tmp = wait_until(lambda: [p for p in out.iterdir() if is_temp_name(p.name) and p.stat().st_size > 300_000],
                        60, "the writer's temporary file")[0]
     finally:
         child.send_signal(signal.SIGKILL)
@@ -223,7 +213,7 @@ def test_sigkill_mid_blender_export_keeps_the_old_glb_byte_identical(tmp_path: P
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
-        tmp = wait_for(lambda: [p for p in out.iterdir() if is_temp_name(p.name)], 500,
+        tmp = wait_until(lambda: [p for p in out.iterdir() if is_temp_name(p.name)], 500,
                        "the exporter's temporary file", interval=0.001)[0]
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
@@ -329,7 +319,7 @@ def test_ctrl_c_in_a_batch_prints_the_summary_and_keeps_finished_files(tmp_path:
                              "--out", "out/{stem}.npz"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
-        wait_for(lambda: (out / "take0.npz").exists(), 300, "the first finished file", interval=0.01)
+        wait_until(lambda: (out / "take0.npz").exists(), 300, "the first finished file", interval=0.01)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -375,7 +365,7 @@ def test_sigkill_mid_preview_mux_keeps_the_old_mp4_and_the_next_run_sweeps_every
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
-        tmp = wait_for(lambda: [p for p in out.iterdir() if is_temp_name(p.name)], 500,
+        tmp = wait_until(lambda: [p for p in out.iterdir() if is_temp_name(p.name)], 500,
                        "ffmpeg's temporary .mp4", interval=0.001)[0]
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
