@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -15,6 +16,29 @@ SHARED = Path(os.environ.get("TALKRIG_SHARED") or REPO.parent / "shared")
 @pytest.fixture(scope="session")
 def repo_dir() -> Path:
     return REPO
+
+
+class SpeechClip(NamedTuple):
+    path: Path
+    transcript: str
+
+
+def _shipped(name: str) -> SpeechClip:
+    audio = REPO / "examples" / name
+    return SpeechClip(audio, audio.with_suffix(".txt").read_text(encoding="utf-8").strip())
+
+
+@pytest.fixture(scope="session")
+def jfk() -> SpeechClip:
+    """Real speech shipped in the repository (examples/jfk.flac, 11 s, 16 kHz, and its transcript), for tests
+    that need some real recording: they run everywhere, ../shared or not."""
+    return _shipped("jfk.flac")
+
+
+@pytest.fixture(scope="session")
+def hello_flite() -> SpeechClip:
+    """The shipped 1.4 s Flite clip ("Hello from Talk Rig.") and its transcript: short synthetic speech."""
+    return _shipped("hello_flite.flac")
 
 
 @pytest.fixture(scope="session")

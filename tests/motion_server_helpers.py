@@ -112,7 +112,7 @@ class PacedEngine:
                 cancel.check()
             if progress:
                 progress(i / steps, "pacing")
-            time.sleep(self.tick_s)
+            time.sleep(self.tick_s)  # the engine's work, spread over time: what a test cancels or outlives
         return self.inner.generate(audio, sr, options, progress, cancel)
 
     def info(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""PocketSphinx alignment and phone recognition on real recordings from ../shared."""
+"""PocketSphinx alignment and phone recognition on real recordings: the shipped examples/jfk.flac, and\nreference alignments and long foreign speech from ../shared."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ def speech_dir(shared_dir):
 def clip(shared_dir, speech_manifest, name):
     entry = next(c for c in speech_manifest["clips"] if c["file"] == name)
     return load_audio(speech_dir(shared_dir) / name, sr=SR), entry
+
+
+def shipped(clip):
+    """A clip from examples/ and its transcript, in the shape clip() gives."""
+    return load_audio(clip.path, sr=SR), {"transcript": clip.transcript}
 
 
 def word_starts(phones):
@@ -54,8 +59,8 @@ def covered(phones, times):
     return np.mean([any(a - 0.02 <= t <= b + 0.02 for a, b in speech) for t in times])
 
 
-def test_jfk_alignment_covers_speech_and_places_words(shared_dir, speech_manifest):
-    x, entry = clip(shared_dir, speech_manifest, "whisper__jfk.flac")
+def test_jfk_alignment_covers_speech_and_places_words(jfk):
+    x, entry = shipped(jfk)
     phones = align_transcript(x, SR, entry["transcript"])
     assert phones[0].start == 0 and abs(phones[-1].end - x.size / SR) < 0.02
     assert all(b.start >= a.end - 1e-6 for a, b in zip(phones, phones[1:], strict=False))
@@ -81,8 +86,8 @@ def test_matches_reference_alignments(shared_dir, speech_manifest):
     assert frac > 0.9 and err < 0.05, (frac, err)
 
 
-def test_unknown_words_get_a_pronunciation_and_still_align(shared_dir, speech_manifest, caplog):
-    x, entry = clip(shared_dir, speech_manifest, "whisper__jfk.flac")
+def test_unknown_words_get_a_pronunciation_and_still_align(jfk, caplog):
+    x, entry = shipped(jfk)
     good = dict(word_starts(align_transcript(x, SR, entry["transcript"])))
     text = entry["transcript"].replace("Americans", "Amerrikanz")
     with caplog.at_level(logging.WARNING):
@@ -92,10 +97,10 @@ def test_unknown_words_get_a_pronunciation_and_still_align(shared_dir, speech_ma
     assert abs(ws["amerrikanz"] - good["americans"]) < 0.1 and abs(ws["ask"] - good["ask"]) < 0.1
 
 
-def test_other_sample_rates_align_the_same(shared_dir, speech_manifest):
+def test_other_sample_rates_align_the_same(jfk):
     from scipy.signal import resample_poly
 
-    x, e = clip(shared_dir, speech_manifest, "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav")
+    x, e = shipped(jfk)
     a = word_starts(align_transcript(x, SR, e["transcript"]))
     b = word_starts(align_transcript(resample_poly(x, 441, 160).astype(np.float32), 44100, e["transcript"]))
     assert [w for w, _ in a] == [w for w, _ in b]
@@ -112,8 +117,8 @@ def test_bad_transcripts_are_refused_clearly():
     assert guess_pronunciation("1234") is None
 
 
-def test_recognition_finds_speech_and_no_speech_in_silence(shared_dir, speech_manifest):
-    x, _ = clip(shared_dir, speech_manifest, "whisper__jfk.flac")
+def test_recognition_finds_speech_and_no_speech_in_silence(jfk):
+    x, _ = shipped(jfk)
     phones = recognise_phones(x, SR)
     assert abs(phones[-1].end - x.size / SR) < 0.02
     spoken = [p for p in phones if p.symbol != "SIL"]
@@ -135,11 +140,11 @@ def test_recognition_on_long_foreign_speech_is_chunked(shared_dir, speech_manife
     assert min(per_copy) > 0.6 * max(per_copy) and min(per_copy) > 20
 
 
-def test_results_do_not_depend_on_what_was_decoded_before(shared_dir, speech_manifest):
+def test_results_do_not_depend_on_what_was_decoded_before(jfk, hello_flite):
     # PocketSphinx keeps noise/cepstral-mean state between utterances; a server must still give the
     # same phones for the same clip whatever it processed earlier
-    x, e = clip(shared_dir, speech_manifest, "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav")
-    other, oe = clip(shared_dir, speech_manifest, "whisper__jfk.flac")
+    x, e = shipped(hello_flite)
+    other, oe = shipped(jfk)
     first_a, first_r = align_transcript(x, SR, e["transcript"]), recognise_phones(x, SR)
     align_transcript(other, SR, oe["transcript"])
     recognise_phones(other, SR)

@@ -39,7 +39,9 @@ def test_several_inputs_need_a_folder_or_pattern(tmp_path):
     items = plan([a, b], str(tmp_path / "{stem}_face.csv"), str(tmp_path / "vid" / "{stem}.mp4"), overwrite=False)
     assert [i.out.name for i in items] == ["a_face.csv", "b_face.csv"]
     assert [i.render.name for i in items] == ["a.mp4", "b.mp4"]
-    assert not items[0].needs_blender or items[0].render is not None
+    assert all(i.needs_blender for i in items), "a preview video is rendered in Blender, even beside a CSV"
+    [curves_only] = plan([a], str(tmp_path / "a.csv"), None, overwrite=False)
+    assert not curves_only.needs_blender
 
 
 def test_unknown_suffix_is_refused_with_the_choices(tmp_path):

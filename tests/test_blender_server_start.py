@@ -4,11 +4,12 @@ once, until it answers; a server that cannot start ends with its log and the fix
 
 from __future__ import annotations
 
+import signal
 import sys
-import time
 
 import pytest
 from motion_server_helpers import free_port
+from waiting import returns_within, wait_until
 
 from blender_addon import server_link
 
@@ -19,27 +20,31 @@ def _stop_what_we_started():
     server_link.stop_local()
 
 
-def _drive(start: server_link.LocalStart, limit_s: float = 120.0) -> tuple[int, float]:
-    """Tick like the modal timer does; returns (ticks, longest tick in seconds)."""
-    ticks, longest, t0 = 0, 0.0, time.monotonic()
-    while True:
-        t = time.monotonic()
-        ready = start.tick()
-        longest = max(longest, time.monotonic() - t)
+def _drive(start: server_link.LocalStart, limit_s: float = 120.0) -> int:
+    """Tick at the modal timer's cadence until the server answers; returns the number of ticks."""
+    ticks = 0
+
+    def tick() -> bool:
+        nonlocal ticks
         ticks += 1
-        if ready:
-            return ticks, longest
-        assert time.monotonic() - t0 < limit_s, "the server never answered"
-        time.sleep(0.1)
+        return start.tick()
+
+    wait_until(tick, limit_s, "the local server to answer", interval=0.1)
+    return ticks
 
 
 def test_local_start_polls_without_blocking_until_the_server_answers():
     address = f"tcp://127.0.0.1:{free_port()}"
     start = server_link.LocalStart(address, python=sys.executable, engine="energy")
     assert server_link.local_server_running()
-    ticks, longest = _drive(start)
-    assert ticks > 1, "a freshly launched server cannot answer at once: the first tick must not wait for it"
-    assert longest < 1.0, f"a tick blocked the UI for {longest:.2f} s"
+    # frozen, the server cannot answer: each tick must still return (not ready) instead of waiting for it
+    start.server.proc.send_signal(signal.SIGSTOP)
+    try:
+        for _ in range(3):
+            assert returns_within(start.tick, 30, "a tick while the server cannot answer") is False
+    finally:
+        start.server.proc.send_signal(signal.SIGCONT)
+    assert _drive(start) >= 1
     assert server_link.check(address)["engine"]
     # a second start while ours runs (Generate after Start) waits for the same process
     again = server_link.LocalStart(address, python=sys.executable, engine="energy")
@@ -77,20 +82,16 @@ def test_a_started_server_does_not_outlive_the_process_that_started_it():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     pid = int(r.stdout.split()[-1])
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        if _is_zombie(pid):
-            return
-        time.sleep(0.1)
-    os.kill(pid, 9)
-    pytest.fail("the local server kept running after the process that started it exited")
+    try:
+        # not our child (its parent has exited): /proc is the only way to see it go
+        wait_until(lambda: _is_zombie(pid), 15, "the local server to exit with the process that started it")
+    finally:
+        if not _is_zombie(pid):
+            os.kill(pid, 9)
 
 
 def _is_zombie(pid: int) -> bool:
+    """Gone, or a zombie: either way no longer running."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(") ")[1].startswith("Z")

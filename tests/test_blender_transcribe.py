@@ -6,11 +6,11 @@ come from small pure functions, tested without Blender."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 from blender_helpers import draw_panel
+from waiting import wait_until
 
 from blender_addon.core.transcript import (
     ALIGNER_LANGUAGES,
@@ -165,17 +165,17 @@ def test_non_blocking_transcribe_mirrors_progress_and_cancels(addon, server):
     s = addon
     client = server_link.client(server.address, 120.0)
     pending = PendingTranscribe(client.submit_transcribe(str(JFK)), replace=False)
-    deadline = time.monotonic() + DEADLINE_S
     seen = []
-    while pending.job.id is None and not pending.tick(s):  # until the server has accepted it
+
+    def accepted() -> bool:  # the modal timer's tick, until the server has accepted the job
+        done = pending.tick(s)
         seen.append(s.status)
-        assert time.monotonic() < deadline, "the server never accepted the job"
-        time.sleep(0.02)
-    assert seen and seen[0] == "submitted", "the first poll must return at once (non-blocking)"
+        return done or pending.job.id is not None
+
+    wait_until(accepted, DEADLINE_S, "the server to accept the job", interval=0.02)
+    assert seen[0] == "submitted", "the first poll must return at once (non-blocking)"
     pending.job.cancel()
-    while not pending.tick(s):
-        assert time.monotonic() < deadline, "the cancelled job never ended"
-        time.sleep(0.02)
+    wait_until(lambda: pending.tick(s), DEADLINE_S, "the cancelled job to end", interval=0.02)
     messages = []
     assert pending.finish(bpy.context, lambda level, msg: messages.append((level, msg))) == {"CANCELLED"}
     assert pending.job.status.state == "cancelled" and s.status == "transcribe cancelled"

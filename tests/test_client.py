@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import signal
 import sys
-import time
 
 import numpy as np
 import pytest
 from motion_server_helpers import PACED, ServerProcess, free_port, server_env, speech_like_wav
+from waiting import pump_until, returns_within, wait_until
 
 from motion_server.client import MotionClient
 from motion_server.client_process import start_local_server
@@ -31,24 +31,33 @@ def test_poll_never_blocks_and_reports_progress(paced) -> None:
     wav = speech_like_wav(1.5, seed=4)
     with MotionClient(paced.address, timeout_s=10) as c:
         job = c.submit(wav, {"steps": 10, "seed": 4})
-        states, fractions, slowest = [], [], 0.0
-        while True:
-            t0 = time.perf_counter()
+        states, fractions = [], []
+
+        def poll() -> bool:
             st = job.poll()
-            slowest = max(slowest, time.perf_counter() - t0)
             if not states or states[-1] != st.state:
                 states.append(st.state)
             fractions.append(st.fraction)
-            if st.state in ("done", "error", "cancelled"):
-                break
-            time.sleep(0.01)  # a bpy timer interval
-        assert slowest < 0.2, f"poll() blocked for {slowest * 1000:.0f} ms"
+            return st.state in ("done", "error", "cancelled")
+
+        wait_until(poll, 60, "the job to end, polled at a bpy timer's interval", interval=0.01)
         # the first poll may already have read the server's "accepted": submitted or queued
         assert states[0] in ("submitted", "queued") and states[-1] == "done" and "running" in states
         assert fractions == sorted(fractions) and fractions[-1] == 1.0
         assert job.result.n_frames == 45 and job.result.meta["seed"] == 4
         direct = c.generate(wav, {"steps": 1, "seed": 4})
         assert np.array_equal(direct.weights, job.result.weights)
+        # with the server frozen nothing can arrive: poll() still returns at once, every time, and the
+        # job stays as it was (a blocking poll would hang, or end the job with the 10 s timeout's error)
+        frozen = c.submit(wav, {"steps": 1, "seed": 5})
+        paced.proc.send_signal(signal.SIGSTOP)
+        try:
+            before = frozen.poll().state
+            seen = returns_within(lambda: {frozen.poll().state for _ in range(50)}, 30, "poll() on a frozen server")
+        finally:
+            paced.proc.send_signal(signal.SIGCONT)
+        assert seen <= {before, "queued", "running"} and not frozen.done, (before, seen, frozen.error)
+        assert frozen.wait(60).meta["seed"] == 5
 
 
 def test_generate_options_object_with_style_reference(paced) -> None:
@@ -90,11 +99,7 @@ def test_retry_after_a_stalled_server_runs_the_job_once(tmp_path) -> None:
             c.ping()
             s.proc.send_signal(signal.SIGSTOP)
             job = c.submit(speech_like_wav(1.0), {"seed": 21})
-            deadline = time.monotonic() + 2.6  # past the first 2 s try: a re-send has happened
-            while time.monotonic() < deadline:
-                job.poll()
-                time.sleep(0.02)
-            assert job.attempts >= 2
+            pump_until(c, lambda: job.attempts >= 2, 30, "the client to re-send after its first 2 s try")
             s.proc.send_signal(signal.SIGCONT)
             motion = job.wait(10)
             assert motion.meta["seed"] == 21
@@ -109,12 +114,11 @@ def test_retry_after_a_stalled_server_runs_the_job_once(tmp_path) -> None:
 
 def test_start_local_server_reports_a_failing_server(tmp_path, paced) -> None:
     paced_address = paced.address
-    t0 = time.monotonic()
     with pytest.raises(ClientError) as e:
         start_local_server(sys.executable, bind=f"tcp://127.0.0.1:{free_port()}", engine="no-such-engine",
-                           wait_s=30, log_path=tmp_path / "s.log", env=server_env())
+                           wait_s=120, log_path=tmp_path / "s.log", env=server_env())
+    # its exit is reported as such, not waited out until wait_s ("did not answer within 120 s")
     assert "exited with code 2" in str(e.value) and "unknown engine" in str(e.value)
-    assert time.monotonic() - t0 < 20
     with pytest.raises(ClientError, match="already answers"):
         start_local_server(sys.executable, bind=paced_address, engine="energy", wait_s=30,
                            log_path=tmp_path / "s2.log", env=server_env())

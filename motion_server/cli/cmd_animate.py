@@ -30,7 +30,7 @@ batches:
   replaced and its input retried (--retries); a failed input never stops the batch.
 
 examples:
-  talkrig animate examples/jfk.flac --out out/jfk.glb --render out/jfk.mp4
+  talkrig animate examples/hello_flite.flac --out out/hello.glb --render out/hello.mp4
   talkrig animate lines.csv --out 'out/{stem}.glb' --jobs 2 --report out/report.json
   talkrig animate dialogue/ --out 'out/{stem}.csv' --ray auto
   talkrig animate recordings/ --out 'out/{stem}.fbx' --character hero.blend
