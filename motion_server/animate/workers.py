@@ -157,6 +157,7 @@ def _init_worker(threads: int) -> None:
     # before torch or CTranslate2 load in this process: N workers share the cores instead of each
     # spinning up threads for all of them
     os.environ["TALKRIG_THREADS"] = str(threads)
+    os.environ["TALKRIG_BATCH_THREADS"] = str(threads)
     os.environ["TALKRIG_ASR_THREADS"] = str(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
@@ -237,7 +238,8 @@ class RayBackend:
         self._ray = ray
         self.notes: list[str] = []
         if not ray.is_initialized():
-            env = {"env_vars": {"TALKRIG_THREADS": "1", "TALKRIG_ASR_THREADS": "1", "OMP_NUM_THREADS": "1"}}
+            env = {"env_vars": {"TALKRIG_THREADS": "1", "TALKRIG_BATCH_THREADS": "1", "TALKRIG_ASR_THREADS": "1",
+                                "OMP_NUM_THREADS": "1"}}
             kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "runtime_env": env}
             if address == "auto":
                 try:
