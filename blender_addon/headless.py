@@ -5,7 +5,7 @@ files and an .mp4 preview. Its flags have the names `talkrig animate` uses (--ch
 Three ways in, one parser and the same steps (:func:`run_job`):
 - with the bpy wheel: ``python -m blender_addon.headless line.wav --character hero.blend --out line.fbx``
 - inside Blender, as the extension's CLI command: ``blender -b hero.blend -c talkrig line.wav --out line.glb``
-- a job file: ``python -m blender_addon.headless --jobs JOBS.json``, what `talkrig animate` runs after
+- a job file: ``python -m blender_addon.headless --job-file JOBS.json``, what `talkrig animate` runs after
   generating the motion itself: each job is the same flags (``argv``) plus its takes (a motion file and
   the audio it was made from); progress goes to stdout as lines ``@talkrig {json}``.
 
@@ -134,7 +134,7 @@ outputs (by --out suffix, repeatable):
                            (several takes: a folder or a pattern such as 'curves/{stem}.csv')
   Existing files are never replaced without --overwrite.
 the same flags as `talkrig animate` (which generates in its own process and hands the Blender part to
-this runner as --jobs); old names (--audio, --scene, --demo-head, --fbx, --gltf, --save, --preview)
+this runner as --job-file); old names (--audio, --scene, --demo-head, --fbx, --gltf, --save, --preview)
 still work and print the new one.
 
 examples:
@@ -153,7 +153,7 @@ def build_parser(prog: str = "talkrig") -> _Parser:
     src.add_argument("--motion", action="append", default=[], type=Path, metavar="FILE",
                      help="a motion file as a take instead of generating (.npz, Live Link .csv, Audio2Face .json); "
                           "repeatable")
-    src.add_argument("--jobs", metavar="JOBS.json",
+    src.add_argument("--job-file", metavar="JOBS.json",
                      help="run the jobs in this file (written by `talkrig animate`): {'version': 2, 'jobs': "
                           "[{'argv': [these flags], 'takes': [{'name', 'motion', 'audio'}]}]}")
     io = ap.add_argument_group("files")
@@ -549,12 +549,12 @@ def _path(value: str | None) -> Path | None:
 def main(argv: list[str] | None = None, prog: str = "talkrig") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv, prog)
-    if args.jobs and vars(args) != vars(parse_args(["--jobs", args.jobs], prog)):
-        build_parser(prog).error("--jobs runs the jobs in the file: give the other flags inside it (each job's argv)")
+    if args.job_file and vars(args) != vars(parse_args(["--job-file", args.job_file], prog)):
+        build_parser(prog).error("--job-file runs the jobs in the file: give the other flags inside it (each job's argv)")
     had_server = server_link.local_server_running()
     try:
-        if args.jobs:
-            return run_jobs_file(args.jobs, prog)
+        if args.job_file:
+            return run_jobs_file(args.job_file, prog)
         summary = run_job(args, takes_from_args(args))
     except _USER_ERRORS as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

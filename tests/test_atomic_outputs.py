@@ -364,7 +364,7 @@ def test_sigkill_mid_preview_mux_keeps_the_old_mp4_and_the_next_run_sweeps_every
     spec.write_text(json.dumps({"version": 2, "jobs": [{
         "argv": ["--character", "demo", "--render", str(dest), "--resolution", "64x64", "--overwrite"],
         "takes": [{"name": "take", "motion": str(motion_file), "audio": str(CLIP)}]}]}))
-    child = subprocess.Popen([sys.executable, "-m", "blender_addon.headless", "--jobs", str(spec)], cwd=REPO,
+    child = subprocess.Popen([sys.executable, "-m", "blender_addon.headless", "--job-file", str(spec)], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:

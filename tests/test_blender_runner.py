@@ -22,13 +22,14 @@ pytestmark = pytest.mark.blender
 # Flags only the runner has, and why: it keys takes into one scene and talks to a motion server.
 RUNNER_ONLY = {
     "--motion",  # a motion file as a take (animate always generates)
-    "--jobs",  # the job file animate itself hands over
+    "--job-file",  # the job file animate itself hands over
     "--start-frame", "--gap", "--nla",  # where takes go in a user's scene
     "--server-key", "--start-server", "--python", "--keep-server", "--timeout",  # its server connection
     "--json",
 }
-# Flags only `talkrig animate` has: it runs the engine and the recogniser in its own process.
-ANIMATE_ONLY = {"--model", "--asr-model"}
+# Flags only `talkrig animate` has: it runs the engine and the recogniser in its own processes, on its
+# own workers, and keeps the batch's ledger and report (the runner is one Blender process).
+ANIMATE_ONLY = {"--model", "--asr-model", "--jobs", "-j", "--ray", "--retries", "--force", "--report"}
 # The shared concepts: same name in both, whatever else is added later.
 SHARED = {
     "--character", "--out", "-o", "--render", "--overwrite", "--fps", "--target", "--profile", "--resolution",
@@ -145,7 +146,7 @@ def test_a_job_file_runs_every_job_and_one_failure_does_not_stop_the_next(tmp_pa
         {"argv": ["--character", "demo", "--out", str(tmp_path / "line.blend")],
          "takes": [{"name": "line", "motion": str(m), "audio": None}]},
     ]}))
-    assert headless.main(["--jobs", str(spec)]) == 1
+    assert headless.main(["--job-file", str(spec)]) == 1
     events = [json.loads(ln[len(headless.PROGRESS_PREFIX):]) for ln in capsys.readouterr().out.splitlines()
               if ln.startswith(headless.PROGRESS_PREFIX)]
     ends = {e["job"]: e for e in events if e["type"] in ("done", "error")}
@@ -157,7 +158,7 @@ def test_a_job_file_runs_every_job_and_one_failure_does_not_stop_the_next(tmp_pa
     assert "line" in bpy.data.actions and not (tmp_path / "x.blend").exists()
     # a job file with other flags beside it: refused, the flags belong inside the jobs
     with pytest.raises(SystemExit):
-        headless.main(["--jobs", str(spec), "--overwrite"])
+        headless.main(["--job-file", str(spec), "--overwrite"])
     assert "give the other flags inside it" in capsys.readouterr().err
 
 

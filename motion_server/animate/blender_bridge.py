@@ -1,5 +1,5 @@
 """Run the Blender half of `talkrig animate` in ONE child process, the batch runner
-(``python -m blender_addon.headless --jobs FILE``), so motion_server never imports bpy, and read its
+(``python -m blender_addon.headless --job-file FILE``), so motion_server never imports bpy, and read its
 progress back. Each job is the runner's own flags (the names `talkrig animate` takes) plus its take: the
 motion generated here and the audio it was made from.
 
@@ -82,7 +82,7 @@ def run_blender_jobs(jobs: list[BlenderJob], on_event: EventFn | None = None,
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(errlog, "w+") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "blender_addon.headless", "--jobs", str(spec)],
+                [sys.executable, "-m", "blender_addon.headless", "--job-file", str(spec)],
                 stdout=subprocess.PIPE, stderr=err, text=True, env=env, bufsize=1,
             )
             try:

@@ -26,7 +26,7 @@ DEFAULT_OUT_DIR = Path("talkrig_out")
 DEFAULT_SUFFIX = ".glb"
 RENDER_NEXT_TO_OUT = "auto"  # --render given without a path
 RENDER_ENGINES = ("workbench", "cycles", "eevee")
-# The job file `talkrig animate` hands the Blender runner (python -m blender_addon.headless --jobs FILE):
+# The job file `talkrig animate` hands the Blender runner (python -m blender_addon.headless --job-file FILE):
 # {"version": JOBS_VERSION, "jobs": [{"argv": [runner flags], "takes": [{"name", "motion", "audio"}]}]};
 # the runner reports on stdout in lines PROGRESS_PREFIX + json.
 JOBS_VERSION = 2

@@ -27,7 +27,7 @@ from motion_server import __version__
 from motion_server.engine.base import GenerateOptions
 from motion_server.pipeline import sidecar_transcript, transcript_summary
 from rig_mapping import FaceMotion
-from rig_mapping.atomic import prepare_output, write_bytes_atomic
+from rig_mapping.atomic import prepare_output, sweep_scratch, write_bytes_atomic
 from rig_mapping.formats import save_motion
 
 from .blender_bridge import BlenderJob
@@ -284,6 +284,7 @@ def _ctrl_c_after() -> Iterator[None]:
 def _prepare_outputs(items: list[Item]) -> None:
     """Before any generation: sweep leftovers of killed runs from every output folder and refuse a
     folder that cannot be written (one line naming it), instead of failing after minutes of work."""
+    sweep_scratch()  # and a killed run's scratch folders (rendered frames...) from the temp folder
     seen: set[Path] = set()
     for it in items:
         if it.error:
