@@ -18,6 +18,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+# Product constants every layer shares (this module is the bottom of the stack and torch-free).
+SAMPLE_RATE = 16000  # Hz: every engine, the recogniser and the aligner read 16 kHz mono
+# what `talkrig animate`, `talkrig eval` and training read as audio (ffmpeg decodes the containers)
+AUDIO_SUFFIXES = frozenset(
+    {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm",
+     ".mp4", ".mkv", ".mov"}
+)
+
 
 @dataclass(frozen=True)
 class Option:

@@ -19,7 +19,6 @@ from rig_mapping import FaceMotion
 
 log = logging.getLogger("talkrig.pipeline")
 
-SAMPLE_RATE = 16000  # every engine and the recogniser read 16 kHz mono
 _TRANSCRIBE_SHARE = 0.4  # of the progress bar, while recognising and aligning
 
 

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from motion_server.options import SAMPLE_RATE
+
 if TYPE_CHECKING:
     from pocketsphinx import Decoder
 
-SAMPLE_RATE = 16000
 FRAME_RATE = 100  # pocketsphinx feature frames per second (10 ms)
 
 

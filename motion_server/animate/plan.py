@@ -10,14 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from motion_server.options import AUDIO_SUFFIXES
+from rig_mapping.formats import FORMATS
+
 from .manifest import Line, ManifestError, is_manifest, read_manifest
 
-AUDIO_SUFFIXES = frozenset(
-    {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm",
-     ".mp4", ".mkv", ".mov"}
-)
 # Written in the talkrig process by rig_mapping.formats.
-MOTION_SUFFIXES = (".npz", ".csv", ".json")
+MOTION_SUFFIXES = tuple(FORMATS)
 # Written by the Blender job (character + keyed Action).
 SCENE_SUFFIXES = (".glb", ".gltf", ".fbx", ".blend")
 CHARACTER_SUFFIXES = (".blend", ".glb", ".gltf", ".fbx")

@@ -41,9 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
+from motion_server.options import SAMPLE_RATE
+
 log = logging.getLogger("talkrig.audio")
 
-DEFAULT_SR = 16000
 MIN_SAMPLE_RATE = 4_000  # below: telephone-band at best; a 1 Hz header is an attack, not audio
 MAX_SAMPLE_RATE = 384_000  # the highest rate real converters record
 MAX_CHANNELS = 32
@@ -189,7 +190,7 @@ class _Source:
 
 def load_audio(
     src: str | Path | bytes,
-    sr: int = DEFAULT_SR,
+    sr: int = SAMPLE_RATE,
     max_seconds: float | None = None,
     *,
     cancel: Callable[[], None] | None = None,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from motion_server.options import SAMPLE_RATE
+
 REPO = Path(__file__).resolve().parents[2]
 # Real speech preferred (engines' cost can depend on content: phones, silences). Searched in order: the
 # JFK clip shipped in the repository (so a clean clone measures real speech), then the shared copy.
@@ -17,7 +19,7 @@ CANDIDATES = (
 
 
 @lru_cache(maxsize=4)
-def source_speech(sr: int = 16000) -> tuple[np.ndarray, str]:
+def source_speech(sr: int = SAMPLE_RATE) -> tuple[np.ndarray, str]:
     from motion_server.audio.io import load_audio
 
     for path in CANDIDATES:
@@ -29,7 +31,7 @@ def source_speech(sr: int = 16000) -> tuple[np.ndarray, str]:
     return babble(11.0, sr), "synthetic babble"
 
 
-def babble(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
+def babble(seconds: float, sr: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
     """Speech-like signal: a gliding harmonic voice, syllable-rate (~4 Hz) loudness, fricative noise bursts."""
     rng = np.random.default_rng(seed)
     n = int(seconds * sr)
@@ -44,7 +46,7 @@ def babble(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
     return (0.5 * x / (np.abs(x).max() + 1e-9)).astype(np.float32)
 
 
-def speech_of_length(seconds: float, sr: int = 16000) -> tuple[np.ndarray, str]:
+def speech_of_length(seconds: float, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, str]:
     """``seconds`` of audio: the source clip repeated with 0.3 s pauses and cut to length."""
     src, name = source_speech(sr)
     gap = np.zeros(int(0.3 * sr), np.float32)

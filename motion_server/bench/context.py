@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from motion_server.options import SAMPLE_RATE
+
 
 @dataclass
 class BenchContext:
@@ -15,7 +17,7 @@ class BenchContext:
     warmup: int = 1
     settings: list[dict[str, Any]] = field(default_factory=lambda: [{}])  # sampler/steps variants
     model: str | None = None
-    sr: int = 16000
+    sr: int = SAMPLE_RATE
     progress: Any = None  # callable(str) for status lines, or None
     extra: dict[str, Any] = field(default_factory=dict)  # free-form options for plug-in benchmarks
 

@@ -31,8 +31,7 @@ batches:
 
 examples:
   talkrig animate examples/hello_flite.flac --out out/hello.glb --render out/hello.mp4
-  talkrig animate lines.csv --out 'out/{stem}.glb' --jobs 2 --report out/report.json
-  talkrig animate dialogue/ --out 'out/{stem}.csv' --ray auto
+  talkrig animate lines.csv --out 'out/{stem}.csv' --jobs 2 --report out/report.json
   talkrig animate recordings/ --out 'out/{stem}.fbx' --character hero.blend
   talkrig animate a.wav b.wav --out curves/ --engine procedural     (curves/a.glb, curves/b.glb)
   talkrig animate take.m4a --out take.csv                           (Live Link Face CSV)

@@ -11,8 +11,7 @@ from motion_server.cli.argtypes import positive
 from motion_server.cli.controls import add_generation_controls, generate_options
 from motion_server.client import DEFAULT_ADDRESS
 from motion_server.engine.registry import DEFAULT_ENGINE, ENGINE_NAMES
-
-SAMPLE_RATE = 16000
+from motion_server.options import SAMPLE_RATE
 
 EPILOG = f"""\
 output (by --out suffix): .npz TalkRig (lossless), .csv Live Link Face, .json Audio2Face.

@@ -27,12 +27,13 @@ import numpy as np
 from motion_server.audio.io import load_audio
 from motion_server.audio.loudness import audio_envelope
 from motion_server.engine.base import GenerateOptions
+from motion_server.options import SAMPLE_RATE
 
 from .geometry import lip_gap
 from .metrics import bilabial_closure_rate, pearson
 from .robustness import CLEAN, NOISE_TOLERANCE, NOISY, noise_check
 
-SR = 16000
+SR = SAMPLE_RATE
 NO_WORSE = 0.05  # closure or correlation may drop by at most this (seed-level noise) to count as no worse
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from motion_server.audio.io import load_audio
 from motion_server.engine.base import GenerateOptions
+from motion_server.options import SAMPLE_RATE
 
 from .geometry import lip_gap
 from .metrics import BILABIALS, bilabial_closure_rate
@@ -29,7 +30,7 @@ NOISE_TOLERANCE = 0.10
 # The narration of the clean clip, as pocketsphinx's English recogniser transcribes it (the manifest has
 # no transcript for these clips); every version is scored at the phones aligned to it in the clean clip.
 NARRATIVE_TEXT = "Our method is capable of producing satisfactory results even with audio that contains noise"
-SR = 16000
+SR = SAMPLE_RATE
 
 
 def noise_check(engine: Any, speech_dir: Path, base: GenerateOptions,

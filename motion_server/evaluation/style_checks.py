@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from motion_server.engine.base import GenerateOptions
+from motion_server.options import SAMPLE_RATE
 from rig_mapping import FaceMotion
 from rig_mapping.arkit import ARKIT_INDEX
 
@@ -237,5 +238,5 @@ def acted_emotion_clips(shared_dir: Any) -> list[tuple[np.ndarray, int, str]]:
     for c in json.loads((d / "MANIFEST.json").read_text(encoding="utf-8"))["clips"]:
         m = re.search(r"acted emotion: (\w+)\)", c.get("kind", ""))
         if m and m.group(1) in ACTED_EMOTIONS:
-            out.append((load_audio(d / c["file"], sr=16000), 16000, ACTED_EMOTIONS[m.group(1)]))
+            out.append((load_audio(d / c["file"], sr=SAMPLE_RATE), SAMPLE_RATE, ACTED_EMOTIONS[m.group(1)]))
     return out

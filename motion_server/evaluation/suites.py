@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from motion_server.audio.io import load_audio
+from motion_server.options import AUDIO_SUFFIXES, SAMPLE_RATE
 from rig_mapping import FaceMotion
 
 from .phone_files import load_phone_file
 
-SR = 16000
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+SR = SAMPLE_RATE
 
 
 class SuiteError(ValueError):

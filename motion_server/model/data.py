@@ -19,13 +19,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from motion_server.options import AUDIO_SUFFIXES, SAMPLE_RATE
 from rig_mapping import FaceMotion
+from rig_mapping.formats import FORMATS
 
 from .features import make_features
 from .phone_track import phone_track
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
-MOTION_SUFFIXES = (".csv", ".npz", ".json")
 
 
 class DataError(ValueError):
@@ -71,7 +70,7 @@ def corpus_utterances(root: Path, split: str) -> Iterator[Utterance]:
     for i, u in enumerate(CorpusReader(root, split)):
         motion = _field(u, "motion", "face_motion")
         audio = np.asarray(_field(u, "audio"), np.float32)
-        sr = int(_field(u, "sr", "sample_rate", default=16000))
+        sr = int(_field(u, "sr", "sample_rate", default=SAMPLE_RATE))
         emo = _field(u, "emotion", "emotion_label", default="") or ""
         voice = _field(u, "voice", default="") or ""
         speaker = _field(u, "speaker", "speaker_id", default=None)
@@ -95,12 +94,12 @@ def capture_utterances(root: Path) -> Iterator[Utterance]:
     # optional labels.json: {"<stem>": {"emotion": "happy", "group": "speaker1|happy"}}
     labels = json.loads((root / "labels.json").read_text()) if (root / "labels.json").is_file() else {}
     for a in audios:
-        m = next((a.with_suffix(s) for s in MOTION_SUFFIXES if a.with_suffix(s).is_file()), None)
+        m = next((a.with_suffix(s) for s in tuple(FORMATS) if a.with_suffix(s).is_file()), None)
         if m is None:
-            raise DataError(f"{a.name} has no motion file of the same name ({', '.join(MOTION_SUFFIXES)})")
+            raise DataError(f"{a.name} has no motion file of the same name ({', '.join(tuple(FORMATS))})")
         motion = load_motion(m)
         lab = labels.get(a.stem, {})
-        yield Utterance(a.stem, load_audio(a, sr=16000), 16000, motion, str(lab.get("emotion", "")),
+        yield Utterance(a.stem, load_audio(a, sr=SAMPLE_RATE), SAMPLE_RATE, motion, str(lab.get("emotion", "")),
                         str(lab.get("group", f"capture|{root.name}")))
 
 

@@ -25,6 +25,7 @@ from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn
 from motion_server.options import MAX_STEPS, MODEL_DEFAULTS
 from motion_server.protocol import STYLE_REFERENCE_FPS
 from rig_mapping import FaceMotion
+from rig_mapping.formats import FORMATS
 
 from . import DEFAULT_CHECKPOINT, MOTION_DIM
 from .batching import WindowBatcher, WindowWork
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 # higher at 64 (caches); a GPU takes the checkpoint's window.max_batch
 CPU_MAX_BATCH = 32
 DEFAULT_BLINK_RATE = 17.0  # blinks per minute of a relaxed speaker, when the model lists no rates
-MOTION_FILE_SUFFIXES = (".csv", ".npz", ".json")
 
 
 # rows in one denoiser forward from which it uses ``batch_threads`` (a solo 10 s take has 5)
@@ -147,7 +147,7 @@ class DiffusionEngine:
         p = Path(style)
         # only a name with a motion-file suffix is a path (in-process callers); the server refuses such
         # names before they get here, so a peer never makes this engine open or probe a file
-        if p.suffix.lower() in MOTION_FILE_SUFFIXES:
+        if p.suffix.lower() in FORMATS:
             if not p.is_file():
                 raise FileNotFoundError(f"style reference file not found: {p}")
             from rig_mapping.formats import load_motion

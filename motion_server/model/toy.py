@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from motion_server.options import SAMPLE_RATE
 from rig_mapping import FaceMotion
 from rig_mapping.arkit import ARKIT_INDEX
 
-SR = 16000
+SR = SAMPLE_RATE
 FPS = 30.0
 
 

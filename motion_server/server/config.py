@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from motion_server.options import SAMPLE_RATE
+
 from ..client import DEFAULT_ADDRESS
 
 DEFAULT_BIND = DEFAULT_ADDRESS  # the address clients try by default
@@ -30,7 +32,7 @@ class ServerConfig:
     max_memory_mb: float = 0.0
     shared_jobs: bool = False  # every client may see and cancel every job (one trusted user)
     decode_timeout_s: float = 120.0  # wall-clock limit for decoding one job's audio
-    sample_rate: int = 16000  # what engines receive
+    sample_rate: int = SAMPLE_RATE  # what engines receive
     heartbeat_s: float = 1.0  # how often clients are asked to ping while they wait
     orphan_grace: float = 3.0  # a job owner silent for orphan_grace * its heartbeat_s (+1 s) is gone
     shutdown_grace_s: float = 10.0  # how long a running job may take to stop on shutdown

@@ -29,13 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from motion_server.options import SAMPLE_RATE
 from motion_server.phones import Phone, arpabet_symbols, pad_to, phones_from_arrays, phones_to_arrays
 
 from .speech.base import Prosody
 
 FORMAT = "talkrig-synth-corpus"
 FORMAT_VERSION = 1
-SR = 16000
+SR = SAMPLE_RATE
 FPS = 30.0
 PROSODY_DEFAULTS = Prosody().to_dict()  # the column order of a shard's "prosody" array
 PROSODY_RANGES = Prosody.ranges()

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from motion_server.options import SAMPLE_RATE  # what Whisper reads, too
+
 from .weights import DEFAULT_LANGUAGE_MODEL, DEFAULT_MODEL, WeightsMissing, model_dir
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000  # what Whisper reads
 
 
 class RecogniserError(RuntimeError):
