@@ -12,8 +12,8 @@ import numpy as np
 
 from motion_server.audio.io import audio_sha256, load_audio
 from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn
+from motion_server.options import SAMPLE_RATE
 from motion_server.pipeline import (
-    SAMPLE_RATE,
     MotionPipeline,
     default_recogniser,
     finish_file_motion,

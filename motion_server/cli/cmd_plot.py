@@ -67,8 +67,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from motion_server.animate.generate import SAMPLE_RATE
     from motion_server.audio.io import AudioError, load_audio
+    from motion_server.options import SAMPLE_RATE
     from rig_mapping.formats import FORMATS, FormatError, load_motion
 
     src = Path(args.input)
