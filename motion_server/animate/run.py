@@ -94,6 +94,8 @@ class Outcome:
     attempts: int = 0
     worker: str = ""
     seconds: float = 0.0  # spent on this input by its workers
+    options: GenerateOptions | None = None  # the command line's with this input's manifest settings on top
+    key: str | None = None  # its ledger key: what makes its outputs
 
 
 def animate(s: Settings, log: Callable[..., None] = print) -> int:
@@ -134,13 +136,15 @@ def animate(s: Settings, log: Callable[..., None] = print) -> int:
     t_start = time.perf_counter()
     ledger = Ledger()
     try:
-        keys = {id(o): _key(o.item, s, spec) for o in outcomes if o.error is None or o.item.existing}
+        for o in outcomes:  # once per input: a manifest line's style clip is read here, not again per task
+            if o.error is None or o.item.existing:
+                o.options = _options_for(o.item, s)
+                o.key = _key(o.item, o.options, s, spec)
     except (ValueError, OSError) as exc:
         log(f"talkrig animate: {exc}", file=sys.stderr)
         return 2
     for o in outcomes:
-        k = keys.get(id(o))
-        if k and o.item.existing and not s.force and ledger.up_to_date(outputs_of(o.item), k):
+        if o.key and o.item.existing and not s.force and ledger.up_to_date(outputs_of(o.item), o.key):
             o.error, o.skipped, o.done = None, True, True
             o.outputs = [str(p) for p in outputs_of(o.item)]
     todo = [o for o in outcomes if o.error is None and not o.skipped]
@@ -164,7 +168,7 @@ def animate(s: Settings, log: Callable[..., None] = print) -> int:
                 if backend is not None:
                     backend.close(cancel=True)
                 return 2
-            _Scheduler(backend, spec, s, todo, ledger, keys).run()
+            _Scheduler(backend, spec, s, todo, ledger).run()
     except KeyboardInterrupt:
         # Ctrl-C: what finished is on disk, complete (every write is atomic); say so, and what did not
         interrupted = True
@@ -214,9 +218,8 @@ def _check_engine(spec: EngineSpec) -> None:
     _generator(spec)
 
 
-def _key(item: Item, s: Settings, spec: EngineSpec) -> str:
+def _key(item: Item, options: GenerateOptions, s: Settings, spec: EngineSpec) -> str:
     """What makes this input's outputs: when it is unchanged, so are they."""
-    options = _options_for(item, s)
     character = _character_file(item.character or s.character)
     parts: dict[str, Any] = {
         "talkrig": __version__,
@@ -307,9 +310,8 @@ class _Scheduler:
     send scene work to Blender in groups as motions arrive, retry what a dead worker lost (bounded), and
     record every finished input in its folder's ledger."""
 
-    def __init__(self, backend: Backend, spec: EngineSpec, s: Settings, todo: list[Outcome], ledger: Ledger,
-                 keys: dict[int, str]) -> None:
-        self.backend, self.spec, self.s, self.ledger, self.keys = backend, spec, s, ledger, keys
+    def __init__(self, backend: Backend, spec: EngineSpec, s: Settings, todo: list[Outcome], ledger: Ledger) -> None:
+        self.backend, self.spec, self.s, self.ledger = backend, spec, s, ledger
         self.todo = todo
         self.queue: deque[tuple[int, int]] = deque((i, 1) for i in range(len(todo)))  # (outcome, attempt)
         self.blender_queue: list[tuple[int, int, FaceMotion]] = []  # (outcome, attempt, motion)
@@ -348,14 +350,9 @@ class _Scheduler:
     def _submit_motion(self, i: int, attempt: int) -> None:
         o = self.todo[i]
         o.attempts = attempt
-        try:
-            options = _options_for(o.item, self.s)
-        except (ValueError, OSError) as exc:
-            o.error = reason(exc)
-            self.bar.update(1 + o.item.needs_blender)
-            return
+        assert o.options is not None  # resolved for every input to do, before scheduling
         # absolute: a worker (another process, another node) has its own working folder
-        task = MotionTask(i, str(o.item.audio.absolute()), options, self.s.transcript_files)
+        task = MotionTask(i, str(o.item.audio.absolute()), o.options, self.s.transcript_files)
         self.in_flight[self.backend.submit_motion(self.spec, task)] = ("motion", (i, attempt))
 
     def _motion_done(self, fut: Future[Any], i: int, attempt: int) -> None:
@@ -452,10 +449,9 @@ class _Scheduler:
     # -- bookkeeping -------------------------------------------------------------------------------
     def _finished(self, o: Outcome) -> None:
         o.done = True
-        k = self.keys.get(id(o))
-        if k:
+        if o.key:
             try:
-                self.ledger.record(outputs_of(o.item), k, {"audio": str(o.item.audio)})
+                self.ledger.record(outputs_of(o.item), o.key, {"audio": str(o.item.audio)})
             except OSError as exc:  # the outputs are complete; only the skip-next-time record is lost
                 o.item.notes.append(f"could not record it in the ledger: {exc}")
 
