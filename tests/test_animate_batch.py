@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waiting import RAY_LOCK_S, machine_lock
 
 from motion_server.animate.manifest import Line, read_manifest
 from motion_server.animate.plan import PlanError, expand_lines, plan
@@ -209,13 +210,15 @@ def ray_cluster():
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'talkrig[ray]'")
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    yield cluster
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster.shutdown()
+    # `--ray auto` elsewhere in the suite joins any cluster running here: hold the machine's Ray turn
+    with machine_lock("ray", RAY_LOCK_S, "the Ray cluster another test file holds"):
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        yield cluster
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
 
 
 def test_ray_batch_on_two_nodes_matches_local_and_survives_a_killed_worker(ray_cluster, tmp_path):

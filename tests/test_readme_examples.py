@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from motion_server_helpers import free_port
-from waiting import wait_until
+from waiting import RAY_LOCK_S, machine_lock, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -399,6 +399,10 @@ def run_example(example: Example, ws: Path) -> None:
                     servers.ensure(argv[argv.index("--server") + 1])
                 for arg in _inputs(argv):
                     _make_input(ws, arg)
+                if "--ray" in argv:  # 'auto' joins any Ray cluster on this machine: not another test's
+                    with machine_lock("ray", RAY_LOCK_S, "the Ray cluster another test file holds"):
+                        _run(argv, ws, shown)
+                    continue
                 _run(argv, ws, shown)
     finally:
         servers.stop()

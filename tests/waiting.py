@@ -5,13 +5,19 @@ announce nothing (a file growing, a process that is not our child disappearing f
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 T = TypeVar("T")
+
+RAY_LOCK_S = 1200.0  # how long a test waits for another test file to finish with its Ray cluster
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.01) -> T:
@@ -71,3 +77,24 @@ def returns_within(fn: Callable[[], T], timeout: float, what: str) -> T:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+@contextlib.contextmanager
+def machine_lock(name: str, timeout: float, what: str) -> Iterator[None]:
+    """Hold a lock every test process on this machine shares (pytest-xdist runs test files side by side).
+    For resources that are machine-wide by design: `--ray auto` joins whichever Ray cluster is running
+    here, so two tests that each bring their own cluster must take turns."""
+    path = Path(tempfile.gettempdir()) / f"talkrig-tests-{name}.lock"
+    with open(path, "a+") as handle:
+        def acquired() -> bool:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        wait_until(acquired, timeout, what, interval=0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
