@@ -50,7 +50,7 @@ def test_features_align_to_motion_frames():
 def test_part_shapes(tiny_model, tiny_cfg):
     m = tiny_model
     B, T = 3, 40
-    feats = torch.randn(B, T, feature_dim(tiny_cfg["features"]))
+    feats = torch.randn(B, T, feature_dim(tiny_cfg))
     audio = m.encode_audio(feats)
     assert audio.shape == (B, T, tiny_cfg["model"]["d_model"])
     clips, pad = pad_clips([torch.randn(50, MOTION_DIM), torch.randn(20, MOTION_DIM), torch.randn(30, MOTION_DIM)], 120)
@@ -175,7 +175,7 @@ def test_ssl_encoder_slot_loads_local_weights(tmp_path):
     f = SSLFeatures(cfg, 30.0)
     rows = f(np.random.default_rng(0).standard_normal(16000).astype(np.float32))
     assert rows.shape == (30, 48) and np.isfinite(rows).all()
-    assert feature_dim(cfg) == 48
+    assert feature_dim({"features": cfg}) == 48
     # wrong architecture in the metadata -> a clear refusal
     save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(path),
               metadata={"config": json.dumps({**arch, "d_model": 32})})
@@ -231,7 +231,7 @@ def test_smoothing_calms_slow_groups_and_leaves_the_lips_sharp():
 def test_style_prior_guidance_and_averaging(tiny_cfg, tiny_model) -> None:
     sp, sched = tiny_model.style_predictor, tiny_model.schedule
     B = 2
-    toks = sp.pool_audio(tiny_model.encode_audio(torch.randn(B, 30, feature_dim(tiny_cfg["features"]))))
+    toks = sp.pool_audio(tiny_model.encode_audio(torch.randn(B, 30, feature_dim(tiny_cfg))))
     stats = torch.randn(B, 64)
     code = torch.randn(B, tiny_cfg["model"]["style_dim"])
     t = torch.tensor([10, 10])

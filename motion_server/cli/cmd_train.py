@@ -11,7 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Stages: lip expert, then denoiser (with the frozen lip expert as a loss), "
                                    "then style predictor. Output: a checkpoint folder (model.safetensors + "
                                    "config.json) usable as DiffusionEngine(model=OUT).")
-    p.add_argument("--data", help="synthetic corpus folder (from `talkrig synth`) or a folder of audio+motion pairs")
+    p.add_argument("--data", nargs="+", metavar="DIR",
+                   help="corpus folder(s) (from `talkrig synth` or `talkrig synth --real`) or a folder of "
+                        "audio+motion pairs; several are trained on together")
     p.add_argument("--out", required=True, help="output checkpoint folder")
     p.add_argument("--config", default="default", help="config name (tiny, default) or JSON file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -27,7 +27,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 # settings that change what the weights mean; they must match between the two files
 BOUND_KEYS = ("fps", "features", "model", "diffusion", "lip_expert", "style_predictor", "channel_order",
-              "presets", "emotions", "phones")
+              "presets", "emotions", "phones", "speech_encoder")
 
 
 class CheckpointError(ValueError):
@@ -141,7 +141,20 @@ def grow_checkpoint(path: str | Path, sections: dict[str, Any], device: str | to
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
     model = TalkRigModel(cfg)
-    missing = model.load_state_dict(old.state_dict(), strict=False)
+    own = model.state_dict()
+    state = {}
+    for k, v in old.state_dict().items():
+        if k in own and own[k].shape != v.shape:
+            # a new feature stream widens the layers that read the feature rows: the old columns are
+            # kept and the new ones start at zero, so the grown model starts out identical
+            if v.dim() != 2 or own[k].shape[0] != v.shape[0] or own[k].shape[1] < v.shape[1]:
+                raise CheckpointError(f"{path}: tensor {k} {list(v.shape)} does not fit the grown model "
+                                      f"{list(own[k].shape)}")
+            wide = torch.zeros_like(own[k])
+            wide[:, : v.shape[1]] = v
+            v = wide
+        state[k] = v
+    missing = model.load_state_dict(state, strict=False)
     if missing.unexpected_keys:
         raise CheckpointError(f"{path}: tensors {missing.unexpected_keys[:4]} do not fit the grown model")
     return model.to(device)

@@ -76,7 +76,8 @@ class DiffusionEngine:
         self.model = load_checkpoint(self.path, self.device)
         self.cfg = self.model.cfg
         self.fps = float(self.cfg["fps"])
-        self.features = make_features(self.cfg["features"], self.fps)
+        self.features = make_features(self.cfg["features"], self.fps, self.cfg.get("speech_encoder"),
+                                      threads=self.batch_threads).to(self.device)
         self.forward_calls = 0  # network evaluations of the denoiser (tests and benchmarks read it)
 
     @property

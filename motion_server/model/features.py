@@ -13,8 +13,10 @@ safetensors file (architecture in the file's metadata). Nothing is ever download
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -181,12 +183,111 @@ class SSLFeatures:
         return self._mel.clip_stats(audio)
 
 
-def make_features(cfg: dict[str, Any], fps: float) -> LogMelFeatures | SSLFeatures:
-    kinds = {"logmel": LogMelFeatures, "ssl": SSLFeatures}
-    kind = cfg.get("kind", "logmel")
-    if kind not in kinds:
-        raise FeatureError(f"unknown features.kind {kind!r}; choose one of {sorted(kinds)}")
-    return kinds[kind](cfg, fps)
+class SpeechEncoderFeatures:
+    """Rows of a pretrained speech encoder (``motion_server.model.speech_encoder``; Whisper's encoder) at
+    the motion frame rate: the 50 Hz encoder frames are sampled at ``sub`` points inside each motion frame
+    and averaged (a 30 fps frame spans 1.7 encoder frames). Not mean-removed: the encoder's layer norm
+    already makes them level- and channel-robust."""
+
+    def __init__(self, cfg: dict[str, Any], fps: float, threads: int | None = None) -> None:
+        from .speech_encoder import load_speech_encoder
+
+        if cfg.get("kind") != "whisper":
+            raise FeatureError(f"unknown speech_encoder.kind {cfg.get('kind')!r}; TalkRig knows 'whisper'")
+        self.cfg = dict(cfg)
+        self.fps = float(fps)
+        self.sub = 3
+        self.threads = threads
+        self.encoder, self.sha256 = load_speech_encoder(str(cfg["weights"]), cfg.get("sha256"))
+        self.dim = self.encoder.dim
+        if int(cfg.get("dim", self.dim)) != self.dim:
+            raise FeatureError(f"speech_encoder.dim is {cfg.get('dim')} but {cfg['weights']} gives {self.dim}")
+
+    def to(self, device: torch.device) -> SpeechEncoderFeatures:
+        self.encoder = self.encoder.to(device)
+        return self
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        prev = torch.get_num_threads()
+        if self.threads and self.threads != prev:
+            torch.set_num_threads(self.threads)  # a 30 s window is enough work for every core
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != prev:
+                torch.set_num_threads(prev)
+
+    def __call__(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
+        from .speech_encoder import encode_audio
+
+        with self._threads():
+            return self.rows(encode_audio(self.encoder, np.asarray(audio, np.float32)), n_frames)
+
+    def many(self, audios: list[np.ndarray], n_frames: list[int]) -> list[np.ndarray]:
+        """Rows of many clips (training data), each encoded alone, as a user's take would be."""
+        with self._threads():
+            return [self(a, n) for a, n in zip(audios, n_frames, strict=True)]
+
+    def rows(self, h: np.ndarray, n_frames: int) -> np.ndarray:
+        """[n_frames, dim] from 50 Hz encoder frames ``h`` (frame ``i`` centred on ``(i + 0.5) / 50`` s)."""
+        from .speech_encoder import ENC_RATE
+
+        t_old = (np.arange(len(h)) + 0.5) / ENC_RATE
+        if len(h) < 2:
+            h, t_old = np.repeat(h, 2, axis=0), np.array([0.0, 1.0 / ENC_RATE])
+        rows = _interp_rows(_frame_grid(n_frames, self.fps, self.sub), t_old, h)
+        return rows.reshape(n_frames, self.sub, self.dim).mean(axis=1)
+
+
+class AudioFeatures:
+    """What the model reads per motion frame: the ``features`` rows (log-mel), followed, when the
+    checkpoint has a ``speech_encoder`` section, by the speech encoder's rows."""
+
+    def __init__(self, cfg: dict[str, Any], fps: float, speech: dict[str, Any] | None = None,
+                 threads: int | None = None) -> None:
+        kinds = {"logmel": LogMelFeatures, "ssl": SSLFeatures}
+        kind = cfg.get("kind", "logmel")
+        if kind not in kinds:
+            raise FeatureError(f"unknown features.kind {kind!r}; choose one of {sorted(kinds)}")
+        self.base = kinds[kind](cfg, fps)
+        self.speech = SpeechEncoderFeatures(speech, fps, threads) if speech else None
+        self.sr = self.base.sr
+        self.dim = self.base.dim + (self.speech.dim if self.speech else 0)
+
+    def to(self, device: torch.device) -> AudioFeatures:
+        if self.speech is not None:
+            self.speech.to(device)
+        return self
+
+    def __call__(self, audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+        T = n_frames if n_frames is not None else n_motion_frames(len(audio), self.sr, self.fps)
+        rows = self.base(audio, n_frames=T)
+        if self.speech is None:
+            return rows
+        return np.concatenate([rows, self.speech(audio, T)], axis=1).astype(np.float32)
+
+    def many(self, audios: list[np.ndarray], n_frames: list[int]) -> list[np.ndarray]:
+        """``[self(a, n) for a, n in ...]`` with the speech encoder's thread setting made once."""
+        base = [self.base(a, n_frames=n) for a, n in zip(audios, n_frames, strict=True)]
+        if self.speech is None:
+            return base
+        return [np.concatenate([b, s], axis=1).astype(np.float32)
+                for b, s in zip(base, self.speech.many(audios, n_frames), strict=True)]
+
+    @property
+    def fps(self) -> float:
+        return self.base.fps
+
+    def clip_stats(self, audio: np.ndarray) -> np.ndarray:
+        return self.base.clip_stats(audio)
+
+
+def make_features(cfg: dict[str, Any], fps: float, speech: dict[str, Any] | None = None,
+                  threads: int | None = None) -> AudioFeatures:
+    """The feature rows of a model config: ``cfg`` = its ``features`` section, ``speech`` = its optional
+    ``speech_encoder`` section."""
+    return AudioFeatures(cfg, fps, speech, threads)
 
 
 def clip_stats_dim(cfg: dict[str, Any]) -> int:

@@ -20,12 +20,17 @@ from .style_predictor import StylePredictor
 STD_FLOOR = 0.01
 
 
-def feature_dim(fcfg: dict[str, Any]) -> int:
+def feature_dim(cfg: dict[str, Any]) -> int:
+    """Width of the per-frame audio rows of a model config: its ``features`` (+ ``speech_encoder``)."""
+    fcfg = cfg["features"]
     if fcfg.get("kind", "logmel") == "logmel":
-        return int(fcfg["sub"]) * int(fcfg["n_mels"])
-    if "out_dim" not in fcfg:
+        n = int(fcfg["sub"]) * int(fcfg["n_mels"])
+    elif "out_dim" not in fcfg:
         raise FeatureError("features.kind 'ssl' needs features.out_dim (the encoder's d_model)")
-    return int(fcfg["sub"]) * int(fcfg["out_dim"])
+    else:
+        n = int(fcfg["sub"]) * int(fcfg["out_dim"])
+    speech = cfg.get("speech_encoder")
+    return n + (int(speech["dim"]) if speech else 0)
 
 
 class TalkRigModel(nn.Module):
@@ -34,7 +39,7 @@ class TalkRigModel(nn.Module):
         self.cfg = cfg
         m, le, sp = cfg["model"], cfg["lip_expert"], cfg["style_predictor"]
         d, S = m["d_model"], m["style_dim"]
-        F_dim = feature_dim(cfg["features"])
+        F_dim = feature_dim(cfg)
         n_steps = int(cfg["diffusion"].get("train_steps", 1000))
         self.schedule = make_schedule(cfg["diffusion"])
         self.audio_encoder = AudioEncoder(F_dim, d, m["audio_blocks"], m["dropout"])

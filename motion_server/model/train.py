@@ -36,6 +36,7 @@ from .device import resolve_device
 from .lip_expert import shifted_pairs
 from .network import TalkRigModel
 from .phone_track import DEFAULT_SYMBOLS, jitter_and_drop
+from .speech_encoder import pin as pin_speech_encoder
 from .style_encoder import pad_clips
 from .style_predictor import prior_sampling
 
@@ -488,31 +489,39 @@ def _fingerprint(folder: Path) -> str:
     return h.hexdigest()
 
 
-def load_training_clips(cfg: dict[str, Any], out: Path, data: Path | None, captures: Path | None,
+def _corpus_clips(cfg: dict[str, Any], out: Path, data: Path, key: dict[str, Any], tag: str,
+                  log: Log) -> tuple[list[Clip], list[Clip]]:
+    """(train, val) clips of one data folder: a corpus's splits, or a capture folder's pairs (no val)."""
+    if not data.is_dir():
+        raise DataError(f"--data {data}: not a folder (build a corpus with `talkrig synth`)")
+    key = {**key, "src": str(data.resolve()), "data_fingerprint": _fingerprint(data)}
+    if (data / "MANIFEST.json").is_file() or not any(p.suffix.lower() in (".wav", ".flac") for p in data.iterdir()):
+        train = cached_clips({**key, "split": "train"}, out, f"train{tag}",
+                             lambda: build_clips(corpus_utterances(data, "train"), cfg, "train features"))
+        try:
+            val = cached_clips({**key, "split": "val"}, out, f"val{tag}",
+                               lambda: build_clips(corpus_utterances(data, "val"), cfg, "val features"))
+        except (DataError, ValueError, KeyError, FileNotFoundError) as e:
+            log(f"{data}: no usable val split ({e}); holding out part of train")
+            val = []
+        return train, val
+    return cached_clips({**key, "split": "folder"}, out, f"folder{tag}",
+                        lambda: build_clips(capture_utterances(data), cfg, "features")), []
+
+
+def load_training_clips(cfg: dict[str, Any], out: Path, data: Path | list[Path] | None, captures: Path | None,
                         log: Log) -> tuple[list[Clip], list[Clip], dict[str, Any]]:
-    key: dict[str, Any] = {"features": cfg["features"], "fps": cfg["fps"], "phone_track": 2}
-    if data is not None and Path(data).is_dir():
-        key["data_fingerprint"] = _fingerprint(Path(data))
+    key: dict[str, Any] = {"features": cfg["features"], "speech_encoder": cfg.get("speech_encoder"),
+                           "fps": cfg["fps"], "phone_track": 2}
     train: list[Clip] = []
     val: list[Clip] = []
     sources: list[str] = []
-    if data is not None:
-        data = Path(data)
-        if not data.is_dir():
-            raise DataError(f"--data {data}: not a folder (build a corpus with `talkrig synth`)")
-        if (data / "MANIFEST.json").is_file() or not any(p.suffix.lower() in (".wav", ".flac") for p in data.iterdir()):
-            train = cached_clips({**key, "src": str(data.resolve()), "split": "train"}, out, "train",
-                                 lambda: build_clips(corpus_utterances(data, "train"), cfg, "train features"))
-            try:
-                val = cached_clips({**key, "src": str(data.resolve()), "split": "val"}, out, "val",
-                                   lambda: build_clips(corpus_utterances(data, "val"), cfg, "val features"))
-            except (DataError, ValueError, KeyError, FileNotFoundError) as e:
-                log(f"no usable val split ({e}); holding out part of train")
-                val = []
-        else:
-            train = cached_clips({**key, "src": str(data.resolve()), "split": "folder"}, out, "folder",
-                                 lambda: build_clips(capture_utterances(data), cfg, "features"))
-        sources.append(str(data))
+    folders = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else (data or []))]
+    for i, folder in enumerate(folders):
+        tr, va = _corpus_clips(cfg, out, folder, key, "" if i == 0 else str(i), log)
+        train += tr
+        val += va
+        sources.append(str(folder))
     if captures is not None:
         cap_key = {**key, "src": str(Path(captures).resolve()), "split": "captures",
                    "captures_fingerprint": _fingerprint(Path(captures))}
@@ -528,7 +537,8 @@ def load_training_clips(cfg: dict[str, Any], out: Path, data: Path | None, captu
     return train, val, summary
 
 
-def run_training(out: str | Path, config: str | Path | dict = "default", data: str | Path | None = None,
+def run_training(out: str | Path, config: str | Path | dict = "default",
+                 data: str | Path | list[str | Path] | None = None,
                  captures: str | Path | None = None, device: str = "auto", resume: bool = False,
                  stage: str = "all", steps: int | None = None, finetune: str | Path | None = None,
                  time_budget_min: float | None = None, log: Log = print, sets: list[str] | None = None,
@@ -546,6 +556,8 @@ def run_training(out: str | Path, config: str | Path | dict = "default", data: s
         cfg = base.cfg
     elif finetune is not None and grow is not None:
         parts = json.loads(Path(grow).read_text())
+        if "speech_encoder" in parts:
+            parts["speech_encoder"] = pin_speech_encoder(parts["speech_encoder"])
         base = grow_checkpoint(finetune, parts, dev)
         cfg = base.cfg
         log(f"grew {finetune} with new part(s) {sorted(parts)} (initialised fresh)")
@@ -554,11 +566,14 @@ def run_training(out: str | Path, config: str | Path | dict = "default", data: s
         cfg = base.cfg
     else:
         cfg = dict(config) if isinstance(config, dict) else load_config(config)
+        if cfg.get("speech_encoder"):
+            cfg["speech_encoder"] = pin_speech_encoder(cfg["speech_encoder"])
     cfg = json.loads(json.dumps(cfg))
     apply_overrides(cfg, sets or [], frozen=base is not None)
     if base is not None:
         base.cfg = cfg
-    train, val, summary = load_training_clips(cfg, out, Path(data) if data else None,
+    folders = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else (data or []))]
+    train, val, summary = load_training_clips(cfg, out, folders,
                                               Path(captures) if captures else None, log)
     log(f"data: {json.dumps(summary)} | device {dev}")
     tr = Trainer(out, cfg, train, val, dev, log, model=base, data_summary=summary)
