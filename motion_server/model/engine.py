@@ -99,6 +99,8 @@ class DiffusionEngine:
             "options": ["style", "style_reference", "style_mix", "guidance", "intensity", "head_motion",
                         "blink_rate", "seed", "steps", "sampler", "fps", "transcript", "transcribe"],
             "reads_phones": self.model.phone_embed is not None,
+            "speech_encoder": ({k: self.cfg["speech_encoder"][k] for k in ("kind", "weights", "sha256")}
+                               if self.cfg.get("speech_encoder") else None),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "training_data": tr.get("data", {}), "training_data_by_stage": tr.get("data_by_stage", {}),
             "training_metrics": tr.get("metrics", {}),
