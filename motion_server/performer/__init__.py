@@ -47,7 +47,10 @@ __all__ = [
 ]  # fmt: skip
 
 # 2: emotion presets speak with stronger prosody and voice quality (corpus audio differs for a seed)
-PERFORMER_VERSION = 2
+# 3: head, blinks and brows calibrated against real speakers (data/calibration.json): larger phrase-driven
+#    head motion, real blink durations and rate, brows on phrase onsets too; emotions scale the head as
+#    MEAD's emotional speech does
+PERFORMER_VERSION = 3
 _LEFT = np.array([n.endswith("Left") for n in ARKIT_NAMES])
 _RIGHT = np.array([n.endswith("Right") for n in ARKIT_NAMES])
 _GAZE = np.array([n.startswith("eyeLook") for n in ARKIT_NAMES])
@@ -168,7 +171,7 @@ def perform(
     w[:, _RIGHT & ~_GAZE] *= 1 - st.asymmetry
 
     w = enforce_bilabial_closure(np.clip(w, 0, 1).astype(np.float32), phones, fps)
-    head = head_curves(n, fps, prosody, st.head_energy * head_motion, r_head)
+    head = head_curves(n, fps, prosody, st.head_energy, r_head, head_motion=head_motion)
     meta = {
         "engine": "procedural",
         "performer_version": PERFORMER_VERSION,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from .calibration import cal
 from .channels import idx, idxs
 from .prosody import Prosody
 
@@ -24,7 +25,8 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 def blink_times(duration: float, rate_per_min: float, rng: np.random.Generator,
                 phrase_starts: list[float] = ()) -> list[float]:
     """Blink peak times: a renewal process (gamma intervals, so blinks neither cluster nor tick like a
-    clock) at ``rate_per_min``, plus frequent blinks just before a phrase starts."""
+    clock) at ``rate_per_min``; about half the phrase onsets pull the nearest blink to just before them
+    (people blink as they start to speak), which moves blinks without changing the rate."""
     rate = max(float(rate_per_min), 0.0) / 60.0
     times: list[float] = []
     if rate > 0:
@@ -35,10 +37,29 @@ def blink_times(duration: float, rate_per_min: float, rng: np.random.Generator,
             t += max(0.35, float(rng.gamma(shape, 1.0 / (rate * shape))))
     for s in phrase_starts:
         bt = s - 0.08
-        # phrase blinks replace nearby scheduled ones rather than adding a double blink
-        if bt > 0.1 and rng.random() < 0.45 and all(abs(bt - x) > 0.6 for x in times):
-            times.append(bt)
+        if bt <= 0.1 or rng.random() >= 0.5 or not times:
+            continue
+        near = int(np.argmin([abs(x - bt) for x in times]))
+        others = times[:near] + times[near + 1 :]
+        if abs(times[near] - bt) < 1.5 and all(abs(bt - x) > 0.6 for x in others):
+            times[near] = bt
     return sorted(times)
+
+
+def blink_durations(k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` blink durations in seconds, 10%-to-10% of the lid's travel as motion_stats measures them:
+    log-normal with the real blinks' median and 10th/90th percentiles (calibration.json)."""
+    med = cal("blink.duration_ms_median")
+    sig_lo = np.log(med / cal("blink.duration_ms_p10")) / 1.2816
+    sig_hi = np.log(cal("blink.duration_ms_p90") / med) / 1.2816
+    z = rng.normal(0, 1, k)
+    ms = med * np.exp(np.where(z < 0, sig_lo, sig_hi) * z)  # real blinks have a longer slow tail
+    lo, hi = cal("blink.duration_ms_limits")
+    return np.clip(ms, lo, hi) / 1000.0
+
+
+# the smoothstep flank rises from 10 % to 100 % over 1 - 0.196 of its length
+_SMOOTHSTEP_10 = 0.19638
 
 
 def blink_curves(n_frames: int, fps: float, times: list[float], rng: np.random.Generator) -> np.ndarray:
@@ -46,10 +67,11 @@ def blink_curves(n_frames: int, fps: float, times: list[float], rng: np.random.G
     eyes move together within a few ms, the right eye a touch weaker or later at random."""
     out = np.zeros((n_frames, 2), np.float32)
     t = np.arange(n_frames) / fps
-    for bt in times:
-        dur = float(rng.uniform(0.10, 0.25))
+    durs = blink_durations(len(times), rng) / (1 - _SMOOTHSTEP_10)  # flank lengths from measured durations
+    lo, hi = cal("blink.peak_low"), cal("blink.peak_high")
+    for bt, dur in zip(times, durs, strict=True):
         peak_t = round(bt * fps) / fps  # peak on a frame so a short blink is never lost between frames
-        amp = float(rng.uniform(0.85, 1.0))
+        amp = float(rng.uniform(lo, hi))
         close, reopen = 0.35 * dur, 0.65 * dur
         for eye, (dt, a) in enumerate(((0.0, amp), (float(rng.normal(0, 0.004)), amp * rng.uniform(0.95, 1.0)))):
             x = t - (peak_t + dt)
@@ -107,21 +129,27 @@ def gaze_to_channels(gaze: np.ndarray) -> tuple[list[int], np.ndarray]:
 
 def brow_curves(n_frames: int, fps: float, prosody: Prosody, activity: float,
                 rng: np.random.Generator) -> np.ndarray:
-    """[n_frames, 3] (browInnerUp, browOuterUpLeft, browOuterUpRight): raises on pitch accents."""
+    """[n_frames, 3] (browInnerUp, browOuterUpLeft, browOuterUpRight): raises on pitch accents (on phrase
+    onsets where the audio gives no accents), sized so neutral speech moves the brows as much as real
+    speakers' (calibration.json, brows)."""
     out = np.zeros((n_frames, 3))
     t = np.arange(n_frames) / fps
-    for at, strength in prosody.accents:
+    events = prosody.accents or [(s, 1.0) for s in prosody.phrase_starts]
+    # outer brows move more than the inner in the real takes (outer/inner std ratio); every raise moves
+    # both, in a proportion that varies from raise to raise
+    outer = cal("brows.outer_up_std") / cal("brows.inner_up_std")
+    gain = activity * cal("brows.unit_gain")
+    for at, strength in events:
         if rng.random() > 0.6:  # not every accent moves the brows
             continue
-        amp = activity * strength * float(rng.uniform(0.08, 0.2))
+        amp = gain * strength * float(rng.uniform(0.04, 0.1))
         rise, fall = 0.12, float(rng.uniform(0.25, 0.45))
         x = t - at
         shape = np.where(x < 0, _smoothstep(1 + x / rise), _smoothstep(1 - x / fall))
-        inner_only = rng.random() < 0.3
         out[:, 0] += amp * shape
-        if not inner_only:
-            out[:, 1] += 0.8 * amp * shape
-            out[:, 2] += 0.8 * amp * shape
+        side = outer * amp * float(rng.uniform(0.5, 1.5)) * shape
+        out[:, 1] += side
+        out[:, 2] += side
     return out
 
 
@@ -144,32 +172,94 @@ def _damped(t: np.ndarray, t0: float, period: float, decay: float) -> np.ndarray
     return np.where(t >= t0, np.sin(2 * np.pi * x / period) * np.exp(-x / decay), 0.0)
 
 
+def _posture_events(prosody: Prosody, duration: float, rng: np.random.Generator) -> list[tuple[float, str]]:
+    """When the head takes a new posture: with each phrase onset, again on accents (or every ~2.5 s
+    without any) inside long phrases, and a settle towards rest in each pause."""
+    events: list[tuple[float, str]] = []
+    for k, (a, b) in enumerate(zip(prosody.phrase_starts, prosody.phrase_ends, strict=True)):
+        events.append((a - 0.1, "turn"))  # the head moves with the voice's onset
+        last = a
+        inside = [at for at, _ in prosody.accents if a + 1.5 < at < b - 0.6]
+        if not prosody.accents:
+            inside = list(np.arange(a + 2.5, b - 0.6, 2.5))
+        for at in inside:
+            if at - last >= float(rng.uniform(1.6, 3.0)):
+                events.append((at - 0.1, "turn"))
+                last = at
+        if k < len(prosody.pauses) and prosody.pauses[k][1] - prosody.pauses[k][0] >= 0.5:
+            events.append((b + 0.15, "settle"))
+    if prosody.phrase_ends and prosody.phrase_ends[-1] < duration - 0.5:
+        events.append((prosody.phrase_ends[-1] + 0.15, "settle"))
+    return sorted(events)
+
+
 def head_curves(n_frames: int, fps: float, prosody: Prosody, energy_scale: float,
-                rng: np.random.Generator) -> np.ndarray:
-    """[n_frames, 6] pitch/yaw/roll (radians) and x/y/z (metres): slow sway, more while speaking, nods on
-    accents, a small settle at phrase ends, a lift on inhalation before a phrase."""
+                rng: np.random.Generator, head_motion: float = 1.0) -> np.ndarray:
+    """[n_frames, 6] pitch/yaw/roll (radians) and x/y/z (metres).
+
+    Rotation, per axis in units of the calibrated neutral std (calibration.json, head): a new posture
+    (turn/tilt) at each phrase onset and on accents inside long phrases, settling towards rest in
+    pauses (postures are drawn around rest, so there is no drift over minutes); nods on pitch accents
+    and a small one at phrase ends; a slow sway, larger while speaking. No frame-rate noise. A soft
+    limit keeps every angle within +/-limit_deg at ``energy_scale`` (the speaker and emotion); the user's
+    ``head_motion`` scales the result exactly (0 freezes the head, 2 doubles it). Translation follows the rotation about the neck, plus
+    a slow torso sway."""
+    r_post, r_nod, r_sway, r_body = (np.random.default_rng(s) for s in rng.integers(0, 2**63, 4))
     t = np.arange(n_frames) / fps
-    deg = np.pi / 180
-    head = np.zeros((n_frames, 6))
-    talk = gaussian_filter1d(prosody.speech.astype(float), sigma=max(0.4 * fps, 1.0)) if n_frames else np.zeros(0)
-    gain = 0.55 + 0.45 * talk
-    for k, (sd, amp) in enumerate(((1.0, 1.3 * deg), (1.4, 1.8 * deg), (1.2, 0.9 * deg),
-                                   (1.5, 0.002), (1.2, 0.0015), (1.5, 0.002))):
-        head[:, k] = amp * _smooth_noise(n_frames, fps, sd, rng) * gain
-    # faster speech-linked jitter on pitch/yaw
-    head[:, 0] += 0.4 * deg * _smooth_noise(n_frames, fps, 0.15, rng) * talk
-    head[:, 1] += 0.4 * deg * _smooth_noise(n_frames, fps, 0.15, rng) * talk
+    duration = n_frames / fps
+    unit = np.zeros((n_frames, 3))
+    if n_frames == 0:
+        return np.zeros((0, 6), np.float32)
+    talk = gaussian_filter1d(prosody.speech.astype(float), sigma=max(0.4 * fps, 1.0))
+
+    # postures: smoothstep moves from the current pose to a new one (steps add, so overlaps are fine)
+    cur = np.zeros(3)
+    for at, kind in _posture_events(prosody, duration, r_post):
+        if kind == "turn":
+            # about unit variance, lighter-tailed than a normal draw (a clip holds only a few postures, so
+            # one extreme draw would decide its whole std), and more often across rest than not
+            sign = np.where(r_post.random(3) < 0.7, -np.sign(cur + 1e-9), r_post.choice([-1.0, 1.0], 3))
+            new = sign * r_post.uniform(0.5, 1.5, 3)
+            move = float(r_post.uniform(0.45, 0.9))
+        else:
+            new = cur * 0.35
+            move = float(r_post.uniform(0.6, 1.0))
+        unit += _smoothstep((t - at) / move)[:, None] * (new - cur)[None, :]
+        cur = new
+
+    # nods on accents: mostly pitch, with a little turn and tilt
     for at, strength in prosody.accents:
-        if rng.random() < 0.65:
-            head[:, 0] += strength * float(rng.uniform(0.8, 2.0)) * deg * _damped(t, at - 0.05, 0.7, 0.35)
+        if r_nod.random() < 0.7:
+            nod = _damped(t, at - 0.05, float(r_nod.uniform(0.6, 0.8)), 0.3)
+            amp = strength * float(r_nod.uniform(0.5, 1.1))
+            unit[:, 0] += amp * nod
+            unit[:, 1:] += 0.25 * amp * r_nod.normal(0, 1, 2)[None, :] * nod[:, None]
     for et in prosody.phrase_ends:
-        head[:, 0] += float(rng.uniform(0.3, 1.0)) * deg * _damped(t, et - 0.15, 1.0, 0.5)
-    for a, b in prosody.pauses:
-        if b - a >= 0.5:
-            lift = np.clip(1 - np.abs(t - (b - 0.25)) / 0.3, 0, 1)
-            head[:, 0] -= 0.6 * deg * lift
-            head[:, 4] += 0.001 * lift
-    return (head * energy_scale).astype(np.float32)
+        unit[:, 0] += float(r_nod.uniform(0.2, 0.6)) * _damped(t, et - 0.15, 1.0, 0.5)
+
+    # sway: slow, larger while speaking
+    gain = 0.5 + 0.5 * talk
+    for k in range(3):
+        unit[:, k] += 0.45 * _smooth_noise(n_frames, fps, 0.7, r_sway) * gain
+
+    deg = np.pi / 180
+    axes = ("pitch", "yaw", "roll")
+    std = np.array([cal(f"head.std_deg.{a}") * cal("head.unit_gain")[a] for a in axes])
+    lim = cal("head.limit_deg")
+    ang = unit * std[None, :] * energy_scale
+    ang = lim * np.tanh(ang / lim)  # a soft limit, before --head-motion: range stays under 2 x lim
+    head = np.zeros((n_frames, 6))
+    head[:, :3] = ang * deg * head_motion
+    # translation: the head turns about the upper neck, below its origin (HEAD_CHANNELS: +pitch nods the
+    # chin down, moving the head forward, +z; +roll tilts to the right shoulder, -x)
+    pivot = cal("head.neck_pivot_m")
+    head[:, 5] = pivot * np.sin(head[:, 0])
+    head[:, 3] = -pivot * np.sin(head[:, 2])
+    head[:, 4] = pivot * (np.cos(head[:, 0]) + np.cos(head[:, 2]) - 2)
+    sway = cal("head.body_sway_mm") / 1000.0 * energy_scale * head_motion
+    head[:, 3] += sway * _smooth_noise(n_frames, fps, 2.0, r_body)
+    head[:, 5] += sway * _smooth_noise(n_frames, fps, 2.0, r_body)
+    return head.astype(np.float32)
 
 
 # -- breathing -------------------------------------------------------------------------------------------

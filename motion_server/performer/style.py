@@ -1,4 +1,5 @@
-"""Speaker style (per synthetic speaker) and emotion presets (data: ``data/emotions.toml``)."""
+"""Speaker style (per synthetic speaker) and emotion presets (data: ``data/emotions.toml``; the head's
+emotional scale and the default blink rate: ``data/calibration.json``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import cal, emotion_head_scale
 from .channels import expand_name
 
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted", "contempt")
@@ -30,7 +32,7 @@ class SpeakerStyle:
     brow_baseline: float = 0.0  # resting browInnerUp
     brow_activity: float = 1.0  # size of prosody-driven brow raises
     head_energy: float = 1.0  # size of head sway and nods
-    blink_rate: float = 17.0  # blinks per minute
+    blink_rate: float = float(cal("blink.rate_per_min"))  # blinks per minute (real speakers' median)
     asymmetry: float = 0.0  # >0: left side of the face moves more, <0: right side
     saccade_rate: float = 1.0  # gaze shifts per second
     gaze_spread: float = 1.0  # size of gaze shifts
@@ -66,7 +68,7 @@ STYLE_RANGES: dict[str, tuple[float, float]] = {
     "brow_baseline": (0.0, 0.15),
     "brow_activity": (0.3, 1.6),
     "head_energy": (0.4, 1.6),
-    "blink_rate": (9.0, 25.0),
+    "blink_rate": (10.0, 25.0),
     "asymmetry": (-0.15, 0.15),
     "saccade_rate": (0.5, 2.0),
     "gaze_spread": (0.5, 1.5),
@@ -101,6 +103,10 @@ def _presets(path: str) -> dict[tuple[str, int], EmotionPreset]:
         for lvl, entry in levels.items():
             chans = {n: float(v) for k, v in entry.get("channels", {}).items() for n in expand_name(k)}
             style = {k: float(v) for k, v in entry.get("style", {}).items()}
+            if "head_energy" in style:
+                raise ValueError(f"{path}: {emo} {lvl} sets head_energy; the head's emotional scale comes from "
+                                 "real emotional speech in calibration.json (emotion_head)")
+            style["head_energy"] = emotion_head_scale(emo, int(lvl))
             SpeakerStyle().scaled(style)  # validates field names early
             out[(emo, int(lvl))] = EmotionPreset(chans, style, {k: float(v) for k, v in entry["prosody"].items()})
     missing = [(e, i) for e in EMOTIONS for i in INTENSITIES if (e, i) not in out]
