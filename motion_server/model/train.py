@@ -576,6 +576,12 @@ def run_training(out: str | Path, config: str | Path | dict = "default",
     train, val, summary = load_training_clips(cfg, out, folders,
                                               Path(captures) if captures else None, log)
     log(f"data: {json.dumps(summary)} | device {dev}")
+    if base is not None and not resume and bool(cfg["train"].get("refit_motion_stats", False)):
+        # the targets changed scale (e.g. a recalibrated performer moves the head 5x more): normalise
+        # them afresh, or the fine-tuned denoiser would see channels far from unit variance
+        allm = np.concatenate([c.motion for c in train])
+        base.set_motion_stats(torch.from_numpy(allm.mean(0)).to(dev), torch.from_numpy(allm.std(0)).to(dev))
+        log("refit the motion normalisation statistics on the training data")
     tr = Trainer(out, cfg, train, val, dev, log, model=base, data_summary=summary)
     if base is not None:
         prev = cfg.get("training", {})
