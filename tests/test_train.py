@@ -139,3 +139,29 @@ def test_bad_style_prior_settings_are_refused() -> None:
         override(cfg, sampling={"style_samples": 0})
     with pytest.raises(ConfigError, match="style_guidance"):
         override(cfg, sampling={"style_guidance": "lots"})
+
+
+def test_finetune_grows_a_speech_encoder_reads_two_folders_and_refits_the_normalisation(tmp_path, trained):
+    from test_speech_encoder import write_tiny_whisper
+
+    from motion_server.model.speech_encoder import load_speech_encoder
+
+    enc = write_tiny_whisper(tmp_path / "enc", seed=0)
+    parts = tmp_path / "speech.json"
+    parts.write_text(json.dumps({"speech_encoder": {"kind": "whisper", "weights": str(enc), "dim": 16}}))
+    a = write_toy_folder(tmp_path / "a", n_clips=3, seconds=2.5, seed=3)
+    b = write_toy_folder(tmp_path / "b", n_clips=3, seconds=2.5, seed=4)
+    out = tmp_path / "grown"
+    assert main(["train", "--data", str(a), str(b), "--finetune", str(trained), "--grow", str(parts),
+                 "--out", str(out), "--steps", "2", "--device", "cpu",
+                 "--set", "train.refit_motion_stats=true"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["speech_encoder"]["sha256"] == load_speech_encoder(str(enc))[1]  # bound to its encoder
+    assert cfg["training"]["data"]["sources"] == [str(a), str(b)]
+    grown = load_checkpoint(out)
+    assert grown.audio_encoder.inp.weight.shape[1] == load_checkpoint(trained).audio_encoder.inp.weight.shape[1] + 16
+    # the normalisation is now that of the fine-tune's own data, not the base run's
+    assert not np.allclose(grown.motion_mean.numpy(), load_checkpoint(trained).motion_mean.numpy())
+    audio, _ = toy_clip(np.random.default_rng(3), 2.5)
+    mo = DiffusionEngine(out, device="cpu").generate(audio, 16000, GenerateOptions(steps=2, seed=1))
+    assert mo.n_frames == 75 and np.isfinite(mo.weights).all()
