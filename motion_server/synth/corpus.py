@@ -23,7 +23,7 @@ import json
 import math
 import os
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,21 +235,34 @@ class Draw:
     split: str
 
 
+def draw_style(rng: np.random.Generator) -> object:
+    """A speaker style from its own generator seeded by ``rng`` (one draw from ``rng``), as every corpus
+    utterance, synthetic or real, gets one."""
+    from motion_server.performer import sample_speaker_style
+
+    return sample_speaker_style(np.random.default_rng(rng.integers(0, 2**63)))
+
+
+def draw_intensity(rng: np.random.Generator) -> int:
+    """Emotion intensity 1..3, uniform (the neutral preset too)."""
+    return int(rng.integers(1, 4))
+
+
 def draw_utterance(index: int, opts: CorpusOptions, plan: Plan) -> Draw:
     """Choices for utterance ``index``: a function of ``(opts.seed, index)`` and the plan only."""
-    from motion_server.performer import emotion_preset, sample_speaker_style
+    from motion_server.performer import emotion_preset
 
     rng = np.random.default_rng([int(opts.seed), int(index)])
     voice = plan.voices[int(rng.choice(len(plan.voices), p=plan.voice_weights))]
     items = plan.sentences[plan.voice_language[voice]]
     sentence = items[int(rng.integers(0, len(items)))]
-    style = sample_speaker_style(np.random.default_rng(rng.integers(0, 2**63)))
+    style = draw_style(rng)
     others = [e for e in plan.emotions if e != "neutral"]
     if "neutral" in plan.emotions and (not others or rng.random() < opts.neutral_share):
         emotion = "neutral"
     else:
         emotion = others[int(rng.integers(0, len(others)))]
-    intensity = int(rng.integers(1, 4))
+    intensity = draw_intensity(rng)
     # per-utterance speaker jitter on top of the emotion's prosody; voice quality varies from take to take
     # too, so no emotion has one fixed spectral tilt or tremor
     jitter = {"rate": float(rng.uniform(0.9, 1.1)), "pitch": float(rng.uniform(0.92, 1.08)),
@@ -341,32 +354,41 @@ def build_shard(k: int, opts: CorpusOptions, plan: Plan, out_dir: Path) -> dict:
     for j in range(opts.shard_size):
         babble = [u["clean"] for u in utts[-3:]]  # earlier speech in this shard: deterministic babble
         utts.append(make_utterance(k * opts.shard_size + j, opts, plan, babble))
-    from motion_server.performer.style import EMOTIONS
+    return write_shard(k, utts, out_dir)
+
+
+def shard_arrays(utts: Sequence[dict]) -> dict[str, np.ndarray]:
+    """The npz arrays of one shard from utterance dicts (as ``make_utterance`` returns them; the real-speech
+    builder makes the same). An empty list gives a valid shard with no utterances."""
+    from motion_server.performer.style import EMOTIONS, STYLE_FIELDS
 
     def offsets(lengths: list[int]) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
+    def cat(parts: list[np.ndarray], dtype: type, width: tuple[int, ...] = ()) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros((0, *width), dtype)
+
     ph = [phones_to_arrays(u["phones"]) for u in utts]
-    arrays = {
+    return {
         "format_version": np.array(FORMAT_VERSION, np.int32),
         "index": np.array([u["index"] for u in utts], np.int64),
         "sr": np.array(SR, np.int32),
         "fps": np.array(FPS, np.float32),
-        "audio": np.concatenate([_pcm16(u["audio"]) for u in utts]),
+        "audio": cat([_pcm16(u["audio"]) for u in utts], np.int16),
         "audio_offsets": offsets([u["audio"].size for u in utts]),
-        "weights": np.concatenate([u["motion"].weights for u in utts]).astype(np.float32),
-        "head": np.concatenate([u["motion"].head for u in utts]).astype(np.float32),
+        "weights": cat([u["motion"].weights for u in utts], np.float32, (52,)),
+        "head": cat([u["motion"].head for u in utts], np.float32, (6,)),
         "frame_offsets": offsets([u["motion"].n_frames for u in utts]),
-        "phone_ids": np.concatenate([p["ids"] for p in ph]),
-        "phone_start": np.concatenate([p["start"] for p in ph]),
-        "phone_end": np.concatenate([p["end"] for p in ph]),
-        "phone_stress": np.concatenate([p["stress"] for p in ph]),
+        "phone_ids": cat([p["ids"] for p in ph], np.int16),
+        "phone_start": cat([p["start"] for p in ph], np.float32),
+        "phone_end": cat([p["end"] for p in ph], np.float32),
+        "phone_stress": cat([p["stress"] for p in ph], np.int8),
         "phone_offsets": offsets([len(p["ids"]) for p in ph]),
-        "style": np.stack([u["style"] for u in utts]).astype(np.float32),
+        "style": (np.stack([u["style"] for u in utts]) if utts else np.zeros((0, len(STYLE_FIELDS)))).astype(np.float32),
         "emotion": np.array([EMOTIONS.index(u["emotion"]) for u in utts], np.int16),
         "intensity": np.array([u["intensity"] for u in utts], np.int8),
         "prosody": np.array([[u["prosody"].get(k, d) for k, d in PROSODY_DEFAULTS.items()] for u in utts],
-                            np.float32),
+                            np.float32).reshape(len(utts), len(PROSODY_DEFAULTS)),
         "voice": np.array([u["voice"] for u in utts], dtype=str),
         "language": np.array([u["language"] for u in utts], dtype=str),
         "text": np.array([u["text"] for u in utts], dtype=str),
@@ -374,7 +396,12 @@ def build_shard(k: int, opts: CorpusOptions, plan: Plan, out_dir: Path) -> dict:
         "split": np.array([u["split"] for u in utts], dtype=str),
         "augment": np.array([json.dumps(u["augment"], sort_keys=True) for u in utts], dtype=str),
     }
-    path = out_dir / shard_name(k)
+
+
+def write_shard(k: int, utts: Sequence[dict], out_dir: Path) -> dict:
+    """Write shard ``k`` of ``utts`` atomically; returns its manifest entry."""
+    arrays = shard_arrays(utts)
+    path = Path(out_dir) / shard_name(k)
     _write_npz(path, arrays)
     return _entry(k, path, arrays)
 
@@ -396,36 +423,43 @@ def _shard_worker(args: tuple[int, dict, str]) -> dict:
 # --------------------------------------------------------------------------------------------- manifest
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
-def _manifest(opts: CorpusOptions, plan: Plan, shards: dict[int, dict]) -> dict:
+def manifest_totals(identity: dict, seed: int, shards: dict[int, dict]) -> dict:
+    """The manifest fields every corpus has (format, options, totals, label vocabularies, shard list)."""
     from motion_server.performer.style import EMOTIONS, STYLE_FIELDS
 
     ordered = [shards[k] for k in sorted(shards)]
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "seed": opts.seed, "hours_target": opts.hours,
-        "options": opts.identity(), "sr": SR, "fps": FPS,
+        "format": FORMAT, "format_version": FORMAT_VERSION, "seed": seed, "options": identity, "sr": SR, "fps": FPS,
         "hours": round(sum(s["seconds"] for s in ordered) / 3600.0, 4),
         "utterances": sum(s["n"] for s in ordered),
         "counts": {sp: sum(s["counts"][sp] for s in ordered) for sp in SPLITS},
         "hours_by_split": {sp: round(sum(s["seconds_by_split"][sp] for s in ordered) / 3600.0, 4) for sp in SPLITS},
-        "voices": list(plan.voices),
-        "voice_languages": {v: plan.voice_language[v] for v in plan.voices},
-        "splits": {"test_voices": list(plan.test_voices), "val_voices": list(plan.val_voices),
-                   "test_sentences": sorted(plan.test_sentences), "val_sentences": sorted(plan.val_sentences),
-                   "rule": "test if voice or sentence held out for test; else val if either held out for val; else train"},
         "emotions": list(EMOTIONS), "style_fields": list(STYLE_FIELDS),
         "phone_symbols": list(arpabet_symbols()),
         "shards": ordered,
     }
 
 
-def _load_existing(out: Path, opts: CorpusOptions) -> dict[int, dict]:
-    """Completed shards from an earlier run with the same options (verified by hash)."""
+def _manifest(opts: CorpusOptions, plan: Plan, shards: dict[int, dict]) -> dict:
+    return {
+        **manifest_totals(opts.identity(), opts.seed, shards), "hours_target": opts.hours,
+        "voices": list(plan.voices),
+        "voice_languages": {v: plan.voice_language[v] for v in plan.voices},
+        "splits": {"test_voices": list(plan.test_voices), "val_voices": list(plan.val_voices),
+                   "test_sentences": sorted(plan.test_sentences), "val_sentences": sorted(plan.val_sentences),
+                   "rule": "test if voice or sentence held out for test; else val if either held out for val; else train"},
+    }
+
+
+def load_existing(out: Path, identity: dict) -> dict[int, dict]:
+    """Completed shards from an earlier run with the same options ``identity`` (verified by hash). A
+    corpus made with other options is never touched: the error says what differs."""
     mpath = out / MANIFEST
     done: dict[int, dict] = {}
     if mpath.is_file():
@@ -436,8 +470,8 @@ def _load_existing(out: Path, opts: CorpusOptions) -> dict[int, dict]:
                               "and the shards to start over") from exc
         if not isinstance(old, dict) or old.get("format") != FORMAT:
             raise CorpusError(f"{mpath} is not a TalkRig synthetic corpus manifest; choose another --out")
-        if old.get("options") != opts.identity():
-            have, want = old.get("options") or {}, opts.identity()
+        if old.get("options") != identity:
+            have, want = old.get("options") or {}, identity
             diff = ", ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} now" for k in sorted(set(have) | set(want))
                              if have.get(k) != want.get(k))
             why = ("it was made by another TalkRig version, whose audio or motion differ; "
@@ -471,7 +505,7 @@ def build_corpus(out_dir: str | Path, opts: CorpusOptions, workers: int = 1, pro
         raise CorpusError(f"--out {out} is a file; the corpus needs a folder")
     out.mkdir(parents=True, exist_ok=True)
     plan = make_plan(opts)
-    done = _load_existing(out, opts)
+    done = load_existing(out, opts.identity())
     for stale in out.glob("*.partial"):
         stale.unlink()
     target = opts.hours * 3600.0
@@ -485,7 +519,7 @@ def build_corpus(out_dir: str | Path, opts: CorpusOptions, workers: int = 1, pro
         bar.update(max(0, min(round(seconds), bar.total - bar.n)))
 
     advance(sum(s["seconds"] for s in done.values()))
-    pool = None
+    runner = ShardRunner(workers)
     try:
         while True:
             have = sum(s["seconds"] for s in done.values())
@@ -497,34 +531,51 @@ def build_corpus(out_dir: str | Path, opts: CorpusOptions, workers: int = 1, pro
             todo = [k for k in range(n_total) if k not in done]
             if max_shards is not None:
                 todo = todo[: max_shards - built]
-            if workers > 1 and len(todo) > 1:
-                import multiprocessing as mp
-
-                if pool is None:
-                    pool = mp.get_context("spawn").Pool(workers)
-                results = pool.imap_unordered(_shard_worker, [(k, opts_d, str(out)) for k in todo])
-            else:
-                results = (build_shard(k, opts, plan, out) for k in todo)
+            results = runner.run(todo, lambda k: build_shard(k, opts, plan, out), _shard_worker,
+                                 lambda k: (k, opts_d, str(out)))
             reached = False
             for entry in results:
                 done[entry["shard"]] = entry
                 built += 1
                 advance(entry["seconds"])
-                _write_json_atomic(out / MANIFEST, _manifest(opts, plan, done))
+                write_json_atomic(out / MANIFEST, _manifest(opts, plan, done))
                 if sum(s["seconds"] for s in _trim(done, target).values()) >= target and _contiguous(done):
                     reached = True
                     break
             if reached:
                 break
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        runner.close()
         bar.close()
     # shards past the first point where the target was reached are not part of this corpus
     manifest = _manifest(opts, plan, _trim(done, target))
-    _write_json_atomic(out / MANIFEST, manifest)
+    write_json_atomic(out / MANIFEST, manifest)
     return manifest
+
+
+class ShardRunner:
+    """Builds shards here (one worker, or one shard to do) or in a spawn pool kept across calls; results
+    come in completion order, each a manifest entry."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = int(workers)
+        self._pool = None
+
+    def run(self, todo: Sequence[int], build: Callable[[int], dict], worker: Callable[[tuple], dict],
+            worker_args: Callable[[int], tuple]) -> Iterator[dict]:
+        if self.workers > 1 and len(todo) > 1:
+            import multiprocessing as mp
+
+            if self._pool is None:
+                self._pool = mp.get_context("spawn").Pool(self.workers)
+            return self._pool.imap_unordered(worker, [worker_args(k) for k in todo])
+        return (build(k) for k in todo)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
 
 
 def _contiguous(done: dict[int, dict]) -> bool:
