@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "synthetic parts); robustness: noisy clips and every shared recording; recognition: every shared "
                         "recording with and without automatic transcription")
     p.add_argument("--data", type=Path,
-                   help="corpus folder built by `talkrig synth` (synthetic suite; held-out speakers for --suite style)")
+                   help="corpus folder built by `talkrig synth` (synthetic suite: its test split; a `talkrig "
+                        "synth --real` corpus is reported as suite 'real-corpus'; held-out speakers for --suite style)")
     p.add_argument("--user-dir", type=Path,
                    help="folder of audio files with same-stem .txt transcripts and optional Live Link .csv truth")
     p.add_argument("--shared-dir", type=Path, default=REPO.parent / "shared",
@@ -109,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
         elif not args.data.is_dir():
             return _fail(f"--data {args.data} is not a folder; build a corpus with `talkrig synth`")
         else:
-            plan.append(("synthetic", lambda: suites.synthetic_clips(args.data, args.limit), args.limit))
+            # a corpus of real recordings (`talkrig synth --real`) is scored the same way, from its
+            # aligned transcripts, and named for what it is
+            plan.append((_corpus_suite_name(args.data), lambda: suites.synthetic_clips(args.data, args.limit),
+                         args.limit))
     if args.user_dir is not None:
         if not args.user_dir.is_dir():
             return _fail(f"--user-dir {args.user_dir} is not a folder (audio files with same-stem .txt transcripts)")
@@ -336,3 +340,14 @@ def _jsonable(o: Any) -> Any:
     except ImportError:
         pass
     return str(o)
+
+
+def _corpus_suite_name(corpus: Path) -> str:
+    """'real-corpus' for a corpus of real recordings, else 'synthetic'."""
+    import json
+
+    try:
+        kind = json.loads((corpus / "MANIFEST.json").read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError):
+        kind = None
+    return "real-corpus" if kind == "real" else "synthetic"
