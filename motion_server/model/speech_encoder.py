@@ -31,6 +31,7 @@ N_FFT = 400
 WINDOW_MEL = 1000  # 10 s encoder windows (Whisper's own are 30 s; its positions reach that far)
 ENC_RATE = 50.0  # encoder frames per second (the second conv has stride 2)
 WINDOW_HOP_MEL = 800  # windows every 8 s: 2 s of overlap is cross-faded
+WINDOW_BATCH = 8  # windows per encoder forward
 ENV_FOLDER = "TALKRIG_SPEECH_ENCODER"  # a faster-whisper folder to read the encoder from instead
 
 
@@ -221,8 +222,9 @@ def encode_audio(encoder: WhisperEncoder, audio: np.ndarray) -> np.ndarray:
     starts = window_starts(n_mel)
     full = [s for s in starts if s + WINDOW_MEL <= n_mel]
     outs: list[np.ndarray] = []
-    if full:
-        outs += list(encoder(torch.stack([mel[:, s: s + WINDOW_MEL] for s in full]).to(dev)).float().cpu().numpy())
+    for i in range(0, len(full), WINDOW_BATCH):  # bounded batches: a 10 min take stays within memory
+        chunk = torch.stack([mel[:, s: s + WINDOW_MEL] for s in full[i: i + WINDOW_BATCH]]).to(dev)
+        outs += list(encoder(chunk).float().cpu().numpy())
     if len(full) < len(starts):
         outs.append(encoder(mel[None, :, starts[-1]:].to(dev))[0].float().cpu().numpy())
     ramp = (WINDOW_MEL - WINDOW_HOP_MEL) // 2
