@@ -136,3 +136,21 @@ def test_a_shifted_copy_of_the_mouth_gives_the_shift_as_lag(shift):
     w = np.roll(truth.weights, shift, axis=0)
     env = audio_envelope(audio, sr, FPS, truth.n_frames)
     assert metrics.lag_frames(geometry.lip_gap(FaceMotion.from_arrays(w, fps=FPS)), env) == shift
+
+
+def test_head_seed_difference_tells_the_same_path_from_independent_ones():
+    rng = np.random.default_rng(0)
+    t = np.arange(300) / 30.0
+
+    def take(phase: float) -> FaceMotion:
+        head = np.zeros((300, 6), np.float32)
+        head[:, 1] = np.radians(3.0) * np.sin(2 * np.pi * 0.3 * t + phase)  # a 3 deg yaw sway
+        head[:, 0] = np.radians(1.5) * np.sin(2 * np.pi * 0.2 * t + 2 * phase)
+        return FaceMotion.from_arrays(np.zeros((300, 52), np.float32), head, fps=30.0)
+
+    same = metrics.head_seed_difference([take(0.0), take(0.0)])
+    other = metrics.head_seed_difference([take(0.0), take(float(rng.uniform(2, 4)))])
+    assert same == pytest.approx(0.0, abs=1e-9)
+    assert other > 0.5  # different seeds, visibly different head motion
+    still = FaceMotion.from_arrays(np.zeros((300, 52), np.float32), np.zeros((300, 6), np.float32), fps=30.0)
+    assert metrics.head_seed_difference([still, still]) is None

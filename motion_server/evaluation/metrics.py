@@ -252,6 +252,24 @@ def diversity(motions: Sequence[FaceMotion]) -> float:
     return float(np.mean(ds))
 
 
+def head_seed_difference(motions: Sequence[FaceMotion]) -> float | None:
+    """How different the head paths of several seeds (same audio) are, relative to how much each moves:
+    mean over pairs of RMS(a - b) / mean per-axis std of a and b, over pitch/yaw/roll. Above 0.5 the seeds
+    give visibly different head motion; near 0 the head is the same whatever the seed. None for a still
+    head."""
+    if len(motions) < 2:
+        raise ValueError("head_seed_difference needs at least two motions (e.g. two seeds)")
+    n = min(m.n_frames for m in motions)
+    ratios = []
+    for a, b in itertools.combinations(motions, 2):
+        ha, hb = np.degrees(a.head[:n, :3].astype(np.float64)), np.degrees(b.head[:n, :3].astype(np.float64))
+        spread = 0.5 * (ha.std(axis=0).mean() + hb.std(axis=0).mean())
+        if spread < 1e-6:
+            continue
+        ratios.append(float(np.sqrt(((ha - hb) ** 2).mean()) / spread))
+    return float(np.mean(ratios)) if ratios else None
+
+
 def seam_size(motion: FaceMotion, boundaries: Sequence[int]) -> float | None:
     """How much the motion jumps at window joins, in units of the median frame-to-frame change.
 

@@ -93,6 +93,11 @@ def run_clip(clip: EvalClip, systems: list[System], base: GenerateOptions,
             others = [s.engine.generate(clip.audio, clip.sr, replace(opts, seed=opts.seed + i), None, cancel)
                       for i in range(1, diversity_seeds)]
             row["diversity"] = metrics.diversity([motion, *others])
+            row["head_seed_difference"] = metrics.head_seed_difference([motion, *others])
+            # lip sync must not depend on the seed: the largest closure change across seeds
+            closures = [row.get("bilabial_closure")] + [score(clip, o, 0.0).get("bilabial_closure") for o in others]
+            if all(c is not None for c in closures):
+                row["closure_seed_spread"] = float(max(closures) - min(closures))
         rows.append(row)
     if clip.gt is not None:
         # the training targets' own statistics (jitter, head motion, blinks, phone metrics): the range
