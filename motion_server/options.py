@@ -91,7 +91,7 @@ class Option:
 
 # The diffusion engine's real limit on sampler steps (its few-step samplers gain nothing beyond it).
 MAX_STEPS = 50
-SAMPLER_NAMES = ("ddim", "dpm")
+SAMPLER_NAMES = ("ddim", "dpm", "ancestral")
 MODEL_DEFAULT = "the model's"  # the checkpoint config's "sampling" section
 
 OPTIONS: tuple[Option, ...] = (

@@ -38,7 +38,7 @@ from .long import TimelineSampling
 from .phone_track import phone_track
 from .postprocess import apply_controls, blinks_per_minute
 from .samplers import SAMPLERS, make_sampler
-from .smoothing import smooth_groups
+from .smoothing import scale_groups, smooth_groups
 from .style_predictor import prior_sampling
 
 log = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ class DiffusionEngine:
         check()
         style, style_label = self.style_code(o, audio_emb, self.features.clip_stats(a))
         codes = branches(style[None], self.guidance_anchor(), float(o.guidance))
-        sampler = make_sampler(o.sampler, m.schedule, int(o.steps))
+        sampler = make_sampler(o.sampler, m.schedule, int(o.steps), seed=int(o.seed))
         gen = torch.Generator().manual_seed(int(o.seed))  # the job's own noise, whoever it is batched with
         x_T = torch.randn((1, T, MOTION_DIM), generator=gen).to(self.device)
         aligned, phones_source = self._aligned_phones(a, o, cancel)
@@ -378,7 +378,9 @@ class DiffusionEngine:
         weights = np.clip(out[:, :52], 0.0, 1.0)
         head = out[:, 52:].copy()
         head[:, :3] = np.clip(head[:, :3], -1.0, 1.0)
-        weights, head = smooth_groups(weights, head, self.fps, self.cfg.get("postprocess", {}).get("smooth_s", {}))
+        post = self.cfg.get("postprocess", {})
+        weights, head = smooth_groups(weights, head, self.fps, post.get("smooth_s", {}))
+        weights, head = scale_groups(weights, head, post.get("variance_gain", {}))
         blink_rate = o.blink_rate if o.blink_rate is not None else self._blink_prior(weights, o, style_label)
         weights, head = apply_controls(weights, head, self.fps, o.intensity, o.head_motion, blink_rate, o.seed)
         if requested and requested != o.style and style_label == o.style:

@@ -1,4 +1,4 @@
-"""Few-step deterministic samplers over an x0-predicting model.
+"""Few-step samplers over an x0-predicting model.
 
 Interface (one small class per sampler, stepped from outside like diffusers' schedulers):
 ``Sampler(schedule, steps)``, ``.timesteps`` (descending training-step indices, "trailing" spacing so the
@@ -7,7 +7,8 @@ first evaluation starts from pure noise), ``.start(x_T)``, then while not ``.don
 x_T, on_step=None) -> x0`` runs that loop for callers that own the model (``model_fn(x_t, t: int) ->
 x0_hat``; ``on_step(i, n)`` after every network evaluation: progress, cancel checks). The server steps many
 samplers at once (each job its own instance), which is why the loop lives outside. Randomness lives only
-in ``x_T``, so a seeded ``x_T`` gives identical outputs.
+in ``x_T`` and, for the ancestral sampler, in its own generator seeded with the job's seed, so a seeded
+job gives identical outputs.
 """
 
 from __future__ import annotations
@@ -126,10 +127,39 @@ class DPMSolverPP2MSampler(Sampler):
         return (s_t / s_s) * x - a_t * math.expm1(-h) * d
 
 
-SAMPLERS: dict[str, type[Sampler]] = {"ddim": DDIMSampler, "dpm": DPMSolverPP2MSampler}
+class AncestralSampler(DDIMSampler):
+    """DDIM with eta = 1 (ancestral, DDPM-like): each step re-draws part of its noise. A deterministic
+    few-step solver over an x0 predictor settles on the average of the motions the audio leaves open (the
+    head, the brows): fresh noise at every step keeps their variance, so different seeds move differently.
+    The noise comes from the sampler's own generator seeded with the job's seed: same seed, same result,
+    whoever the job is batched with."""
+
+    name = "ancestral"
+    eta = 1.0
+
+    def __init__(self, schedule: NoiseSchedule, steps: int, seed: int = 0) -> None:
+        super().__init__(schedule, steps)
+        self.seed = int(seed)
+
+    def _reset(self) -> None:
+        self.gen = torch.Generator().manual_seed(self.seed + 1)  # not x_T's stream
+
+    def _next(self, x: torch.Tensor, x0: torch.Tensor, t: int, s: int) -> torch.Tensor:
+        a_t, s_t = self._ab(t)
+        a_s, s_s = self._ab(s)
+        eps = (x - a_t * x0) / s_t
+        # the posterior's spread between the two noise levels, scaled by eta
+        sigma = self.eta * (s_s / s_t) * math.sqrt(max(0.0, 1.0 - (a_t / a_s) ** 2))
+        z = torch.randn(x.shape, generator=self.gen).to(x.device, x.dtype)
+        return a_s * x0 + math.sqrt(max(0.0, s_s**2 - sigma**2)) * eps + sigma * z
 
 
-def make_sampler(name: str, schedule: NoiseSchedule, steps: int) -> Sampler:
+SAMPLERS: dict[str, type[Sampler]] = {"ddim": DDIMSampler, "dpm": DPMSolverPP2MSampler, "ancestral": AncestralSampler}
+
+
+def make_sampler(name: str, schedule: NoiseSchedule, steps: int, seed: int = 0) -> Sampler:
+    """A sampler by name; ``seed`` feeds the samplers that draw noise while stepping."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
-    return SAMPLERS[name](schedule, steps)
+    cls = SAMPLERS[name]
+    return cls(schedule, steps, seed=seed) if issubclass(cls, AncestralSampler) else cls(schedule, steps)

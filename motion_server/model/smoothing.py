@@ -1,4 +1,4 @@
-"""Temporal smoothing of the slow channel groups after sampling.
+"""Temporal smoothing of the slow channel groups after sampling, and their variance restored.
 
 A few-step sampler leaves a little frame-to-frame noise in every channel. Lips must stay sharp (a
 closure lasts two or three frames), but head pose, brows, cheeks and nose move slowly in real
@@ -32,4 +32,27 @@ def smooth_groups(weights: np.ndarray, head: np.ndarray, fps: float,
         else:
             idx = list(GROUP_INDICES[group])
             w[:, idx] = gaussian_filter1d(w[:, idx], sigma, axis=0, mode="nearest")
+    return w, h
+
+
+def scale_groups(weights: np.ndarray, head: np.ndarray, gains: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Copies with each named group's motion about its clip mean scaled by its gain
+    (``postprocess.variance_gain``, fitted by ``talkrig train --stage expressiveness`` on held-out data):
+    a few-step sampler settles the channels that the audio leaves open (head, brows) near their average
+    and they come out calmer than the training targets; the gain gives back the targets' spread."""
+    w = np.array(weights, np.float32, copy=True)
+    h = np.array(head, np.float32, copy=True)
+    for group, gain in gains.items():
+        if group != "head" and group not in GROUP_INDICES:
+            raise ValueError(f"postprocess.variance_gain: unknown group {group!r}; use head or one of "
+                             f"{', '.join(GROUP_INDICES)}")
+        g = float(gain)
+        if g == 1.0 or len(w) < 2:
+            continue
+        if group == "head":
+            h = (h.mean(axis=0) + g * (h - h.mean(axis=0))).astype(np.float32)
+        else:
+            idx = list(GROUP_INDICES[group])
+            mu = w[:, idx].mean(axis=0)
+            w[:, idx] = np.clip(mu + g * (w[:, idx] - mu), 0.0, 1.0)
     return w, h

@@ -306,6 +306,51 @@ class Trainer:
             pass
         return res
 
+    @torch.no_grad()
+    def fit_expressiveness(self, n: int = 64, groups: tuple[str, ...] = ("head", "brows"),
+                           max_gain: float = 4.0) -> dict[str, float]:
+        """``postprocess.variance_gain``: per slow group, how much calmer the sampled motion is than the
+        held-out targets (median over ``n`` val windows of target std / generated std, at the model's
+        default sampling, preset style of each clip's emotion, no transcript, after smoothing), so the
+        engine can give the spread back. Lips are never scaled."""
+        from rig_mapping.arkit import GROUP_INDICES
+
+        from .samplers import make_sampler
+        from .smoothing import smooth_groups
+
+        m = self.model
+        m.eval()
+        clips = self.val or self.train
+        vb = Batches(clips, self.emotions, 991)
+        b = vb.windows(n, self.cfg["window"]["frames"])
+        names = m.preset_names()
+        default = self.cfg["sampling"].get("default_style", "neutral")
+        codes = torch.stack([m.preset(clips[i].emotion if clips[i].emotion in names else
+                                      (default if default in names else names[0])) for i in b["idx"].tolist()])
+        audio = m.encode_audio(b["feats"].to(self.device))
+        smp = self.cfg["sampling"]
+        x_T = torch.randn(b["motion"].shape, generator=torch.Generator().manual_seed(0)).to(self.device)
+        x0 = make_sampler(smp["sampler"], m.schedule, int(smp["steps"])).sample(
+            lambda x, t: m.denoise(x, audio, torch.full((len(x),), t, device=self.device), codes), x_T)
+        out = m.denormalize(x0).cpu().numpy()
+        gt = b["motion"].numpy()
+        smooth = self.cfg.get("postprocess", {}).get("smooth_s", {})
+        gains: dict[str, float] = {}
+        for g in groups:
+            idx = list(range(52, gt.shape[-1])) if g == "head" else list(GROUP_INDICES[g])
+            ratios = []
+            for o, t in zip(out, gt, strict=True):
+                ow, oh = smooth_groups(np.clip(o[:, :52], 0, 1), o[:, 52:], self.cfg["fps"], smooth)
+                o2 = np.concatenate([ow, oh], axis=1)
+                so, st = o2[:, idx].std(axis=0).mean(), t[:, idx].std(axis=0).mean()
+                if so > 1e-6 and st > 1e-6:
+                    ratios.append(st / so)
+            gains[g] = round(float(np.clip(np.median(ratios), 1.0, max_gain)), 3) if ratios else 1.0
+        self.model.cfg.setdefault("postprocess", {})["variance_gain"] = gains
+        self.metrics["expressiveness"] = {"variance_gain": gains, "windows": n}
+        self.log(f"[expressiveness] variance gains {gains}")
+        return gains
+
     # -- stage 3: style predictor (and presets) -----------------------------------------------------
     @torch.no_grad()
     def clip_codes(self, clips: list[Clip]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -588,14 +633,19 @@ def run_training(out: str | Path, config: str | Path | dict = "default",
         tr.metrics = dict(prev.get("metrics", {}))
         tr.done = list(prev.get("stages_done", [])) if resume else []
         tr.data_by_stage = dict(prev.get("data_by_stage") or _legacy_data_by_stage(prev))
-    stages = STAGES if stage == "all" else (stage,)
+    stages = (*STAGES, "expressiveness") if stage == "all" else (stage,)
     if finetune is not None and stage == "all":
-        stages = ("denoiser",)  # captures teach the motion; the lip expert and style prior stay as they are
+        # captures teach the motion; the lip expert and style prior stay as they are
+        stages = ("denoiser", "expressiveness")
     budget = time_budget_min * 60 if time_budget_min else None
     tc = cfg["train"]
     for st in stages:
+        if st == "expressiveness":  # a fit, not a training stage: no steps, no optimizer
+            tr.fit_expressiveness()
+            tr._save(st, 0, None)
+            continue
         if st not in STAGES:
-            raise ValueError(f"unknown stage {st!r}; choose one of {', '.join(STAGES)} or all")
+            raise ValueError(f"unknown stage {st!r}; choose one of {', '.join(STAGES)}, expressiveness or all")
         if resume and st in tr.done and not (state and state[1].get("stage") == st):
             log(f"[{st}] already done, skipping (resume)")
             continue
