@@ -254,3 +254,21 @@ def test_style_prior_guidance_and_averaging(tiny_cfg, tiny_model) -> None:
     hook.remove()
     assert rows == [2 * B] * 4
     assert not torch.allclose(guided_code, sp.sample(toks, stats, sched, 4, gen()))
+
+
+def test_variance_gain_scales_slow_groups_about_their_mean_and_never_the_lips():
+    from motion_server.model.smoothing import scale_groups
+    from rig_mapping.arkit import ARKIT_INDEX, GROUP_INDICES
+
+    rng = np.random.default_rng(0)
+    w = rng.uniform(0.2, 0.4, (120, 52)).astype(np.float32)
+    h = rng.normal(0, 0.02, (120, 6)).astype(np.float32)
+    w2, h2 = scale_groups(w, h, {"head": 2.0, "brows": 1.5})
+    np.testing.assert_allclose(h2.std(0), 2 * h.std(0), rtol=1e-4)
+    np.testing.assert_allclose(h2.mean(0), h.mean(0), atol=1e-6)
+    brows = list(GROUP_INDICES["brows"])
+    np.testing.assert_allclose(w2[:, brows].std(0), 1.5 * w[:, brows].std(0), rtol=1e-4)
+    jaw = ARKIT_INDEX["jawOpen"]
+    assert np.array_equal(w2[:, jaw], w[:, jaw])
+    with pytest.raises(ValueError, match="unknown group"):
+        scale_groups(w, h, {"ears": 2.0})

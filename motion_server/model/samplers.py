@@ -128,11 +128,11 @@ class DPMSolverPP2MSampler(Sampler):
 
 
 class AncestralSampler(DDIMSampler):
-    """DDIM with eta = 1 (ancestral, DDPM-like): each step re-draws part of its noise. A deterministic
-    few-step solver over an x0 predictor settles on the average of the motions the audio leaves open (the
-    head, the brows): fresh noise at every step keeps their variance, so different seeds move differently.
-    The noise comes from the sampler's own generator seeded with the job's seed: same seed, same result,
-    whoever the job is batched with."""
+    """DDIM with eta = 1 (ancestral, DDPM-like): each step re-draws part of its noise, as the DDPM
+    posterior does, instead of following the deterministic path. The noise comes from the sampler's own
+    generator seeded with the job's seed: same seed, same result, whoever the job is batched with.
+    (On the default model it left head and brow spread about where DPM-Solver++ puts them; what gives
+    their spread back is ``postprocess.variance_gain``.)"""
 
     name = "ancestral"
     eta = 1.0
