@@ -1,9 +1,10 @@
 """The diffusion motion model: audio features -> denoiser (+ style encoder, lip expert, style predictor).
 
-Modules, one job each: ``config`` (JSON configs), ``features`` (log-mel / optional SSL encoder),
-``audio_encoder``, ``style_encoder``, ``denoiser``, ``schedule``, ``samplers``, ``guidance``,
+Modules, one job each: ``config`` (JSON configs), ``features`` (log-mel, plus the speech encoder's rows),
+``speech_encoder`` (Whisper's encoder in torch, read from installed faster-whisper weights), ``audio_encoder``, ``style_encoder``, ``denoiser``, ``schedule``, ``samplers``, ``guidance``,
 ``lip_expert``, ``style_predictor``, ``network`` (the container), ``long`` (windowed sampling of long
-audio), ``postprocess`` (intensity / head / blink controls), ``checkpoint``, ``data``, ``train``,
+audio), ``postprocess`` (intensity / head / blink controls), ``smoothing`` (slow groups smoothed, their variance
+restored), ``checkpoint``, ``data``, ``train``,
 ``engine`` (the ``DiffusionEngine``).
 """
 
