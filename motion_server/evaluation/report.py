@@ -23,7 +23,7 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("head_speed_deg_s", "head deg/s", "{:.1f}"),
     ("diversity", "diversity", "{:.3f}"),
     ("head_seed_difference", "head seeds", "{:.2f}"),
-    ("closure_seed_spread", "closure seeds", "{:.2f}"),
+    ("bilabial_closure_next_seed", "closure seed+1", "{:.2f}"),
     ("seam", "seam", "{:.2f}"),
     ("seam_control", "no-join", "{:.2f}"),
     ("transcript_used", "asr used", "{:.2f}"),
