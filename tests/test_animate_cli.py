@@ -104,7 +104,9 @@ def test_main_job_writes_a_valid_glb_and_an_mp4_as_long_as_the_audio(tmp_path):
     assert abs(xs.mean() / 96 - 0.5) < 0.08 and 0.3 < (xs.max() - xs.min()) / 96 < 0.95, "face not centred"
     motion_sd = video.mean(axis=-1).std(axis=0)
     mouth, forehead = motion_sd[53:69, 36:60].mean(), motion_sd[14:29, 36:60].mean()
-    assert mouth > 2.0 and mouth > 4 * forehead, f"mouth region changes by {mouth:.1f}, forehead {forehead:.1f}"
+    # the head turns and nods like a real speaker's (a few degrees), which moves the forehead's pixels too;
+    # the mouth still changes several times more
+    assert mouth > 2.0 and mouth > 2.5 * forehead, f"mouth region changes by {mouth:.1f}, forehead {forehead:.1f}"
     if report is None:
         pytest.skip("everything but glTF-Validator checked: node or node_modules/gltf-validator is missing "
                     "(scripts/setup.sh installs it with npm)")

@@ -39,7 +39,7 @@ def test_protocol_and_info(engine):
     assert isinstance(engine, Engine)
     info = engine.info()
     assert info["style_presets"] == ["happy", "neutral"]
-    assert set(info["samplers"]) == {"ddim", "dpm"}
+    assert set(info["samplers"]) == {"ddim", "dpm", "ancestral"}
 
 
 def test_same_seed_same_output(engine, clip):

@@ -123,15 +123,19 @@ def test_a_model_grown_with_the_speech_encoder_starts_out_identical(tiny_folder:
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from motion_server.engine.base import GenerateOptions
     from motion_server.model.checkpoint import grow_checkpoint, load_checkpoint, save_checkpoint
+    from motion_server.model.config import load_config
     from motion_server.model.engine import DiffusionEngine
+    from motion_server.model.network import TalkRigModel
     from motion_server.model.speech_encoder import pin
 
+    cfg = {**load_config("tiny"), "emotions": [], "presets": ["neutral"]}  # a log-mel-only model
+    save_checkpoint(TalkRigModel(cfg), tmp_path / "plain")
     section = pin({"kind": "whisper", "weights": str(tiny_folder), "dim": 16})
-    grown = grow_checkpoint(REPO / "motion_server" / "model" / "default", {"speech_encoder": section})
+    grown = grow_checkpoint(tmp_path / "plain", {"speech_encoder": section})
     save_checkpoint(grown, tmp_path / "grown")
     audio = load_audio(JFK, sr=16000)[: 16000 * 4]
-    opts = GenerateOptions(seed=3, transcribe=False)
-    before = DiffusionEngine().generate(audio, 16000, opts)
+    opts = GenerateOptions(seed=3, transcribe=False, style="neutral")
+    before = DiffusionEngine(tmp_path / "plain").generate(audio, 16000, opts)
     after = DiffusionEngine(tmp_path / "grown").generate(audio, 16000, opts)
     np.testing.assert_array_equal(before.weights, after.weights)
     # and it is bound to that encoder: another one in its place is refused, naming both

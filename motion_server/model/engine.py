@@ -31,7 +31,7 @@ from . import DEFAULT_CHECKPOINT, MOTION_DIM
 from .batching import WindowBatcher, WindowWork
 from .checkpoint import load_checkpoint
 from .constraints import closure_constraint
-from .device import resolve_device
+from .device import THREADS_LOCK, resolve_device
 from .features import make_features, n_motion_frames
 from .guidance import branches, combine
 from .long import TimelineSampling
@@ -263,15 +263,16 @@ class DiffusionEngine:
     @contextlib.contextmanager
     def _threads_for(self, rows: int) -> Iterator[None]:
         want = self.batch_threads if rows >= BATCH_THREAD_ROWS else self.threads
-        prev = torch.get_num_threads()
-        if self.device.type != "cpu" or want == prev:
-            yield
-            return
-        torch.set_num_threads(want)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(prev)
+        with THREADS_LOCK:  # not while another thread has changed the count (see device.THREADS_LOCK)
+            prev = torch.get_num_threads()
+            if self.device.type != "cpu" or want == prev:
+                yield
+                return
+            torch.set_num_threads(want)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(prev)
 
     @property
     def max_batch(self) -> int:

@@ -209,14 +209,17 @@ class SpeechEncoderFeatures:
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
-        prev = torch.get_num_threads()
-        if self.threads and self.threads != prev:
-            torch.set_num_threads(self.threads)  # a 30 s window is enough work for every core
-        try:
-            yield
-        finally:
-            if torch.get_num_threads() != prev:
-                torch.set_num_threads(prev)
+        from .device import THREADS_LOCK
+
+        with THREADS_LOCK:
+            prev = torch.get_num_threads()
+            if self.threads and self.threads != prev:
+                torch.set_num_threads(self.threads)  # a 10 s window is enough work for every core
+            try:
+                yield
+            finally:
+                if torch.get_num_threads() != prev:
+                    torch.set_num_threads(prev)
 
     def __call__(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
         from .speech_encoder import encode_audio
