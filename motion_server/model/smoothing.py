@@ -56,3 +56,13 @@ def scale_groups(weights: np.ndarray, head: np.ndarray, gains: dict[str, float])
             mu = w[:, idx].mean(axis=0)
             w[:, idx] = np.clip(mu + g * (w[:, idx] - mu), 0.0, 1.0)
     return w, h
+
+
+def soft_limit_head(head: np.ndarray, limit_deg: float) -> np.ndarray:
+    """Head rotations passed through ``limit * tanh(angle / limit)``: the same soft limit the performer's
+    targets have (``head.limit_deg`` in its calibration), so a restored spread cannot swing a clip's head
+    past it; small angles are unchanged."""
+    h = np.array(head, np.float32, copy=True)
+    lim = float(np.radians(limit_deg))
+    h[:, :3] = lim * np.tanh(h[:, :3] / lim)
+    return h
