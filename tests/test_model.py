@@ -275,12 +275,8 @@ def test_variance_gain_scales_slow_groups_about_their_mean_and_never_the_lips():
 
 
 def test_head_soft_limit_keeps_small_angles_and_bounds_large_ones():
-    from motion_server.model.smoothing import soft_limit_head
+    from motion_server.performer.calibration import cal, soft_limit_head
 
-    head = np.zeros((3, 6), np.float32)
-    head[:, 1] = np.radians([1.0, 11.0, 40.0])
-    head[:, 3] = 0.02  # translation is not an angle: untouched
-    out = soft_limit_head(head, 11.0)
-    deg = np.degrees(out[:, 1])
-    assert deg[0] == pytest.approx(1.0, abs=0.01) and deg[1] < 11.0 and deg[2] < 11.0 and deg[2] > deg[1]
-    assert np.array_equal(out[:, 3], head[:, 3])
+    lim = cal("head.limit_deg")
+    deg = soft_limit_head(np.array([1.0, lim, 40.0]))
+    assert deg[0] == pytest.approx(1.0, abs=0.01) and deg[1] < lim and deg[2] < lim and deg[2] > deg[1]

@@ -96,9 +96,12 @@ def run_clip(clip: EvalClip, systems: list[System], base: GenerateOptions,
             row["head_seed_difference"] = metrics.head_seed_difference([motion, *others])
             # lip sync must not depend on the seed: the next seed's closure, so a suite's mean closure can
             # be compared across seeds (one clip's few bilabials flip by a whole 1/n)
-            other = score(clip, others[0], 0.0).get("bilabial_closure")
-            if other is not None:
-                row["bilabial_closure_next_seed"] = float(other)
+            if clip.phones:
+                from .geometry import lip_gap
+
+                other = metrics.bilabial_closure_rate(lip_gap(others[0]), clip.phones, others[0].fps)
+                if other is not None:
+                    row["bilabial_closure_next_seed"] = float(other)
         rows.append(row)
     if clip.gt is not None:
         # the training targets' own statistics (jitter, head motion, blinks, phone metrics): the range

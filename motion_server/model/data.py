@@ -103,39 +103,26 @@ def capture_utterances(root: Path) -> Iterator[Utterance]:
                         str(lab.get("group", f"capture|{root.name}")))
 
 
-PACK = 256  # utterances whose features are computed together (the speech encoder packs short clips)
+def _clip_from(u: Utterance, feats_fn: Any, fps: float) -> Clip | None:
+    if u.sr != feats_fn.sr:
+        import librosa
 
-
-def _clips_from(utts: list[Utterance], feats_fn: Any, fps: float) -> list[Clip]:
-    keep: list[tuple[Utterance, Any]] = []
-    for u in utts:
-        if u.sr != feats_fn.sr:
-            import librosa
-
-            u.audio = librosa.resample(u.audio, orig_sr=u.sr, target_sr=feats_fn.sr)
-        motion = u.motion if abs(u.motion.fps - fps) < 1e-6 else u.motion.resample(fps)
-        if motion.n_frames >= 8:
-            keep.append((u, motion))
-    rows = feats_fn.many([u.audio for u, _ in keep], [m.n_frames for _, m in keep])
-    clips = []
-    for (u, motion), feats in zip(keep, rows, strict=True):
-        mo = np.concatenate([motion.weights, motion.head], axis=1).astype(np.float32)
-        track = phone_track(u.phones, motion.n_frames, fps) if u.phones else None
-        clips.append(Clip(u.name, feats, mo, feats_fn.clip_stats(u.audio), u.emotion, u.group or u.name, track))
-    return clips
+        u.audio = librosa.resample(u.audio, orig_sr=u.sr, target_sr=feats_fn.sr)
+    motion = u.motion if abs(u.motion.fps - fps) < 1e-6 else u.motion.resample(fps)
+    T = motion.n_frames
+    if T < 8:
+        return None
+    feats = feats_fn(u.audio, n_frames=T)
+    mo = np.concatenate([motion.weights, motion.head], axis=1).astype(np.float32)
+    track = phone_track(u.phones, T, fps) if u.phones else None
+    return Clip(u.name, feats, mo, feats_fn.clip_stats(u.audio), u.emotion, u.group or u.name, track)
 
 
 def build_clips(utts: Iterable[Utterance], cfg: dict[str, Any], desc: str = "features") -> list[Clip]:
     feats_fn = make_features(cfg["features"], cfg["fps"], cfg.get("speech_encoder"),
                              threads=torch.get_num_threads())
-    clips: list[Clip] = []
-    batch: list[Utterance] = []
-    for u in tqdm(utts, desc=desc, unit="utt", leave=False):
-        batch.append(u)
-        if len(batch) == PACK:
-            clips += _clips_from(batch, feats_fn, cfg["fps"])
-            batch = []
-    clips += _clips_from(batch, feats_fn, cfg["fps"])
+    clips = [c for u in tqdm(utts, desc=desc, unit="utt", leave=False)
+             if (c := _clip_from(u, feats_fn, cfg["fps"])) is not None]
     if not clips:
         raise DataError("no usable utterances (each needs at least 8 motion frames)")
     return clips

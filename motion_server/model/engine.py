@@ -23,7 +23,7 @@ import torch
 
 from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn
 from motion_server.options import MAX_STEPS, MODEL_DEFAULTS
-from motion_server.performer.calibration import cal
+from motion_server.performer.calibration import soft_limit_head
 from motion_server.protocol import STYLE_REFERENCE_FPS
 from rig_mapping import FaceMotion
 from rig_mapping.formats import FORMATS
@@ -39,7 +39,7 @@ from .long import TimelineSampling
 from .phone_track import phone_track
 from .postprocess import apply_controls, blinks_per_minute
 from .samplers import SAMPLERS, make_sampler
-from .smoothing import scale_groups, smooth_groups, soft_limit_head
+from .smoothing import scale_groups, smooth_groups
 from .style_predictor import prior_sampling
 
 log = logging.getLogger(__name__)
@@ -383,7 +383,7 @@ class DiffusionEngine:
         post = self.cfg.get("postprocess", {})
         weights, head = smooth_groups(weights, head, self.fps, post.get("smooth_s", {}))
         weights, head = scale_groups(weights, head, post.get("variance_gain", {}))
-        head = soft_limit_head(head, cal("head.limit_deg"))
+        head[:, :3] = np.radians(soft_limit_head(np.degrees(head[:, :3])))  # the performer's limit
         blink_rate = o.blink_rate if o.blink_rate is not None else self._blink_prior(weights, o, style_label)
         weights, head = apply_controls(weights, head, self.fps, o.intensity, o.head_motion, blink_rate, o.seed)
         if requested and requested != o.style and style_label == o.style:

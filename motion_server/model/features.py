@@ -227,11 +227,6 @@ class SpeechEncoderFeatures:
         with self._threads():
             return self.rows(encode_audio(self.encoder, np.asarray(audio, np.float32)), n_frames)
 
-    def many(self, audios: list[np.ndarray], n_frames: list[int]) -> list[np.ndarray]:
-        """Rows of many clips (training data), each encoded alone, as a user's take would be."""
-        with self._threads():
-            return [self(a, n) for a, n in zip(audios, n_frames, strict=True)]
-
     def rows(self, h: np.ndarray, n_frames: int) -> np.ndarray:
         """[n_frames, dim] from 50 Hz encoder frames ``h`` (frame ``i`` centred on ``(i + 0.5) / 50`` s)."""
         from .speech_encoder import ENC_RATE
@@ -269,14 +264,6 @@ class AudioFeatures:
         if self.speech is None:
             return rows
         return np.concatenate([rows, self.speech(audio, T)], axis=1).astype(np.float32)
-
-    def many(self, audios: list[np.ndarray], n_frames: list[int]) -> list[np.ndarray]:
-        """``[self(a, n) for a, n in ...]`` with the speech encoder's thread setting made once."""
-        base = [self.base(a, n_frames=n) for a, n in zip(audios, n_frames, strict=True)]
-        if self.speech is None:
-            return base
-        return [np.concatenate([b, s], axis=1).astype(np.float32)
-                for b, s in zip(base, self.speech.many(audios, n_frames), strict=True)]
 
     @property
     def fps(self) -> float:

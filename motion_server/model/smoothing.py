@@ -15,22 +15,29 @@ from scipy.ndimage import gaussian_filter1d
 from rig_mapping.arkit import GROUP_INDICES
 
 
+def _group_channels(group: str, setting: str) -> list[int] | None:
+    """The weight columns of ``group`` (None for ``head``: the six pose channels); an unknown name is an
+    error naming ``setting``."""
+    if group == "head":
+        return None
+    if group not in GROUP_INDICES:
+        raise ValueError(f"{setting}: unknown group {group!r}; use head or one of {', '.join(GROUP_INDICES)}")
+    return list(GROUP_INDICES[group])
+
+
 def smooth_groups(weights: np.ndarray, head: np.ndarray, fps: float,
                   smooth_s: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """Copies of ``weights`` [T, 52] and ``head`` [T, 6] with the named groups smoothed."""
     w = np.array(weights, np.float32, copy=True)
     h = np.array(head, np.float32, copy=True)
     for group, seconds in smooth_s.items():
-        if group != "head" and group not in GROUP_INDICES:
-            raise ValueError(f"postprocess.smooth_s: unknown group {group!r}; use head or one of "
-                             f"{', '.join(GROUP_INDICES)}")
+        idx = _group_channels(group, "postprocess.smooth_s")
         sigma = float(seconds) * fps
         if sigma <= 0 or len(w) < 3:
             continue
-        if group == "head":
+        if idx is None:
             h = gaussian_filter1d(h, sigma, axis=0, mode="nearest").astype(np.float32)
         else:
-            idx = list(GROUP_INDICES[group])
             w[:, idx] = gaussian_filter1d(w[:, idx], sigma, axis=0, mode="nearest")
     return w, h
 
@@ -43,26 +50,14 @@ def scale_groups(weights: np.ndarray, head: np.ndarray, gains: dict[str, float])
     w = np.array(weights, np.float32, copy=True)
     h = np.array(head, np.float32, copy=True)
     for group, gain in gains.items():
-        if group != "head" and group not in GROUP_INDICES:
-            raise ValueError(f"postprocess.variance_gain: unknown group {group!r}; use head or one of "
-                             f"{', '.join(GROUP_INDICES)}")
+        idx = _group_channels(group, "postprocess.variance_gain")
         g = float(gain)
         if g == 1.0 or len(w) < 2:
             continue
-        if group == "head":
+        if idx is None:
             h = (h.mean(axis=0) + g * (h - h.mean(axis=0))).astype(np.float32)
         else:
-            idx = list(GROUP_INDICES[group])
             mu = w[:, idx].mean(axis=0)
             w[:, idx] = np.clip(mu + g * (w[:, idx] - mu), 0.0, 1.0)
     return w, h
 
-
-def soft_limit_head(head: np.ndarray, limit_deg: float) -> np.ndarray:
-    """Head rotations passed through ``limit * tanh(angle / limit)``: the same soft limit the performer's
-    targets have (``head.limit_deg`` in its calibration), so a restored spread cannot swing a clip's head
-    past it; small angles are unchanged."""
-    h = np.array(head, np.float32, copy=True)
-    lim = float(np.radians(limit_deg))
-    h[:, :3] = lim * np.tanh(h[:, :3] / lim)
-    return h

@@ -554,14 +554,13 @@ def _corpus_clips(cfg: dict[str, Any], out: Path, data: Path, key: dict[str, Any
                         lambda: build_clips(capture_utterances(data), cfg, "features")), []
 
 
-def load_training_clips(cfg: dict[str, Any], out: Path, data: Path | list[Path] | None, captures: Path | None,
+def load_training_clips(cfg: dict[str, Any], out: Path, folders: list[Path], captures: Path | None,
                         log: Log) -> tuple[list[Clip], list[Clip], dict[str, Any]]:
     key: dict[str, Any] = {"features": cfg["features"], "speech_encoder": cfg.get("speech_encoder"),
                            "fps": cfg["fps"], "phone_track": 2}
     train: list[Clip] = []
     val: list[Clip] = []
     sources: list[str] = []
-    folders = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else (data or []))]
     for i, folder in enumerate(folders):
         tr, va = _corpus_clips(cfg, out, folder, key, "" if i == 0 else str(i), log)
         train += tr

@@ -44,3 +44,13 @@ def emotion_head_scale(emotion: str, intensity: int) -> float:
         return 1.0  # neutral
     share = cal("emotion_head.share")[str(int(intensity))]
     return float(math.exp(math.log(ratios[emotion]["value"]) * cal("emotion_head.compression") * share))
+
+
+def soft_limit_head(angles: Any) -> Any:
+    """Head angles in degrees through ``limit * tanh(angle / limit)`` (``head.limit_deg``): small angles are
+    unchanged, none passes the limit, so a clip's range stays under twice it. The performer's targets and
+    the diffusion engine's output (after its variance gain) both pass it."""
+    import numpy as np
+
+    lim = float(cal("head.limit_deg"))
+    return lim * np.tanh(np.asarray(angles) / lim)

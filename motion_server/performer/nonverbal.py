@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from .calibration import cal
+from .calibration import cal, soft_limit_head
 from .channels import idx, idxs
 from .prosody import Prosody
 
@@ -245,9 +245,7 @@ def head_curves(n_frames: int, fps: float, prosody: Prosody, energy_scale: float
     deg = np.pi / 180
     axes = ("pitch", "yaw", "roll")
     std = np.array([cal(f"head.std_deg.{a}") * cal("head.unit_gain")[a] for a in axes])
-    lim = cal("head.limit_deg")
-    ang = unit * std[None, :] * energy_scale
-    ang = lim * np.tanh(ang / lim)  # a soft limit, before --head-motion: range stays under 2 x lim
+    ang = soft_limit_head(unit * std[None, :] * energy_scale)  # before --head-motion: range under 2 x limit
     head = np.zeros((n_frames, 6))
     head[:, :3] = ang * deg * head_motion
     # translation: the head turns about the upper neck, below its origin (HEAD_CHANNELS: +pitch nods the
