@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared-dir", type=Path, default=REPO.parent / "shared")
     p.add_argument("--json", type=Path)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     args = p.parse_args(argv)
+    if args.json and args.json.exists() and not args.overwrite:
+        print(f"{args.json} exists; pass --overwrite to replace it or choose another --json", file=sys.stderr)
+        return 2
     from motion_server.audio.io import load_audio
     from motion_server.engine.base import GenerateOptions
     from motion_server.engine.registry import create_engine
@@ -48,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         out[mode] = {"clips": rows, "median": med}
         print(mode, json.dumps(med))
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        from rig_mapping.atomic import write_bytes_atomic
+
+        write_bytes_atomic(args.json, (json.dumps(out, indent=1) + "\n").encode("utf-8"))
     return 0
 
 
