@@ -27,7 +27,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 # settings that change what the weights mean; they must match between the two files
 BOUND_KEYS = ("fps", "features", "model", "diffusion", "lip_expert", "style_predictor", "channel_order",
-              "presets", "emotions", "phones", "speech_encoder")
+              "presets", "emotions", "phones", "speech_encoder", "closure_detector")
 
 
 class CheckpointError(ValueError):

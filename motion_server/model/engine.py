@@ -31,6 +31,7 @@ from rig_mapping.formats import FORMATS
 from . import DEFAULT_CHECKPOINT, MOTION_DIM
 from .batching import WindowBatcher, WindowWork
 from .checkpoint import load_checkpoint
+from .closure_detector import closure_events
 from .constraints import closure_constraint
 from .device import THREADS_LOCK, resolve_device
 from .features import make_features, n_motion_frames
@@ -208,6 +209,15 @@ class DiffusionEngine:
             return None, "none (alignment failed)"
         return phones, "aligned"
 
+    def _detected_closures(self, feats: torch.Tensor) -> list | None:
+        """Audio only: the lip closures the model's closure detector hears, as bilabial events; None
+        when the model has no detector or no fitted threshold (``sampling.closure_threshold``)."""
+        threshold = self.cfg["sampling"].get("closure_threshold")
+        prob = self.model.closure_probability(feats)
+        if prob is None or threshold is None:
+            return None
+        return closure_events(prob[0].cpu().numpy(), self.fps, float(threshold))
+
     def _blink_prior(self, weights: np.ndarray, o: GenerateOptions, style_label: str) -> float | None:
         """Blinks are not predictable from audio, and a few-step sampler tends to average them away.
         When the sampled motion blinks far less (or more) often than the style does — the reference
@@ -358,12 +368,16 @@ class DiffusionEngine:
         aligned, phones_source = self._aligned_phones(a, o, cancel)
         track = None
         constraint = None
+        closures: list | None = aligned
         if aligned is not None:
             track = torch.from_numpy(phone_track(aligned, T, self.fps, self.model.phone_symbols))[None].to(self.device)
-            if self.cfg["sampling"].get("enforce_closures", False):
-                constraint = closure_constraint(aligned, T, self.fps, m.normalize, m.denormalize)
+        else:
+            closures = self._detected_closures(feats)
+        if closures is not None and self.cfg["sampling"].get("enforce_closures", False):
+            constraint = closure_constraint(closures, T, self.fps, m.normalize, m.denormalize)
         cond = m.with_phones(audio_emb, track)
         task = DiffusionTask(self, asked, o, codes, style_label, phones_source, report, t0)
+        task.closures_detected = None if aligned is not None or closures is None else len(closures)
         wcfg = self.cfg["window"]
         task.sampling = TimelineSampling(sampler, x_T, cond, wcfg["frames"], wcfg["overlap"], constraint, check,
                                          lambda f: report(0.05 + 0.9 * f, "sampling"), context=task)
@@ -394,6 +408,8 @@ class DiffusionEngine:
                 "window_boundaries": starts[1:], "phones": task.phones_source,
                 # which of steps/sampler/guidance the checkpoint chose because the caller left them unset
                 "model_defaults": [k for k in MODEL_DEFAULTS if getattr(asked, k) is None]}
+        if task.closures_detected is not None:  # audio only: how many closures the detector shut
+            meta["closures_detected"] = task.closures_detected
         motion = FaceMotion.from_arrays(weights, head, fps=self.fps, meta=meta)
         if abs(float(o.fps) - self.fps) > 1e-6:
             motion = motion.resample(float(o.fps))
@@ -416,6 +432,7 @@ class DiffusionTask:
         self.phones_source = phones_source
         self.report = report
         self.t0 = t0
+        self.closures_detected: int | None = None
         self.sampling: TimelineSampling
 
     def finish(self) -> FaceMotion:

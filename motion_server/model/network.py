@@ -10,6 +10,7 @@ from torch import nn
 
 from . import MOTION_DIM
 from .audio_encoder import AudioEncoder
+from .closure_detector import ClosureDetector
 from .denoiser import Denoiser
 from .features import FeatureError, clip_stats_dim
 from .lip_expert import LipExpert
@@ -57,6 +58,11 @@ class TalkRigModel(nn.Module):
         if cfg.get("phones"):
             self.phone_embed = nn.Embedding(len(cfg["phones"]["symbols"]) + 1, d, padding_idx=0)
             nn.init.zeros_(self.phone_embed.weight)
+        # optional lip-closure detector (``cfg["closure_detector"]``): audio-only runs shut the lips
+        # where it fires, through the same constraint a transcript's bilabials use
+        self.closure_detector: ClosureDetector | None = None
+        if cfg.get("closure_detector"):
+            self.closure_detector = ClosureDetector(F_dim, cfg["closure_detector"])
         self.register_buffer("motion_mean", torch.zeros(MOTION_DIM))
         self.register_buffer("motion_std", torch.ones(MOTION_DIM))
         self.register_buffer("presets", torch.zeros(len(cfg.get("presets", [])), S))
@@ -82,6 +88,13 @@ class TalkRigModel(nn.Module):
         if self.phone_embed is None or phones is None:
             return audio_emb
         return audio_emb + self.phone_embed(phones.to(audio_emb.device))
+
+    def closure_probability(self, feats: torch.Tensor) -> torch.Tensor | None:
+        """Per-frame probability [B, T] that the lips are shut for a /p b m/, from the feature rows;
+        None when the model has no closure detector."""
+        if self.closure_detector is None:
+            return None
+        return torch.sigmoid(self.closure_detector(feats))
 
     @property
     def phone_symbols(self) -> list[str]:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from rig_mapping.arkit import ARKIT_INDEX, MOUTH_CHANNELS
 
 from .checkpoint import grow_checkpoint, load_checkpoint, load_train_state, save_checkpoint, save_train_state
+from .closure_detector import bilabial_frames, event_scores
 from .config import load_config
 from .data import (
     Batches,
@@ -40,7 +41,10 @@ from .speech_encoder import pin as pin_speech_encoder
 from .style_encoder import pad_clips
 from .style_predictor import prior_sampling
 
-STAGES = ("lip_expert", "denoiser", "style_predictor")
+STAGES = ("lip_expert", "denoiser", "style_predictor", "closure_detector")
+# a stage runs only on models that have its part
+OPTIONAL_STAGES = {"closure_detector": "closure_detector"}
+DEFAULT_STEPS = {"closure_detector": 3000}
 MOUTH_IDX = [ARKIT_INDEX[n] for n in MOUTH_CHANNELS]
 Log = Callable[[str], None]
 
@@ -441,6 +445,84 @@ class Trainer:
         return res
 
 
+    # -- stage 4: lip-closure detector ------------------------------------------------------------
+    def _phoned(self, clips: list[Clip]) -> list[Clip]:
+        return [c for c in clips if c.phones is not None and bilabial_frames(c.phones).any()]
+
+    def train_closure_detector(self, steps: int, start: int = 0, opt_state: dict | None = None,
+                               time_budget: float | None = None) -> None:
+        det = self.model.closure_detector
+        if det is None:
+            raise ValueError("this model has no closure detector: grow it with "
+                             "--grow motion_server/model/configs/parts/closure_detector.json")
+        clips = self._phoned(self.train)
+        if not clips:
+            raise DataError("the closure detector learns from phone timings; none of the training clips has "
+                            "bilabial phones (use a corpus built by `talkrig synth` or `talkrig synth --real`)")
+        batches = Batches(clips, self.emotions, int(self.tc["seed"]) + 29)
+        frames = int(self.tc.get("closure_detector_frames", 96))
+        pos_weight = torch.tensor(float(self.tc.get("closure_detector_pos_weight", 4.0)), device=self.device)
+
+        def step_fn(step: int) -> dict[str, torch.Tensor]:
+            b = batches.windows(self.tc["batch"] * 2, frames)
+            feats = b["feats"].to(self.device)
+            target = bilabial_frames(b["phones"].to(self.device))
+            logit = det(feats)
+            loss = F.binary_cross_entropy_with_logits(logit, target, pos_weight=pos_weight)
+            return {"loss": loss}
+
+        self._run("closure_detector", steps, list(det.parameters()), step_fn, self.eval_closure_detector, start,
+                  opt_state, time_budget)
+        self.fit_closure_threshold()
+        self._save("closure_detector", steps, None)
+
+    @torch.no_grad()
+    def _closure_probs(self, clips: list[Clip]) -> list[np.ndarray]:
+        self.model.eval()
+        return [self.model.closure_probability(torch.from_numpy(c.feats).to(self.device)[None])[0].cpu().numpy()
+                for c in clips]
+
+    def _closure_curve(self, clips: list[Clip], thresholds: list[float]) -> list[dict[str, float]]:
+        probs = self._closure_probs(clips)
+        rows = []
+        for th in thresholds:
+            tot = np.zeros(4)
+            for c, p in zip(clips, probs, strict=True):
+                tot += event_scores(p, c.phones, float(self.cfg["fps"]), th)
+            rows.append({"threshold": th, "caught": round(tot[0] / max(tot[1], 1), 4),
+                         "open_shut": round(tot[2] / max(tot[3], 1), 4), "bilabials": int(tot[1])})
+        return rows
+
+    @torch.no_grad()
+    def eval_closure_detector(self) -> dict[str, float]:
+        clips = self._phoned(self.val or self.train)
+        probs = self._closure_probs(clips)
+        y = np.concatenate([bilabial_frames(c.phones) for c in clips])
+        p = np.concatenate(probs)
+        # ROC AUC by ranks (Mann-Whitney): the chance a bilabial frame scores above another frame
+        ranks = np.empty(len(p))
+        ranks[np.argsort(p, kind="mergesort")] = np.arange(1, len(p) + 1)
+        npos = y.sum()
+        auc = (ranks[y > 0].sum() - npos * (npos + 1) / 2) / max(npos * (len(y) - npos), 1)
+        row = self._closure_curve(clips, [0.5])[0]
+        return {"val_frame_auc": round(float(auc), 4), "val_caught_at_0.5": row["caught"],
+                "val_open_shut_at_0.5": row["open_shut"], "val_clips": len(clips)}
+
+    def fit_closure_threshold(self) -> None:
+        """The operating threshold: the lowest that shuts at most ``closure_false_open_max`` of the
+        validation open-vowel frames (a false closure mid-vowel is what a viewer notices; a missed
+        one the denoiser may still close on its own)."""
+        clips = self._phoned(self.val or self.train)
+        limit = float(self.tc.get("closure_false_open_max", 0.03))
+        curve = self._closure_curve(clips, [round(x, 2) for x in np.arange(0.2, 0.96, 0.05)])
+        ok = [r for r in curve if r["open_shut"] <= limit]
+        best = ok[0] if ok else curve[-1]
+        self.model.cfg.setdefault("sampling", {})["closure_threshold"] = float(best["threshold"])
+        self.metrics["closure_detector_threshold"] = {"chosen": best, "false_open_max": limit, "curve": curve}
+        self.log(f"[closure_detector] threshold {best['threshold']}: catches {best['caught']:.3f} of "
+                 f"{best['bilabials']} val bilabials, shuts {best['open_shut']:.3f} of open-vowel frames")
+
+
 def _legacy_data_by_stage(prev: dict[str, Any]) -> dict[str, Any]:
     """Checkpoints from before ``data_by_stage`` record only their last run's data: it stands for the
     stages that run trained; what the others learnt from is not known."""
@@ -645,10 +727,16 @@ def run_training(out: str | Path, config: str | Path | dict = "default",
             continue
         if st not in STAGES:
             raise ValueError(f"unknown stage {st!r}; choose one of {', '.join(STAGES)}, expressiveness or all")
+        part = OPTIONAL_STAGES.get(st)
+        if part is not None and not tr.model.cfg.get(part):
+            if stage == st:
+                raise ValueError(f"stage {st!r} needs a model with a {part} part: grow it with "
+                                 f"--grow motion_server/model/configs/parts/{part}.json")
+            continue
         if resume and st in tr.done and not (state and state[1].get("stage") == st):
             log(f"[{st}] already done, skipping (resume)")
             continue
-        n = steps if steps is not None else int(tc[f"{st}_steps"])
+        n = steps if steps is not None else int(tc.get(f"{st}_steps", DEFAULT_STEPS.get(st, 0)))
         start, opt_state = 0, None
         if state and state[1].get("stage") == st:
             opt_state, start = state[0], int(state[1]["step"])

@@ -1,0 +1,141 @@
+"""The lip-closure detector: trained from a corpus's phone timings, its threshold fitted and stored, and
+audio-only generation shutting the lips where it fires (through the transcript path's constraint)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from motion_server.cli import main
+from motion_server.engine.base import GenerateOptions
+from motion_server.evaluation.geometry import lip_gap
+from motion_server.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from motion_server.model.closure_detector import closure_events, event_scores
+from motion_server.model.engine import DiffusionEngine
+from motion_server.model.phone_track import DEFAULT_SYMBOLS
+from motion_server.model.toy import toy_clip
+from motion_server.phones import Phone
+from motion_server.synth.corpus import CorpusOptions, build_corpus
+from motion_server.synth.speech import get_backend
+
+REPO = Path(__file__).resolve().parents[1]
+PART = REPO / "motion_server" / "model" / "configs" / "parts" / "closure_detector.json"
+SHUT_CM = 0.15  # the closure metric's threshold (motion_server.evaluation.metrics.CLOSURE_THRESHOLD_CM)
+FPS = 30.0
+
+
+def test_detections_become_bilabial_events_spanning_each_run() -> None:
+    prob = np.array([0, 0.9, 0.95, 0, 0, 0.6, 0, 0.7, 0.8, 0.9], np.float32)
+    ev = closure_events(prob, FPS, 0.5)
+    assert [(p.symbol, round(p.start * FPS), round(p.end * FPS)) for p in ev] == [
+        ("P", 1, 3), ("P", 5, 6), ("P", 7, 10)]
+    assert closure_events(prob, FPS, 0.5, min_frames=2) == [ev[0], ev[2]]
+    assert closure_events(np.zeros(10), FPS, 0.5) == []
+
+
+def test_event_scores_count_caught_bilabials_and_shut_open_vowels() -> None:
+    ident = {s: i + 1 for i, s in enumerate(DEFAULT_SYMBOLS)}
+    track = np.array([ident["AA"]] * 10 + [ident["M"]] * 3 + [ident["AA"]] * 10 + [ident["B"]] * 2 + [0] * 5)
+    hit = np.zeros(len(track))
+    hit[10:13] = 1.0  # the /m/ heard, the /b/ missed
+    caught, total, shut_open, n_open = event_scores(hit, track, FPS, 0.5)
+    assert (caught, total) == (1, 2) and n_open == 20 and shut_open <= 2  # the ramp only grazes the vowels
+    everywhere = np.ones(len(track))
+    c2, _, shut2, _ = event_scores(everywhere, track, FPS, 0.5)
+    assert c2 == 2 and shut2 >= 12  # one long run: its middle 60 % is shut, as for a long aligned /m/
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    if not get_backend("espeak").available():
+        pytest.skip("espeak-ng is not installed (sudo apt-get install espeak-ng)")
+    out = tmp_path_factory.mktemp("corpus") / "c"
+    build_corpus(out, CorpusOptions(seed=3, hours=0.02, voices=("espeak",), shard_size=8), workers=1,
+                 progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def grown(corpus: Path, tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("base")
+    assert main(["train", "--data", str(corpus), "--out", str(base), "--config", "tiny", "--device", "cpu",
+                 "--steps", "2", "--threads", "1"]) == 0
+    out = tmp_path_factory.mktemp("grown")
+    assert main(["train", "--data", str(corpus), "--finetune", str(base), "--grow", str(PART), "--out", str(out),
+                 "--stage", "closure_detector", "--steps", "40", "--device", "cpu", "--threads", "1",
+                 "--set", "sampling.enforce_closures=true"]) == 0
+    return out
+
+
+def test_training_fits_and_stores_an_operating_threshold(grown: Path) -> None:
+    cfg = json.loads((grown / "config.json").read_text())
+    assert "closure_detector" in cfg["training"]["stages_done"]
+    fit = cfg["training"]["metrics"]["closure_detector_threshold"]
+    th = cfg["sampling"]["closure_threshold"]
+    assert fit["chosen"]["threshold"] == th and 0.0 < th < 1.0
+    assert fit["chosen"]["bilabials"] > 0 and len(fit["curve"]) > 5
+    # the rule: the lowest threshold that keeps false closures on open vowels under the limit
+    ok = [r for r in fit["curve"] if r["open_shut"] <= fit["false_open_max"]]
+    assert not ok or ok[0]["threshold"] == th
+    assert 0.0 <= cfg["training"]["metrics"]["closure_detector"]["val_frame_auc"] <= 1.0
+
+
+def _with_bias(src: Path, dst: Path, bias: float) -> Path:
+    """The grown checkpoint with its detector forced to always (bias +) or never (bias -) fire."""
+    model = load_checkpoint(src)
+    with torch.no_grad():
+        model.closure_detector.out.weight.zero_()
+        model.closure_detector.out.bias.fill_(bias)
+    return save_checkpoint(model, dst)
+
+
+def test_audio_only_runs_shut_the_lips_where_the_detector_fires(grown: Path, tmp_path: Path) -> None:
+    audio, _ = toy_clip(np.random.default_rng(7), 2.0)
+    opts = GenerateOptions(steps=3, seed=4, head_motion=0.0)
+    always = DiffusionEngine(_with_bias(grown, tmp_path / "always", 20.0), device="cpu").generate(audio, 16000, opts)
+    never = DiffusionEngine(_with_bias(grown, tmp_path / "never", -20.0), device="cpu").generate(audio, 16000, opts)
+    assert always.meta["closures_detected"] == 1 and never.meta["closures_detected"] == 0
+    inner = slice(15, 45)  # one detection over the whole 2 s: shut over its middle 60 %, like a long /m/
+    assert (lip_gap(always)[inner] < SHUT_CM).all()
+    # nothing detected: exactly what the same model gives without a detector
+    plain = load_checkpoint(tmp_path / "never")
+    plain.closure_detector = None
+    cfg = dict(plain.cfg)
+    cfg.pop("closure_detector")
+    plain.cfg = cfg
+    without = DiffusionEngine(save_checkpoint(plain, tmp_path / "plain"), device="cpu").generate(audio, 16000, opts)
+    assert "closures_detected" not in without.meta
+    np.testing.assert_array_equal(never.weights, without.weights)
+
+
+def test_a_transcript_takes_precedence_over_the_detector(grown: Path, tmp_path: Path) -> None:
+    audio, _ = toy_clip(np.random.default_rng(7), 2.0)
+    eng = DiffusionEngine(_with_bias(grown, tmp_path / "always", 20.0), device="cpu")
+    phones = [Phone("HH", 0.2, 0.3), Phone("AH", 0.3, 0.6), Phone("L", 0.6, 0.7), Phone("OW", 0.7, 1.1)]
+    mo = eng.generate(audio, 16000, GenerateOptions(steps=3, seed=4, phones=phones))
+    assert mo.meta["phones"] == "aligned" and "closures_detected" not in mo.meta
+    shut_all = eng.generate(audio, 16000, GenerateOptions(steps=3, seed=4))
+    assert not np.array_equal(mo.weights, shut_all.weights)
+
+
+def test_stage_needs_the_part_and_a_changed_detector_is_refused(corpus: Path, grown: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    base = tmp_path / "base"
+    assert main(["train", "--data", str(corpus), "--out", str(base), "--config", "tiny", "--device", "cpu",
+                 "--stage", "lip_expert", "--steps", "1"]) == 0
+    assert main(["train", "--data", str(corpus), "--finetune", str(base), "--out", str(tmp_path / "x"),
+                 "--stage", "closure_detector", "--steps", "1", "--device", "cpu"]) != 0
+    assert "parts/closure_detector.json" in capsys.readouterr().err
+    cfg = json.loads((grown / "config.json").read_text())
+    cfg["closure_detector"]["d"] = 32  # the weights were trained for 64 channels
+    (grown / "config.json").write_text(json.dumps(cfg))
+    try:
+        with pytest.raises(CheckpointError, match="closure_detector"):
+            load_checkpoint(grown)
+    finally:
+        cfg["closure_detector"]["d"] = 64
+        (grown / "config.json").write_text(json.dumps(cfg))
