@@ -140,7 +140,10 @@ def grow_checkpoint(path: str | Path, sections: dict[str, Any], device: str | to
         validate_config(cfg)
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    model = TalkRigModel(cfg)
+    # the new parts start from seeded weights (the checkpoint's training seed), so a grow is reproducible
+    with torch.random.fork_rng():
+        torch.manual_seed(int(cfg.get("train", {}).get("seed", 0)))
+        model = TalkRigModel(cfg)
     own = model.state_dict()
     state = {}
     for k, v in old.state_dict().items():

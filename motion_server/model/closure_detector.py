@@ -49,17 +49,25 @@ class ClosureDetector(nn.Module):
     """Feature rows [B, T, F] -> closure logits [B, T]: a projection and dilated 1-D convolutions
     (about +-0.5 s of context at 30 fps), non-causal like the rest of the model."""
 
-    def __init__(self, feat_dim: int, cfg: dict[str, Any]) -> None:
+    def __init__(self, feat_dim: int, cfg: dict[str, Any], speech_dim: int = 0) -> None:
         super().__init__()
         d = int(cfg["d"])
-        self.inp = nn.Linear(feat_dim, d)
+        reads = cfg.get("reads", "all")
+        if reads not in ("all", "speech_encoder"):
+            raise ValueError(f"closure_detector.reads must be 'all' or 'speech_encoder', got {reads!r}")
+        if reads == "speech_encoder" and not speech_dim:
+            raise ValueError("closure_detector.reads = 'speech_encoder' needs a model with a speech encoder")
+        # the speech encoder's columns come last in the feature rows (features.AudioFeatures); alone
+        # they generalise to unheard voices better than with the per-clip log-mel beside them
+        self.first = feat_dim - speech_dim if reads == "speech_encoder" else 0
+        self.inp = nn.Linear(feat_dim - self.first, d)
         self.convs = nn.ModuleList(nn.Conv1d(d, d, 5, padding=2 * dil, dilation=dil)
                                    for dil in cfg.get("dilations", (1, 2, 4)))
         self.out = nn.Conv1d(d, 1, 1)
         self.drop = nn.Dropout(float(cfg.get("dropout", 0.1)))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        h = F.gelu(self.inp(feats)).transpose(1, 2)  # [B, d, T]
+        h = F.gelu(self.inp(feats[..., self.first:])).transpose(1, 2)  # [B, d, T]
         for conv in self.convs:
             h = h + self.drop(F.gelu(conv(h)))
         return self.out(h)[:, 0]

@@ -62,7 +62,9 @@ class TalkRigModel(nn.Module):
         # where it fires, through the same constraint a transcript's bilabials use
         self.closure_detector: ClosureDetector | None = None
         if cfg.get("closure_detector"):
-            self.closure_detector = ClosureDetector(F_dim, cfg["closure_detector"])
+            speech = cfg.get("speech_encoder")
+            self.closure_detector = ClosureDetector(F_dim, cfg["closure_detector"],
+                                                    int(speech["dim"]) if speech else 0)
         self.register_buffer("motion_mean", torch.zeros(MOTION_DIM))
         self.register_buffer("motion_std", torch.ones(MOTION_DIM))
         self.register_buffer("presets", torch.zeros(len(cfg.get("presets", [])), S))

@@ -471,8 +471,10 @@ class Trainer:
             loss = F.binary_cross_entropy_with_logits(logit, target, pos_weight=pos_weight)
             return {"loss": loss}
 
-        self._run("closure_detector", steps, list(det.parameters()), step_fn, self.eval_closure_detector, start,
-                  opt_state, time_budget)
+        # its own learning rate: a small fresh part beside a trained model's fine-tuning rate
+        mult = float(self.tc.get("closure_detector_lr", 2e-3)) / float(self.tc["lr"])
+        self._run("closure_detector", steps, [{"params": list(det.parameters()), "lr_mult": mult}], step_fn,
+                  self.eval_closure_detector, start, opt_state, time_budget)
         self.fit_closure_threshold()
         self._save("closure_detector", steps, None)
 
@@ -514,7 +516,7 @@ class Trainer:
         one the denoiser may still close on its own)."""
         clips = self._phoned(self.val or self.train)
         limit = float(self.tc.get("closure_false_open_max", 0.03))
-        curve = self._closure_curve(clips, [round(x, 2) for x in np.arange(0.2, 0.96, 0.05)])
+        curve = self._closure_curve(clips, [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)])
         ok = [r for r in curve if r["open_shut"] <= limit]
         best = ok[0] if ok else curve[-1]
         self.model.cfg.setdefault("sampling", {})["closure_threshold"] = float(best["threshold"])
@@ -702,9 +704,11 @@ def run_training(out: str | Path, config: str | Path | dict = "default",
     train, val, summary = load_training_clips(cfg, out, folders,
                                               Path(captures) if captures else None, log)
     log(f"data: {json.dumps(summary)} | device {dev}")
-    if base is not None and not resume and bool(cfg["train"].get("refit_motion_stats", False)):
+    trains_denoiser = stage in ("all", "denoiser")
+    if base is not None and not resume and trains_denoiser and bool(cfg["train"].get("refit_motion_stats", False)):
         # the targets changed scale (e.g. a recalibrated performer moves the head 5x more): normalise
-        # them afresh, or the fine-tuned denoiser would see channels far from unit variance
+        # them afresh, or the fine-tuned denoiser would see channels far from unit variance (only when the
+        # denoiser trains: other stages would leave it reading targets normalised unlike its training)
         allm = np.concatenate([c.motion for c in train])
         base.set_motion_stats(torch.from_numpy(allm.mean(0)).to(dev), torch.from_numpy(allm.std(0)).to(dev))
         log("refit the motion normalisation statistics on the training data")
