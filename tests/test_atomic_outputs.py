@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -367,9 +366,13 @@ def test_sigkill_mid_preview_mux_keeps_the_old_mp4_and_the_next_run_sweeps_every
     spec.write_text(json.dumps({"version": 2, "jobs": [{
         "argv": ["--character", "demo", "--render", str(dest), "--resolution", "64x64", "--overwrite"],
         "takes": [{"name": "take", "motion": str(motion_file), "audio": str(CLIP)}]}]}))
+    # a temp folder of its own: any talkrig run sweeps dead jobs' scratch, and tests running beside this
+    # one would otherwise sweep the killed job's frames before this test looks for them
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(scratch))
     child = subprocess.Popen([sys.executable, "-m", "blender_addon.headless", "--job-file", str(spec)], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env=dict(os.environ, PYTHONPATH=str(REPO)))
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         tmp = wait_until(lambda: [p for p in out.iterdir() if _writer_temp(p)], 500,
                        "ffmpeg's temporary .mp4", interval=0.001)[0]
@@ -381,11 +384,11 @@ def test_sigkill_mid_preview_mux_keeps_the_old_mp4_and_the_next_run_sweeps_every
             child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL
     assert dest.read_bytes() == good, "the kill changed the user's preview"
-    frames = [p for p in Path(tempfile.gettempdir()).glob(f"talkrig-scratch-{child.pid}-*")]
+    frames = list(scratch.glob(f"talkrig-scratch-{child.pid}-*"))
     assert frames, "the killed job's rendered frames should still be there before the next run"
     r = subprocess.run([sys.executable, "-m", "motion_server", "animate", str(CLIP), "--engine", "energy",
                         "--out", str(out / "next.npz")], cwd=tmp_path, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+                       env=env, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert temps(out) == [] and dest.read_bytes() == good and not tmp.exists()
     assert not any(p.exists() for p in frames)
