@@ -129,7 +129,8 @@ def ground_truth_metrics(pred: FaceMotion, gt: FaceMotion) -> dict[str, float]:
 
 # -- against phone timings -----------------------------------------------------------------------------
 
-def _mid_frames(phones: Sequence[PhoneLike], symbols: frozenset[str], fps: float, n_frames: int) -> np.ndarray:
+def mid_frames(phones: Sequence[PhoneLike], symbols: frozenset[str], fps: float, n_frames: int) -> np.ndarray:
+    """Frame index of the middle of every phone in ``symbols`` (the frames the phone metrics read)."""
     frames = [int(round(0.5 * (p.start + p.end) * fps)) for p in phones if p.symbol in symbols]
     return np.array([f for f in frames if 0 <= f < n_frames], dtype=np.int64)
 
@@ -139,7 +140,7 @@ def bilabial_closure_rate(gap: np.ndarray, phones: Sequence[PhoneLike], fps: flo
     """Fraction of /P B M/ phones whose middle frame has a lip gap below ``threshold`` cm.
 
     None when the clip has no bilabial (the rate is undefined, not 0 or 1)."""
-    f = _mid_frames(phones, BILABIALS, fps, len(gap))
+    f = mid_frames(phones, BILABIALS, fps, len(gap))
     if len(f) == 0:
         return None
     return float((np.asarray(gap)[f] < threshold).mean())
@@ -151,8 +152,8 @@ def open_bilabial_ratio(gap: np.ndarray, phones: Sequence[PhoneLike], fps: float
 
     High means the mouth opens for vowels and shuts for bilabials; ~1 means it does not distinguish."""
     g = np.maximum(np.asarray(gap, np.float64), 0.0)
-    fo = _mid_frames(phones, OPEN_VOWELS, fps, len(g))
-    fb = _mid_frames(phones, BILABIALS, fps, len(g))
+    fo = mid_frames(phones, OPEN_VOWELS, fps, len(g))
+    fb = mid_frames(phones, BILABIALS, fps, len(g))
     if len(fo) == 0 or len(fb) == 0:
         return None
     return float(g[fo].mean() / max(float(g[fb].mean()), eps))
