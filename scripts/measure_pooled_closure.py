@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             frames = mid_frames(c.phones, BILABIALS, motion.fps, len(gap))
             shut += int((gap[frames] < CLOSURE_THRESHOLD_CM).sum())
             total += len(frames)
-        out[str(seed)] = {"closed": shut, "bilabials": total, "closure": round(shut / total, 3)}
+        out[str(seed)] = {"closed": shut, "bilabials": total, "closure": round(shut / total, 3) if total else None}
     print(json.dumps({"model": args.model or "default", "clips": len(clips), "seeds": out}))
     return 0
 

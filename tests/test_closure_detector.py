@@ -94,7 +94,7 @@ def test_training_fits_and_stores_an_operating_threshold(grown: Path) -> None:
     # the rule: the lowest threshold that keeps false closures on open vowels under the limit
     ok = [r for r in fit["curve"] if r["open_shut"] <= fit["false_open_max"]]
     assert not ok or ok[0]["threshold"] == th
-    assert 0.0 <= cfg["training"]["metrics"]["closure_detector"]["val_frame_auc"] <= 1.0
+    assert cfg["training"]["metrics"]["closure_detector"]["val_clips"] > 0
 
 
 def _with_bias(src: Path, dst: Path, bias: float) -> Path:
@@ -127,12 +127,12 @@ def test_audio_only_runs_shut_the_lips_where_the_detector_fires(grown: Path, tmp
 
 def test_a_transcript_takes_precedence_over_the_detector(grown: Path, tmp_path: Path) -> None:
     audio, _ = toy_clip(np.random.default_rng(7), 2.0)
-    eng = DiffusionEngine(_with_bias(grown, tmp_path / "always", 20.0), device="cpu")
     phones = [Phone("HH", 0.2, 0.3), Phone("AH", 0.3, 0.6), Phone("L", 0.6, 0.7), Phone("OW", 0.7, 1.1)]
-    mo = eng.generate(audio, 16000, GenerateOptions(steps=3, seed=4, phones=phones))
-    assert mo.meta["phones"] == "aligned" and "closures_detected" not in mo.meta
-    shut_all = eng.generate(audio, 16000, GenerateOptions(steps=3, seed=4))
-    assert not np.array_equal(mo.weights, shut_all.weights)
+    opts = GenerateOptions(steps=3, seed=4, phones=phones)
+    always = DiffusionEngine(_with_bias(grown, tmp_path / "always", 20.0), device="cpu").generate(audio, 16000, opts)
+    never = DiffusionEngine(_with_bias(grown, tmp_path / "never", -20.0), device="cpu").generate(audio, 16000, opts)
+    assert always.meta["phones"] == "aligned" and "closures_detected" not in always.meta
+    np.testing.assert_array_equal(always.weights, never.weights)  # with phones the detector plays no part
 
 
 def test_stage_needs_the_part_and_a_changed_detector_is_refused(corpus: Path, base: Path, grown: Path,

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    choices=["all", "lip_expert", "denoiser", "style_predictor", "closure_detector", "expressiveness"],
                    help="all = the training stages (closure_detector where the model has one), then the "
                         "expressiveness fit (how much calmer sampled head and brows are than held-out targets; "
-                        "postprocess.variance_gain); closure_detector also fits sampling.closure_threshold")
+                        "postprocess.variance_gain); with --finetune, all = denoiser + expressiveness; "
+                        "closure_detector also fits sampling.closure_threshold")
     p.add_argument("--steps", type=int, help="steps per stage (default: from the config)")
     p.add_argument("--finetune", help="start from this checkpoint folder (e.g. the bundled default)")
     p.add_argument("--grow", metavar="PARTS.json",

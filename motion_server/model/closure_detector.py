@@ -37,7 +37,8 @@ def bilabial_ids(symbols: Sequence[str] = DEFAULT_SYMBOLS) -> list[int]:
     return [symbols.index(s) + 1 for s in BILABIAL_SYMBOLS]
 
 
-def bilabial_frames(track: np.ndarray | torch.Tensor, symbols: Sequence[str] = DEFAULT_SYMBOLS):
+def bilabial_frames(track: np.ndarray | torch.Tensor,
+                    symbols: Sequence[str] = DEFAULT_SYMBOLS) -> np.ndarray | torch.Tensor:
     """1 where the phone track is a /p b m/, else 0 (same type as ``track``)."""
     ids = bilabial_ids(symbols)
     if isinstance(track, torch.Tensor):
@@ -46,8 +47,9 @@ def bilabial_frames(track: np.ndarray | torch.Tensor, symbols: Sequence[str] = D
 
 
 class ClosureDetector(nn.Module):
-    """Feature rows [B, T, F] -> closure logits [B, T]: a projection and dilated 1-D convolutions
-    (about +-0.5 s of context at 30 fps), non-causal like the rest of the model."""
+    """Feature rows [B, T, F] -> closure logits [B, T]: a projection and dilated 1-D convolutions of
+    width 5, non-causal like the rest of the model (each sees +-2 * dilation frames: dilations 1/2/4/8
+    see +-30 frames, +-1 s at 30 fps)."""
 
     def __init__(self, feat_dim: int, cfg: dict[str, Any], speech_dim: int = 0) -> None:
         super().__init__()

@@ -24,6 +24,7 @@ import torch
 from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn
 from motion_server.options import MAX_STEPS, MODEL_DEFAULTS
 from motion_server.performer.calibration import soft_limit_head
+from motion_server.phones import Phone
 from motion_server.protocol import STYLE_REFERENCE_FPS
 from rig_mapping import FaceMotion
 from rig_mapping.formats import FORMATS
@@ -209,7 +210,7 @@ class DiffusionEngine:
             return None, "none (alignment failed)"
         return phones, "aligned"
 
-    def _detected_closures(self, feats: torch.Tensor) -> list | None:
+    def _detected_closures(self, feats: torch.Tensor) -> list[Phone] | None:
         """Audio only: the lip closures the model's closure detector hears, as bilabial events; None
         when the model has no detector or no fitted threshold (``sampling.closure_threshold``)."""
         threshold = self.cfg["sampling"].get("closure_threshold")
@@ -368,12 +369,13 @@ class DiffusionEngine:
         aligned, phones_source = self._aligned_phones(a, o, cancel)
         track = None
         constraint = None
-        closures: list | None = aligned
+        enforce = bool(self.cfg["sampling"].get("enforce_closures", False))
+        closures: list[Phone] | None = aligned
         if aligned is not None:
             track = torch.from_numpy(phone_track(aligned, T, self.fps, self.model.phone_symbols))[None].to(self.device)
-        else:
+        elif enforce:  # audio only: the closures the detector hears (None without one)
             closures = self._detected_closures(feats)
-        if closures is not None and self.cfg["sampling"].get("enforce_closures", False):
+        if closures is not None and enforce:
             constraint = closure_constraint(closures, T, self.fps, m.normalize, m.denormalize)
         cond = m.with_phones(audio_emb, track)
         task = DiffusionTask(self, asked, o, codes, style_label, phones_source, report, t0)

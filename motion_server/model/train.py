@@ -44,7 +44,7 @@ from .style_predictor import prior_sampling
 STAGES = ("lip_expert", "denoiser", "style_predictor", "closure_detector")
 # a stage runs only on models that have its part
 OPTIONAL_STAGES = {"closure_detector": "closure_detector"}
-DEFAULT_STEPS = {"closure_detector": 3000}
+DEFAULT_STEPS = {"closure_detector": 600}  # it overfits a few hours of speech within a few hundred steps
 MOUTH_IDX = [ARKIT_INDEX[n] for n in MOUTH_CHANNELS]
 Log = Callable[[str], None]
 
@@ -449,6 +449,14 @@ class Trainer:
     def _phoned(self, clips: list[Clip]) -> list[Clip]:
         return [c for c in clips if c.phones is not None and bilabial_frames(c.phones).any()]
 
+    def _closure_val(self) -> list[Clip]:
+        """The clips the detector is scored and its threshold fitted on: validation clips with bilabials
+        (training clips only when no validation clip has any, e.g. a capture folder's split)."""
+        clips = self._phoned(self.val) or self._phoned(self.train)
+        if not clips:
+            raise DataError("no clip with bilabial phones to fit the closure detector's threshold on")
+        return clips
+
     def train_closure_detector(self, steps: int, start: int = 0, opt_state: dict | None = None,
                                time_budget: float | None = None) -> None:
         det = self.model.closure_detector
@@ -497,13 +505,14 @@ class Trainer:
 
     @torch.no_grad()
     def eval_closure_detector(self) -> dict[str, float]:
-        clips = self._phoned(self.val or self.train)
+        clips = self._closure_val()
         probs = self._closure_probs(clips)
         y = np.concatenate([bilabial_frames(c.phones) for c in clips])
         p = np.concatenate(probs)
-        # ROC AUC by ranks (Mann-Whitney): the chance a bilabial frame scores above another frame
-        ranks = np.empty(len(p))
-        ranks[np.argsort(p, kind="mergesort")] = np.arange(1, len(p) + 1)
+        # ROC AUC by ranks (Mann-Whitney, ties averaged): the chance a bilabial frame scores above another
+        from scipy.stats import rankdata
+
+        ranks = rankdata(p)
         npos = y.sum()
         auc = (ranks[y > 0].sum() - npos * (npos + 1) / 2) / max(npos * (len(y) - npos), 1)
         row = self._closure_curve(clips, [0.5])[0]
@@ -514,11 +523,14 @@ class Trainer:
         """The operating threshold: the lowest that shuts at most ``closure_false_open_max`` of the
         validation open-vowel frames (a false closure mid-vowel is what a viewer notices; a missed
         one the denoiser may still close on its own)."""
-        clips = self._phoned(self.val or self.train)
+        clips = self._closure_val()
         limit = float(self.tc.get("closure_false_open_max", 0.03))
         curve = self._closure_curve(clips, [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)])
         ok = [r for r in curve if r["open_shut"] <= limit]
         best = ok[0] if ok else curve[-1]
+        if not ok:
+            self.log(f"[closure_detector] warning: no threshold keeps false closures on open vowels under "
+                     f"{limit:.0%} of the validation frames; using the strictest, {best['threshold']}")
         self.model.cfg.setdefault("sampling", {})["closure_threshold"] = float(best["threshold"])
         self.metrics["closure_detector_threshold"] = {"chosen": best, "false_open_max": limit, "curve": curve}
         self.log(f"[closure_detector] threshold {best['threshold']}: catches {best['caught']:.3f} of "
