@@ -19,14 +19,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from motion_server.audio.loudness import audio_envelope
+from motion_server.performer.visemes import BILABIALS, OPEN_VOWELS
 from rig_mapping import FaceMotion
 from rig_mapping.arkit import ARKIT_INDEX, GROUP_INDICES
 
 from . import geometry
 
 # Phone classes (ARPAbet). Open vowels: the jaw is lowest for these in English.
-BILABIALS = frozenset({"P", "B", "M"})
-OPEN_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})
 
 # A bilabial counts as closed when the midline lip gap is under 0.15 cm. ICT's neutral (touching) lips
 # measure 0.064 cm; jawOpen 0.03 alone already parts them past 0.15 cm, and 1.5 mm of daylight between

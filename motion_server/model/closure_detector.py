@@ -21,26 +21,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motion_server.performer.coarticulation import bilabial_windows
+from motion_server.performer.visemes import BILABIALS, OPEN_VOWELS
 from motion_server.phones import Phone
 
 from .phone_track import DEFAULT_SYMBOLS
 
-BILABIAL_SYMBOLS = ("P", "B", "M")
 # the event symbol handed to the closure constraint: any bilabial shuts the lips the same way
 EVENT_SYMBOL = "P"
-# the vowels the open/bilabial ratio reads: a false closure there is what a viewer notices
-OPEN_VOWELS = ("AA", "AE", "AH", "AO", "AW", "AY")
 
 
-def bilabial_ids(symbols: Sequence[str] = DEFAULT_SYMBOLS) -> list[int]:
-    """Phone-track indices (1 + position) of /p b m/ in ``symbols``."""
-    return [symbols.index(s) + 1 for s in BILABIAL_SYMBOLS]
+def _track_ids(names: frozenset[str], symbols: Sequence[str]) -> list[int]:
+    """Phone-track indices (1 + position, as ``phone_track`` writes them) of ``names`` in ``symbols``."""
+    return [i + 1 for i, s in enumerate(symbols) if s in names]
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) frame pairs of each run of True in ``mask``, end exclusive."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def bilabial_frames(track: np.ndarray | torch.Tensor,
                     symbols: Sequence[str] = DEFAULT_SYMBOLS) -> np.ndarray | torch.Tensor:
     """1 where the phone track is a /p b m/, else 0 (same type as ``track``)."""
-    ids = bilabial_ids(symbols)
+    ids = _track_ids(BILABIALS, symbols)
     if isinstance(track, torch.Tensor):
         return torch.isin(track, torch.tensor(ids, device=track.device)).float()
     return np.isin(track, ids).astype(np.float32)
@@ -79,19 +84,7 @@ def closure_events(prob: np.ndarray, fps: float, threshold: float, min_frames: i
     """Runs of frames with closure probability >= ``threshold`` (at least ``min_frames`` long) as
     bilabial phones spanning each run, for the closure constraint."""
     on = np.asarray(prob) >= float(threshold)
-    events: list[Phone] = []
-    t = 0
-    n = len(on)
-    while t < n:
-        if not on[t]:
-            t += 1
-            continue
-        s = t
-        while t < n and on[t]:
-            t += 1
-        if t - s >= int(min_frames):
-            events.append(Phone(EVENT_SYMBOL, s / fps, t / fps))
-    return events
+    return [Phone(EVENT_SYMBOL, s / fps, t / fps) for s, t in _runs(on) if t - s >= int(min_frames)]
 
 
 def event_scores(prob: np.ndarray, track: np.ndarray, fps: float, threshold: float,
@@ -99,21 +92,8 @@ def event_scores(prob: np.ndarray, track: np.ndarray, fps: float, threshold: flo
     """(bilabials caught, bilabials, open-vowel frames wrongly shut, open-vowel frames) for one clip:
     a bilabial run of the phone track is caught when the closure window of a detected event covers its
     middle frame (what the closure metric reads); open vowels are the frames that must stay open."""
-    from motion_server.performer.coarticulation import bilabial_windows
-
     shut = bilabial_windows(closure_events(prob, fps, threshold), len(track), fps) >= 0.5
-    bil = bilabial_frames(track, symbols) > 0
-    caught = total = 0
-    t = 0
-    while t < len(bil):
-        if not bil[t]:
-            t += 1
-            continue
-        s = t
-        while t < len(bil) and bil[t]:
-            t += 1
-        total += 1
-        caught += int(shut[(s + t - 1) // 2])
-    open_ids = [symbols.index(s) + 1 for s in OPEN_VOWELS if s in symbols]
-    opn = np.isin(track, open_ids)
-    return caught, total, int((shut & opn).sum()), int(opn.sum())
+    runs = _runs(bilabial_frames(track, symbols) > 0)
+    caught = sum(int(shut[(s + t - 1) // 2]) for s, t in runs)
+    opn = np.isin(track, _track_ids(OPEN_VOWELS, symbols))
+    return caught, len(runs), int((shut & opn).sum()), int(opn.sum())

@@ -444,7 +444,6 @@ class Trainer:
             res["chance"] = round(1 / len(self.emotions), 4)
         return res
 
-
     # -- stage 4: lip-closure detector ------------------------------------------------------------
     def _phoned(self, clips: list[Clip]) -> list[Clip]:
         return [c for c in clips if c.phones is not None and bilabial_frames(c.phones).any()]
@@ -492,8 +491,8 @@ class Trainer:
         return [self.model.closure_probability(torch.from_numpy(c.feats).to(self.device)[None])[0].cpu().numpy()
                 for c in clips]
 
-    def _closure_curve(self, clips: list[Clip], thresholds: list[float]) -> list[dict[str, float]]:
-        probs = self._closure_probs(clips)
+    def _closure_curve(self, clips: list[Clip], probs: list[np.ndarray],
+                       thresholds: list[float]) -> list[dict[str, float]]:
         rows = []
         for th in thresholds:
             tot = np.zeros(4)
@@ -515,7 +514,7 @@ class Trainer:
         ranks = rankdata(p)
         npos = y.sum()
         auc = (ranks[y > 0].sum() - npos * (npos + 1) / 2) / max(npos * (len(y) - npos), 1)
-        row = self._closure_curve(clips, [0.5])[0]
+        row = self._closure_curve(clips, probs, [0.5])[0]
         return {"val_frame_auc": round(float(auc), 4), "val_caught_at_0.5": row["caught"],
                 "val_open_shut_at_0.5": row["open_shut"], "val_clips": len(clips)}
 
@@ -525,7 +524,8 @@ class Trainer:
         one the denoiser may still close on its own)."""
         clips = self._closure_val()
         limit = float(self.tc.get("closure_false_open_max", 0.03))
-        curve = self._closure_curve(clips, [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)])
+        curve = self._closure_curve(clips, self._closure_probs(clips),
+                                    [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)])
         ok = [r for r in curve if r["open_shut"] <= limit]
         best = ok[0] if ok else curve[-1]
         if not ok:

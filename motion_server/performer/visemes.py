@@ -79,6 +79,8 @@ def blend_params(path: Path = DATA) -> BlendParams:
 
 
 BILABIALS = frozenset({"P", "B", "M"})
+# the wide-open vowels: where lips must be apart (the open/bilabial ratio and false-closure counts read them)
+OPEN_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})
 
 
 def viseme_for(symbol: str) -> Viseme:
