@@ -61,7 +61,7 @@ class LogMelFeatures:
 
     def log_mel(self, audio: np.ndarray) -> np.ndarray:
         """[n_mel_frames, n_mels] natural-log mel power (no normalisation)."""
-        import librosa
+        from motion_server.audio.mel import mel_power
 
         c = self.cfg
         a = np.asarray(audio, np.float32)
@@ -71,10 +71,7 @@ class LogMelFeatures:
             raise FeatureError("audio contains NaN/inf samples")
         if len(a) < c["win"]:
             a = np.pad(a, (0, c["win"] - len(a)))
-        mel = librosa.feature.melspectrogram(
-            y=a, sr=self.sr, n_fft=c["n_fft"], win_length=c["win"], hop_length=c["hop"],
-            n_mels=c["n_mels"], fmin=c["fmin"], fmax=c["fmax"], power=2.0, center=True,
-        )
+        mel = mel_power(a, self.sr, c["n_fft"], c["hop"], c["n_mels"], c["win"], c["fmin"], c["fmax"])
         return np.log(mel.T + LOG_FLOOR).astype(np.float32)
 
     def __call__(self, audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:

@@ -169,9 +169,9 @@ def weights_digest(tensors: dict[str, np.ndarray]) -> str:
 # -- log-mel as Whisper computes it -----------------------------------------------------------------
 @lru_cache(maxsize=4)
 def _mel_filters(n_mels: int) -> torch.Tensor:
-    import librosa
+    from motion_server.audio.mel import mel_filters
 
-    return torch.from_numpy(librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=n_mels).astype(np.float32))
+    return torch.from_numpy(np.array(mel_filters(SR, N_FFT, n_mels)))
 
 
 def whisper_log_mel(audio: np.ndarray, n_mels: int = 80) -> torch.Tensor:
