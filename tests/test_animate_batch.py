@@ -231,7 +231,7 @@ def test_ray_batch_on_two_nodes_matches_local_and_survives_a_killed_worker(ray_c
     # Ray's worker processes belong to the cluster, not to the command: found by their process title
     killer = KillOneWorker(tmp_path / "ray", proc, lambda: [
         pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
-        if _cmdline(pid).startswith("ray::motion_task")][:1])
+        if _cmdline(pid).startswith("ray::ray_motion_task")][:1])
     out, err = proc.communicate(timeout=600)
     killed = killer.finish()
     assert proc.returncode == 0, out[-2000:] + err[-2000:]

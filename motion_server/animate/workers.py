@@ -124,6 +124,14 @@ def motion_task(spec: EngineSpec, task: MotionTask, progress: ProgressFn | None 
     return done
 
 
+def ray_motion_task(spec: EngineSpec, task: MotionTask) -> MotionDone:
+    """``motion_task`` on a Ray worker: one CPU each (what the task asks Ray for), set before torch or
+    CTranslate2 load in the worker process."""
+    if not _GENERATORS:
+        _init_worker(1)
+    return motion_task(spec, task)
+
+
 def blender_task(task: BlenderTask) -> BlenderDone:
     """Key, export and render a group of inputs in one Blender child process."""
     from rig_mapping.formats import save_motion
@@ -238,9 +246,10 @@ class RayBackend:
         self._ray = ray
         self.notes: list[str] = []
         if not ray.is_initialized():
-            env = {"env_vars": {"TALKRIG_THREADS": "1", "TALKRIG_BATCH_THREADS": "1", "TALKRIG_ASR_THREADS": "1",
-                                "OMP_NUM_THREADS": "1"}}
-            kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "runtime_env": env}
+            # no runtime_env: a job with one gets freshly started worker processes instead of the ones
+            # Ray starts with the cluster (measured: ~0.9 s more before the first line); the tasks pin
+            # their threads themselves (ray_motion_task)
+            kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
             if address == "auto":
                 try:
                     ray.init(address="auto", **kwargs)
@@ -255,7 +264,7 @@ class RayBackend:
         self.label = f"Ray ({len(ray.nodes())} node(s), {self.workers} CPU, {gpus:g} GPU)"
         motion_opts: dict[str, Any] = {"max_retries": 0}  # retries are ours: counted and reported per input
         motion_opts.update(num_gpus=RAY_GPU_SHARE, num_cpus=1) if gpus else motion_opts.update(num_cpus=1)
-        self._motion = ray.remote(**motion_opts)(motion_task)
+        self._motion = ray.remote(**motion_opts)(ray_motion_task)
         self._blender = ray.remote(max_retries=0, num_cpus=1)(blender_task)
         self._refs: list[Any] = []
         self._owns = not address.startswith("ray://") and bool(self.notes)  # a cluster we started, we stop
