@@ -131,18 +131,20 @@ def test_a_short_job_submitted_after_a_long_one_finishes_first(server, solo) -> 
 
 
 def test_cancelling_one_job_of_a_batch_leaves_the_others_exact(server, solo) -> None:
-    wavs = [_clip(20.0), _clip(40.0), _clip(25.0, 4.0)]
-    opts = [{"seed": 11}, {"seed": 12}, {"seed": 13, "guidance": 1.5}]
+    # two long jobs, then the victim: it is prepared while they sample, and joins their forwards
+    wavs = [_clip(60.0), _clip(50.0, 4.0), _clip(20.0)]
+    opts = [{"seed": 11}, {"seed": 13, "guidance": 1.5}, {"seed": 12}]
     with MotionClient(server.address, timeout_s=120) as c:
         jobs = [c.submit(w, o) for w, o in zip(wavs, opts, strict=True)]
-        victim = jobs[1]
-        _until_sampling(*jobs)  # all three share the forwards now
+        victim = jobs[2]
+        _until_sampling(victim)
+        assert not all(j.done for j in jobs[:2]), "the victim never shared a forward"
         victim.cancel()
         with pytest.raises(JobCancelled):
             victim.wait(120)
-        kept = [jobs[0].wait(120), jobs[2].wait(120)]
+        kept = [jobs[0].wait(120), jobs[1].wait(120)]
     _same(kept[0], solo(wavs[0], opts[0]))
-    _same(kept[1], solo(wavs[2], opts[2]))
+    _same(kept[1], solo(wavs[1], opts[1]))
 
 
 def test_bench_server_batch_compares_concurrent_with_one_after_another(tmp_path) -> None:

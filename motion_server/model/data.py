@@ -23,6 +23,7 @@ from motion_server.options import AUDIO_SUFFIXES, SAMPLE_RATE
 from rig_mapping import FaceMotion
 from rig_mapping.formats import FORMATS
 
+from .device import CoreShare
 from .features import make_features
 from .phone_track import phone_track
 
@@ -119,10 +120,13 @@ def _clip_from(u: Utterance, feats_fn: Any, fps: float) -> Clip | None:
 
 
 def build_clips(utts: Iterable[Utterance], cfg: dict[str, Any], desc: str = "features") -> list[Clip]:
-    feats_fn = make_features(cfg["features"], cfg["fps"], cfg.get("speech_encoder"),
-                             threads=torch.get_num_threads())
-    clips = [c for u in tqdm(utts, desc=desc, unit="utt", leave=False)
-             if (c := _clip_from(u, feats_fn, cfg["fps"])) is not None]
+    cores = CoreShare(torch.get_num_threads())
+    feats_fn = make_features(cfg["features"], cfg["fps"], cfg.get("speech_encoder"), cores=cores)
+    try:
+        clips = [c for u in tqdm(utts, desc=desc, unit="utt", leave=False)
+                 if (c := _clip_from(u, feats_fn, cfg["fps"])) is not None]
+    finally:
+        cores.close()
     if not clips:
         raise DataError("no usable utterances (each needs at least 8 motion frames)")
     return clips

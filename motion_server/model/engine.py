@@ -34,7 +34,7 @@ from .batching import WindowBatcher, WindowWork
 from .checkpoint import load_checkpoint
 from .closure_detector import closure_events
 from .constraints import closure_constraint
-from .device import THREADS_LOCK, resolve_device
+from .device import CoreShare, resolve_device, torch_threads
 from .features import make_features, n_motion_frames
 from .guidance import branches, combine
 from .long import TimelineSampling
@@ -50,11 +50,10 @@ log = logging.getLogger(__name__)
 # windows per denoiser forward on a CPU: measured per-window cost is flat from ~5 to 40 windows and
 # higher at 64 (caches); a GPU takes the checkpoint's window.max_batch
 CPU_MAX_BATCH = 32
-DEFAULT_BLINK_RATE = 17.0  # blinks per minute of a relaxed speaker, when the model lists no rates
-
-
-# rows in one denoiser forward from which it uses ``batch_threads`` (a solo 10 s take has 5)
-BATCH_THREAD_ROWS = 16
+DEFAULT_BLINK_RATE = 17.0
+# denoiser rows per CPU lane: a solo 10 s take's forwards (5 rows) stay on the engine thread, where
+# splitting them costs more in hand-offs than it saves (measured: 0.102 s against 0.085 s of sampling)
+LANE_ROWS = 8  # blinks per minute of a relaxed speaker, when the model lists no rates
 
 
 class DiffusionEngine:
@@ -67,10 +66,10 @@ class DiffusionEngine:
         self.threads = int(threads or os.environ.get("TALKRIG_THREADS", 1))
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        # A forward of many rows (the server's batch of concurrent jobs, a long take's windows) has the
-        # work to keep every core busy: measured on the 2-core box, 80 rows take 295 ms on one thread and
-        # 174 ms on two, bit-identical per row. A small one stays on ``threads``.
+        # The big forwards (the denoiser's windows, the speech encoder's) share this many cores
+        # (device.CoreShare): all of them for a lone job, one each for forwards running side by side.
         self.batch_threads = max(self.threads, int(os.environ.get("TALKRIG_BATCH_THREADS", os.cpu_count() or 1)))
+        self.cores = CoreShare(self.batch_threads)
         self.path = Path(model) if model is not None else DEFAULT_CHECKPOINT
         if model is None and not (self.path / "model.safetensors").is_file():
             raise FileNotFoundError(f"the bundled default checkpoint is missing at {self.path}; "
@@ -80,7 +79,7 @@ class DiffusionEngine:
         self.cfg = self.model.cfg
         self.fps = float(self.cfg["fps"])
         self.features = make_features(self.cfg["features"], self.fps, self.cfg.get("speech_encoder"),
-                                      threads=self.batch_threads).to(self.device)
+                                      cores=self.cores).to(self.device)
         self.forward_calls = 0  # network evaluations of the denoiser (tests and benchmarks read it)
 
     @property
@@ -262,29 +261,14 @@ class DiffusionEngine:
 
     @contextlib.contextmanager
     def compute_threads(self) -> Iterator[None]:
-        """Torch's CPU threads set to ``self.threads`` while inside (the server holds it while serving)."""
-        prev = torch.get_num_threads()
-        if self.device.type == "cpu" and prev != self.threads:
-            torch.set_num_threads(self.threads)
-        try:
+        """Torch's CPU threads of the calling thread set to ``self.threads`` while inside, for the small
+        per-job work (the server's engine thread holds it while serving); the big forwards take their
+        cores from ``self.cores``."""
+        if self.device.type != "cpu":
             yield
-        finally:
-            if torch.get_num_threads() != prev:
-                torch.set_num_threads(prev)
-
-    @contextlib.contextmanager
-    def _threads_for(self, rows: int) -> Iterator[None]:
-        want = self.batch_threads if rows >= BATCH_THREAD_ROWS else self.threads
-        with THREADS_LOCK:  # not while another thread has changed the count (see device.THREADS_LOCK)
-            prev = torch.get_num_threads()
-            if self.device.type != "cpu" or want == prev:
-                yield
-                return
-            torch.set_num_threads(want)
-            try:
-                yield
-            finally:
-                torch.set_num_threads(prev)
+            return
+        with torch_threads(self.threads):
+            yield
 
     @property
     def max_batch(self) -> int:
@@ -313,8 +297,8 @@ class DiffusionEngine:
                 styles.append(code.expand(n, -1))
             sizes.append(n * len(task.codes))
         self.forward_calls += 1
-        with self._threads_for(sum(sizes)):
-            out = self.model.denoise(torch.cat(xs), torch.cat(conds), torch.cat(ts), torch.cat(styles))
+        out = self.cores.run(self.model.denoise, torch.cat(xs), torch.cat(conds), torch.cat(ts), torch.cat(styles),
+                             lane_rows=LANE_ROWS)
         return [combine(list(part.split(w.x.shape[0])), w.run.context.scale)
                 for w, part in zip(work, out.split(sizes), strict=True)]
 

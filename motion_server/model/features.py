@@ -13,16 +13,16 @@ safetensors file (architecture in the file's metadata). Nothing is ever download
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from .device import CoreShare
 
 LOG_FLOOR = 1e-5
 FEATURE_SCALE = 4.0  # log-mel deviations are ~±4; keeps the encoder input near unit scale
@@ -186,7 +186,7 @@ class SpeechEncoderFeatures:
     and averaged (a 30 fps frame spans 1.7 encoder frames). Not mean-removed: the encoder's layer norm
     already makes them level- and channel-robust."""
 
-    def __init__(self, cfg: dict[str, Any], fps: float, threads: int | None = None) -> None:
+    def __init__(self, cfg: dict[str, Any], fps: float, cores: CoreShare | None = None) -> None:
         from .speech_encoder import load_speech_encoder
 
         if cfg.get("kind") != "whisper":
@@ -194,7 +194,7 @@ class SpeechEncoderFeatures:
         self.cfg = dict(cfg)
         self.fps = float(fps)
         self.sub = 3
-        self.threads = threads
+        self.cores = cores  # the encoder's windows run on the cores free at the time (device.CoreShare)
         self.encoder, self.sha256 = load_speech_encoder(str(cfg["weights"]), cfg.get("sha256"))
         self.dim = self.encoder.dim
         if int(cfg.get("dim", self.dim)) != self.dim:
@@ -204,25 +204,11 @@ class SpeechEncoderFeatures:
         self.encoder = self.encoder.to(device)
         return self
 
-    @contextlib.contextmanager
-    def _threads(self) -> Iterator[None]:
-        from .device import THREADS_LOCK
-
-        with THREADS_LOCK:
-            prev = torch.get_num_threads()
-            if self.threads and self.threads != prev:
-                torch.set_num_threads(self.threads)  # a 10 s window is enough work for every core
-            try:
-                yield
-            finally:
-                if torch.get_num_threads() != prev:
-                    torch.set_num_threads(prev)
-
     def __call__(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
         from .speech_encoder import encode_audio
 
-        with self._threads():
-            return self.rows(encode_audio(self.encoder, np.asarray(audio, np.float32)), n_frames)
+        run = self.cores.run if self.cores is not None else None
+        return self.rows(encode_audio(self.encoder, np.asarray(audio, np.float32), run), n_frames)
 
     def rows(self, h: np.ndarray, n_frames: int) -> np.ndarray:
         """[n_frames, dim] from 50 Hz encoder frames ``h`` (frame ``i`` centred on ``(i + 0.5) / 50`` s)."""
@@ -240,13 +226,13 @@ class AudioFeatures:
     checkpoint has a ``speech_encoder`` section, by the speech encoder's rows."""
 
     def __init__(self, cfg: dict[str, Any], fps: float, speech: dict[str, Any] | None = None,
-                 threads: int | None = None) -> None:
+                 cores: CoreShare | None = None) -> None:
         kinds = {"logmel": LogMelFeatures, "ssl": SSLFeatures}
         kind = cfg.get("kind", "logmel")
         if kind not in kinds:
             raise FeatureError(f"unknown features.kind {kind!r}; choose one of {sorted(kinds)}")
         self.base = kinds[kind](cfg, fps)
-        self.speech = SpeechEncoderFeatures(speech, fps, threads) if speech else None
+        self.speech = SpeechEncoderFeatures(speech, fps, cores) if speech else None
         self.sr = self.base.sr
         self.dim = self.base.dim + (self.speech.dim if self.speech else 0)
 
@@ -271,10 +257,10 @@ class AudioFeatures:
 
 
 def make_features(cfg: dict[str, Any], fps: float, speech: dict[str, Any] | None = None,
-                  threads: int | None = None) -> AudioFeatures:
+                  cores: CoreShare | None = None) -> AudioFeatures:
     """The feature rows of a model config: ``cfg`` = its ``features`` section, ``speech`` = its optional
     ``speech_encoder`` section."""
-    return AudioFeatures(cfg, fps, speech, threads)
+    return AudioFeatures(cfg, fps, speech, cores)
 
 
 def clip_stats_dim(cfg: dict[str, Any]) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -207,13 +208,16 @@ def _fade(n: int, ramp: int, rise: bool, fall: bool) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode_audio(encoder: WhisperEncoder, audio: np.ndarray) -> np.ndarray:
+def encode_audio(encoder: WhisperEncoder, audio: np.ndarray,
+                 run: Callable[..., torch.Tensor] | None = None) -> np.ndarray:
     """[ceil(len / 320), d] encoder frames at 50 Hz (frame ``i`` centred on ``(i + 0.5) / 50`` s).
 
     Whisper's encoder output depends on where in its input a sound is, so every clip is cut the same
     way, from its own start: 10 s windows 8 s apart, the last one ending with the clip (no padding),
     their 2 s overlaps cross-faded linearly. A training clip and a user's take of any length are then
-    encoded alike, and a 60 s take costs 8 short windows, not three 30 s ones."""
+    encoded alike, and a 60 s take costs 8 short windows, not three 30 s ones. ``run(encoder, windows)``
+    runs each batch of windows (``device.CoreShare.run`` spreads them over the free cores); default: as is."""
+    run = run or (lambda f, x: f(x))
     mel = whisper_log_mel(audio, encoder.n_mels)
     n_mel = mel.shape[1] + mel.shape[1] % 2
     if n_mel != mel.shape[1]:
@@ -224,9 +228,9 @@ def encode_audio(encoder: WhisperEncoder, audio: np.ndarray) -> np.ndarray:
     outs: list[np.ndarray] = []
     for i in range(0, len(full), WINDOW_BATCH):  # bounded batches: a 10 min take stays within memory
         chunk = torch.stack([mel[:, s: s + WINDOW_MEL] for s in full[i: i + WINDOW_BATCH]]).to(dev)
-        outs += list(encoder(chunk).float().cpu().numpy())
+        outs += list(run(encoder, chunk).float().cpu().numpy())
     if len(full) < len(starts):
-        outs.append(encoder(mel[None, :, starts[-1]:].to(dev))[0].float().cpu().numpy())
+        outs.append(run(encoder, mel[None, :, starts[-1]:].to(dev))[0].float().cpu().numpy())
     ramp = (WINDOW_MEL - WINDOW_HOP_MEL) // 2
     acc = np.zeros((n_mel // 2, encoder.dim), np.float32)
     wsum = np.zeros(len(acc), np.float32)

@@ -158,8 +158,12 @@ class EngineWorker(threading.Thread):
 
     # -- per-job work (pool threads) ----------------------------------------------------------------------
     def _guarded(self, job: Job, fn: Callable[..., None], *args: Any) -> None:
+        # a job's small work at the engine's own thread count; its big forwards take the cores that are
+        # free (the diffusion engine's CoreShare), so jobs prepared side by side do not oversubscribe them
+        threads = getattr(self.pipeline.engine, "compute_threads", None)
         try:
-            fn(*args)
+            with threads() if callable(threads) else contextlib.nullcontext():
+                fn(*args)
         except BaseException as exc:
             self._end(job, self._outcome(job, exc))
 
