@@ -60,9 +60,16 @@ def _window(win: int, n_fft: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def power_spectrogram(audio: np.ndarray, n_fft: int, hop: int, win: int | None = None) -> np.ndarray:
-    """[n_fft // 2 + 1, frames] float32 |STFT|^2: frames centred on ``k * hop`` (the signal zero-padded
-    by ``n_fft // 2`` either side), ``1 + len // hop`` of them."""
+# frames per block of the STFT: numpy < 2 computes rfft in float64, so a 10 min take done in one go
+# would hold ~0.6 GB of frames and spectra at once; blocks keep that to a few MB
+BLOCK_FRAMES = 2048
+
+
+def mel_power(audio: np.ndarray, sr: int, n_fft: int, hop: int, n_mels: int, win: int | None = None,
+              fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """[n_mels, frames] float32 mel power spectrogram (librosa's ``feature.melspectrogram`` with
+    ``power=2, center=True``): frames centred on ``k * hop`` (the signal zero-padded by ``n_fft // 2``
+    either side), ``1 + len // hop`` of them, each the |STFT|^2 of a Hann-windowed ``win`` samples."""
     y = np.asarray(audio, np.float32)
     if y.ndim != 1:
         raise ValueError(f"audio must be mono 1-D, got shape {list(y.shape)}")
@@ -72,12 +79,10 @@ def power_spectrogram(audio: np.ndarray, n_fft: int, hop: int, win: int | None =
     if n < 1:
         raise ValueError(f"audio of {len(audio)} samples is shorter than one {n_fft}-sample frame")
     frames = np.lib.stride_tricks.as_strided(y, (n, n_fft), (y.strides[0] * hop, y.strides[0]), writeable=False)
-    spec = np.fft.rfft(frames * _window(win or n_fft, n_fft), axis=1).astype(np.complex64)
-    return (np.abs(spec) ** 2).T
-
-
-def mel_power(audio: np.ndarray, sr: int, n_fft: int, hop: int, n_mels: int, win: int | None = None,
-              fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
-    """[n_mels, frames] float32 mel power spectrogram (librosa's ``feature.melspectrogram`` with
-    ``power=2, center=True``)."""
-    return mel_filters(int(sr), int(n_fft), int(n_mels), float(fmin), fmax) @ power_spectrogram(audio, n_fft, hop, win)
+    window = _window(win or n_fft, n_fft)
+    filters = mel_filters(int(sr), int(n_fft), int(n_mels), float(fmin), fmax)
+    out = np.empty((n_mels, n), np.float32)
+    for a in range(0, n, BLOCK_FRAMES):
+        spec = np.fft.rfft(frames[a: a + BLOCK_FRAMES] * window, axis=1).astype(np.complex64)
+        out[:, a: a + BLOCK_FRAMES] = filters @ (np.abs(spec) ** 2).T
+    return out

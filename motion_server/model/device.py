@@ -26,12 +26,16 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def _lane_start() -> None:
+    torch.get_num_threads()  # torch's lazy per-thread set-up first, or it could overwrite the 1 later
     torch.set_num_threads(1)
 
 
-def _in_lane(fn: Callable[..., torch.Tensor], inference: bool, *args: torch.Tensor) -> torch.Tensor:
-    # grad mode is per thread: a lane computes as its caller does
-    with torch.inference_mode() if inference else torch.no_grad():
+def _in_lane(fn: Callable[..., torch.Tensor], inference: bool, grad: bool, *args: torch.Tensor) -> torch.Tensor:
+    # grad and inference mode are per thread: a lane computes as its caller does
+    if inference:
+        with torch.inference_mode():
+            return fn(*args)
+    with torch.set_grad_enabled(grad):
         return fn(*args)
 
 
@@ -73,21 +77,28 @@ class CoreShare:
         n_rows = int(rows[0].shape[0])
         if rows[0].device.type != "cpu" or n_rows < lane_rows:
             return fn(*rows)
+        lanes = self._lanes
         with self.claim() as n:
             k = min(n, n_rows // max(1, lane_rows))
-            if k <= 1 or self._lanes is None:
+            if k <= 1 or lanes is None:
                 with torch_threads(n):
                     return fn(*rows)
             parts = [r.tensor_split(k) for r in rows]
-            inference = torch.is_inference_mode_enabled()
-            futures = [self._lanes.submit(_in_lane, fn, inference, *[p[i] for p in parts]) for i in range(1, k)]
+            mode = (torch.is_inference_mode_enabled(), torch.is_grad_enabled())
+            try:
+                futures = [lanes.submit(_in_lane, fn, *mode, *[p[i] for p in parts]) for i in range(1, k)]
+            except RuntimeError:  # closed meanwhile (the server stopping): the caller's thread alone
+                with torch_threads(n):
+                    return fn(*rows)
             with torch_threads(1):
                 first = fn(*[p[0] for p in parts])
             return torch.cat([first, *(f.result() for f in futures)])
 
     def close(self) -> None:
+        """Stop the lane threads; later forwards run on their calling thread alone."""
         if self._lanes is not None:
-            self._lanes.shutdown(wait=False)
+            lanes, self._lanes = self._lanes, None
+            lanes.shutdown(wait=False)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -50,10 +50,10 @@ log = logging.getLogger(__name__)
 # windows per denoiser forward on a CPU: measured per-window cost is flat from ~5 to 40 windows and
 # higher at 64 (caches); a GPU takes the checkpoint's window.max_batch
 CPU_MAX_BATCH = 32
-DEFAULT_BLINK_RATE = 17.0
+DEFAULT_BLINK_RATE = 17.0  # blinks per minute of a relaxed speaker, when the model lists no rates
 # denoiser rows per CPU lane: a solo 10 s take's forwards (5 rows) stay on the engine thread, where
 # splitting them costs more in hand-offs than it saves (measured: 0.102 s against 0.085 s of sampling)
-LANE_ROWS = 8  # blinks per minute of a relaxed speaker, when the model lists no rates
+LANE_ROWS = 8
 
 
 class DiffusionEngine:
@@ -258,6 +258,10 @@ class DiffusionEngine:
             task = self.begin(audio, sr, options, progress, cancel)
             self.batcher().run_alone(task.sampling)
             return task.finish()
+
+    def close(self) -> None:
+        """Stop the CPU lane threads (an engine still works after, on the calling thread alone)."""
+        self.cores.close()
 
     @contextlib.contextmanager
     def compute_threads(self) -> Iterator[None]:

@@ -1,6 +1,6 @@
 """Audio -> per-motion-frame feature rows, computed once per clip.
 
-Default: log-mel (librosa, no download). Mel frames come at ``sr/hop`` Hz (100 Hz at 16 kHz / 160); they
+Default: log-mel (``motion_server.audio.mel``: librosa's mel spectrogram, no download). Mel frames come at ``sr/hop`` Hz (100 Hz at 16 kHz / 160); they
 are interpolated to ``sub`` points per motion frame (sub=2 -> 60 Hz) and the ``sub`` rows of a frame are
 concatenated, so each 30 fps frame keeps the finer timing inside it. Per-clip mean subtraction per mel
 bin makes the features gain- and microphone-invariant (the corpus is synthetic voices; real speech
