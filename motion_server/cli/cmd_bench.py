@@ -37,6 +37,16 @@ def _settings(text: str) -> list[dict[str, Any]]:
     return out or [{}]
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers like 1,8,32, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"counts must be 1 or more, got {text!r}")
+    return vals
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench",
@@ -54,7 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--settings", type=_settings, default=[{}],
                    help="sampler settings for engines that take them: 'dpm:8,ddim:20' (sampler:steps)")
     p.add_argument("--what", default="engine", help="comma list of benchmarks: engine, server, server-batch (concurrent diffusion jobs vs one after "
-                   "another), blender")
+                   "another), animate-batch (talkrig animate over short lines: --jobs 1/2, --ray), blender")
+    p.add_argument("--clients", type=_counts, default=[8],
+                   help="server-batch: concurrent clients, a comma list gives one row each (e.g. 1,8,32)")
+    p.add_argument("--clips", type=int, default=40, help="animate-batch: how many short lines")
     p.add_argument("--json", type=Path, dest="json_out", help="write results here")
     p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
                    help="replace an existing --json file")
@@ -106,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or args.warmup < 0:
         return _fail("--repeats must be >= 1 and --warmup >= 0")
+    if args.clips < 1:
+        return _fail("--clips must be 1 or more")
     if args.json_out and args.json_out.exists() and not args.overwrite:
         return _fail(f"{args.json_out} exists; pass --overwrite to replace it or choose another --json path")
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
@@ -123,12 +138,14 @@ def run(args: argparse.Namespace) -> int:
 
     ctx = BenchContext(engines=engines, durations=args.durations, device=args.device, repeats=args.repeats,
                        warmup=args.warmup, settings=args.settings, model=args.model,
-                       progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+                       progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True),
+                       extra={"clients": args.clients, "clips": args.clips})
     out: dict[str, Any] = {
         "format": "talkrig-bench", "version": 1, "git_commit": git_commit(), "timestamp": timestamp(),
         "machine": machine_info(), "device": ctx.resolved_device(),
         "args": {"engines": engines, "durations": args.durations, "repeats": args.repeats, "warmup": args.warmup,
-                 "settings": args.settings, "what": list(modules), "model": args.model},
+                 "settings": args.settings, "what": list(modules), "model": args.model,
+                 "clients": args.clients, "clips": args.clips},
         "results": [], "errors": {},
     }
     rc = 0
