@@ -121,7 +121,7 @@ def _clip_from(u: Utterance, feats_fn: Any, fps: float) -> Clip | None:
 
 def build_clips(utts: Iterable[Utterance], cfg: dict[str, Any], desc: str = "features") -> list[Clip]:
     cores = CoreShare(torch.get_num_threads())
-    feats_fn = make_features(cfg["features"], cfg["fps"], cfg.get("speech_encoder"), cores=cores)
+    feats_fn = make_features(cfg["features"], cfg["fps"], cfg.get("speech_encoder"), run=cores.run)
     try:
         clips = [c for u in tqdm(utts, desc=desc, unit="utt", leave=False)
                  if (c := _clip_from(u, feats_fn, cfg["fps"])) is not None]

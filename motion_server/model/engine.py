@@ -36,6 +36,7 @@ from .closure_detector import closure_events
 from .constraints import closure_constraint
 from .device import CoreShare, resolve_device, torch_threads
 from .features import make_features, n_motion_frames
+from .forward_packer import ForwardPacker
 from .guidance import branches, combine
 from .long import TimelineSampling
 from .phone_track import phone_track
@@ -54,15 +55,19 @@ DEFAULT_BLINK_RATE = 17.0  # blinks per minute of a relaxed speaker, when the mo
 # denoiser rows per CPU lane: a solo 10 s take's forwards (5 rows) stay on the engine thread, where
 # splitting them costs more in hand-offs than it saves (measured: 0.102 s against 0.085 s of sampling)
 LANE_ROWS = 8
+ENCODER_PACK_ROWS = 32  # 10 s speech-encoder windows per packed forward (about 0.3 GB of activations)
 
 
 class DiffusionEngine:
     name = "diffusion"
 
-    def __init__(self, model: str | Path | None = None, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, model: str | Path | None = None, device: str = "auto", threads: int | None = None,
+                 pack_encoder: bool | None = None) -> None:
         """``threads``: torch CPU threads while generating. Default 1 (or $TALKRIG_THREADS): the model is
         small, and on a busy CPU extra OpenMP threads spin against other processes — measured on the
-        shared 2-core box, 11 s of speech took 0.27 s with one thread and 8-12 s with two."""
+        shared 2-core box, 11 s of speech took 0.27 s with one thread and 8-12 s with two.
+        ``pack_encoder``: speech-encoder windows of jobs prepared side by side share forwards
+        (``forward_packer``); default on a GPU only, where a job's few windows leave most of a forward idle."""
         self.threads = int(threads or os.environ.get("TALKRIG_THREADS", 1))
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
@@ -78,8 +83,13 @@ class DiffusionEngine:
         self.model = load_checkpoint(self.path, self.device)
         self.cfg = self.model.cfg
         self.fps = float(self.cfg["fps"])
+        pack = self.device.type != "cpu" if pack_encoder is None else bool(pack_encoder)
+        self.encoder_packer = ForwardPacker(ENCODER_PACK_ROWS) if pack else None
         self.features = make_features(self.cfg["features"], self.fps, self.cfg.get("speech_encoder"),
-                                      cores=self.cores).to(self.device)
+                                      run=self.encoder_packer.run if pack else self.cores.run).to(self.device)
+        # jobs the motion server prepares at once: on a CPU two (their encoders already fill the cores);
+        # on a GPU more, so their encoder windows have company in the packer
+        self.prep_threads = 8 if pack else 2
         self.forward_calls = 0  # network evaluations of the denoiser (tests and benchmarks read it)
 
     @property
@@ -260,8 +270,10 @@ class DiffusionEngine:
             return task.finish()
 
     def close(self) -> None:
-        """Stop the CPU lane threads (an engine still works after, on the calling thread alone)."""
+        """Stop the CPU lane and packer threads (an engine still works after, on the calling thread alone)."""
         self.cores.close()
+        if self.encoder_packer is not None:
+            self.encoder_packer.close()
 
     @contextlib.contextmanager
     def compute_threads(self) -> Iterator[None]:

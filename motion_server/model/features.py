@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .device import CoreShare
+# runs ``fn`` over a batch of independent rows: fn(rows) -> rows
+WindowRunner = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], torch.Tensor]
+
 
 LOG_FLOOR = 1e-5
 FEATURE_SCALE = 4.0  # log-mel deviations are ~±4; keeps the encoder input near unit scale
@@ -186,7 +189,7 @@ class SpeechEncoderFeatures:
     and averaged (a 30 fps frame spans 1.7 encoder frames). Not mean-removed: the encoder's layer norm
     already makes them level- and channel-robust."""
 
-    def __init__(self, cfg: dict[str, Any], fps: float, cores: CoreShare | None = None) -> None:
+    def __init__(self, cfg: dict[str, Any], fps: float, run: WindowRunner | None = None) -> None:
         from .speech_encoder import load_speech_encoder
 
         if cfg.get("kind") != "whisper":
@@ -194,7 +197,9 @@ class SpeechEncoderFeatures:
         self.cfg = dict(cfg)
         self.fps = float(fps)
         self.sub = 3
-        self.cores = cores  # the encoder's windows run on the cores free at the time (device.CoreShare)
+        # how a batch of encoder windows runs: on the CPU cores free at the time (device.CoreShare.run), or
+        # packed with other jobs' windows (forward_packer.ForwardPacker.run, on a GPU); default: as is
+        self.run = run
         self.encoder, self.sha256 = load_speech_encoder(str(cfg["weights"]), cfg.get("sha256"))
         self.dim = self.encoder.dim
         if int(cfg.get("dim", self.dim)) != self.dim:
@@ -207,8 +212,7 @@ class SpeechEncoderFeatures:
     def __call__(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
         from .speech_encoder import encode_audio
 
-        run = self.cores.run if self.cores is not None else None
-        return self.rows(encode_audio(self.encoder, np.asarray(audio, np.float32), run), n_frames)
+        return self.rows(encode_audio(self.encoder, np.asarray(audio, np.float32), self.run), n_frames)
 
     def rows(self, h: np.ndarray, n_frames: int) -> np.ndarray:
         """[n_frames, dim] from 50 Hz encoder frames ``h`` (frame ``i`` centred on ``(i + 0.5) / 50`` s)."""
@@ -226,13 +230,13 @@ class AudioFeatures:
     checkpoint has a ``speech_encoder`` section, by the speech encoder's rows."""
 
     def __init__(self, cfg: dict[str, Any], fps: float, speech: dict[str, Any] | None = None,
-                 cores: CoreShare | None = None) -> None:
+                 run: WindowRunner | None = None) -> None:
         kinds = {"logmel": LogMelFeatures, "ssl": SSLFeatures}
         kind = cfg.get("kind", "logmel")
         if kind not in kinds:
             raise FeatureError(f"unknown features.kind {kind!r}; choose one of {sorted(kinds)}")
         self.base = kinds[kind](cfg, fps)
-        self.speech = SpeechEncoderFeatures(speech, fps, cores) if speech else None
+        self.speech = SpeechEncoderFeatures(speech, fps, run) if speech else None
         self.sr = self.base.sr
         self.dim = self.base.dim + (self.speech.dim if self.speech else 0)
 
@@ -257,10 +261,10 @@ class AudioFeatures:
 
 
 def make_features(cfg: dict[str, Any], fps: float, speech: dict[str, Any] | None = None,
-                  cores: CoreShare | None = None) -> AudioFeatures:
+                  run: WindowRunner | None = None) -> AudioFeatures:
     """The feature rows of a model config: ``cfg`` = its ``features`` section, ``speech`` = its optional
     ``speech_encoder`` section."""
-    return AudioFeatures(cfg, fps, speech, cores)
+    return AudioFeatures(cfg, fps, speech, run)
 
 
 def clip_stats_dim(cfg: dict[str, Any]) -> int:

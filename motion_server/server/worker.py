@@ -96,8 +96,12 @@ class EngineWorker(threading.Thread):
         b = self.batcher
         if b is None:
             return None
-        return {"max_batch": b.max_batch, "max_running": self.max_running, "forwards": b.forwards,
-                "largest_batch": b.largest, "most_jobs": b.most_runs}
+        stats = {"max_batch": b.max_batch, "max_running": self.max_running, "forwards": b.forwards,
+                 "largest_batch": b.largest, "most_jobs": b.most_runs}
+        packer = getattr(self.pipeline.engine, "encoder_packer", None)
+        if packer is not None:  # speech-encoder windows packed across jobs (a GPU)
+            stats.update(encoder_forwards=packer.forwards, encoder_most_requests=packer.largest)
+        return stats
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -111,7 +115,8 @@ class EngineWorker(threading.Thread):
                      self.max_running)
         else:
             log.info("this engine does not batch: one job at a time")
-        pool = ThreadPoolExecutor(PREP_THREADS, thread_name_prefix="talkrig-prep")
+        pool = ThreadPoolExecutor(getattr(self.pipeline.engine, "prep_threads", PREP_THREADS),
+                                  thread_name_prefix="talkrig-prep")
         try:
             with threads() if callable(threads) else contextlib.nullcontext():
                 while not self._stop_event.is_set():
