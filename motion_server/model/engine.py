@@ -87,9 +87,9 @@ class DiffusionEngine:
         self.encoder_packer = ForwardPacker(ENCODER_PACK_ROWS) if pack else None
         self.features = make_features(self.cfg["features"], self.fps, self.cfg.get("speech_encoder"),
                                       run=self.encoder_packer.run if pack else self.cores.run).to(self.device)
-        # jobs the motion server prepares at once: on a CPU two (their encoders already fill the cores);
-        # on a GPU more, so their encoder windows have company in the packer
-        self.prep_threads = 8 if pack else 2
+        # jobs the motion server prepares at once when packing: more than its default, so their encoder
+        # windows have company in the packer (None: the server's own default)
+        self.prep_threads = 8 if pack else None
         self.forward_calls = 0  # network evaluations of the denoiser (tests and benchmarks read it)
 
     @property

@@ -115,7 +115,7 @@ class EngineWorker(threading.Thread):
                      self.max_running)
         else:
             log.info("this engine does not batch: one job at a time")
-        pool = ThreadPoolExecutor(getattr(self.pipeline.engine, "prep_threads", PREP_THREADS),
+        pool = ThreadPoolExecutor(getattr(self.pipeline.engine, "prep_threads", None) or PREP_THREADS,
                                   thread_name_prefix="talkrig-prep")
         try:
             with threads() if callable(threads) else contextlib.nullcontext():
