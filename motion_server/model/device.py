@@ -45,10 +45,11 @@ class CoreShare:
 
     A forward that starts while ``k`` others run gets ``cores // (k + 1)`` cores (at least one). It
     splits its rows over them: one chunk per core, each on its own thread at one torch thread (measured
-    on the 2-core box: 40 denoiser rows in two such lanes take 1.31 ms a row against 1.55 ms on two
-    OpenMP threads). Too few rows to split (one 10 s speech window) take them as OpenMP threads instead. The
-    motion server's job preparation and its shared denoiser forwards thus run side by side on one thread
-    each under load, and a lone job gets every core. Rows never depend on how they are split or on the
+    on the 2-core box with ``scripts/measure_cpu_forwards.py``: 20-80 denoiser rows in two such lanes take
+    1.59-1.82 ms a row against 1.66-2.04 ms on two OpenMP threads). Too few rows to split (one 10 s
+    speech window) take them as OpenMP threads instead. The motion server's job preparation and its
+    shared denoiser forwards thus run side by side on one thread each under load, and a lone job gets
+    every core. Rows never depend on how they are split or on the
     thread count (``tests/test_server_batch.py``), so a job's result is the same batched or alone."""
 
     def __init__(self, cores: int) -> None:

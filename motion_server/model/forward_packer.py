@@ -5,7 +5,8 @@ to fill a forward. A ``ForwardPacker`` owns one thread that runs those forwards:
 with the same function and row shape go out as one batch (up to ``max_rows`` rows), and each caller gets
 its own rows back. Nothing waits for company: a request alone runs alone at once, and requests batch when
 they arrive while the previous forward runs. On a CPU a batched encoder window costs what a solo one
-does (measured on the 2-core box: 118 ms per 10 s window, 1 or 8 at a time), so the engine uses it on a
+does or more (``scripts/measure_cpu_forwards.py`` on the 2-core box: 137 ms per 10 s window alone on one
+thread, 147 ms eight at a time), so the engine uses it on a
 GPU only. Rows must not depend on the rest of their batch.
 """
 
