@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from motion_server.dsp import resample
 from motion_server.options import SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -96,12 +97,7 @@ def to_pcm16(audio: np.ndarray, sr: int) -> np.ndarray:
     if not np.isfinite(x).all():
         raise AlignError("audio contains NaN or infinite samples")
     if sr != SAMPLE_RATE:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
-        g = gcd(int(sr), SAMPLE_RATE)
-        x = resample_poly(x, SAMPLE_RATE // g, int(sr) // g).astype(np.float32)
+        x = resample(x, int(sr), SAMPLE_RATE)
     return (np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2")
 
 

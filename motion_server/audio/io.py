@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from motion_server.dsp import StreamResampler, resample
 from motion_server.options import SAMPLE_RATE
 
 log = logging.getLogger("talkrig.audio")
@@ -50,8 +51,8 @@ MAX_SAMPLE_RATE = 384_000  # the highest rate real converters record
 MAX_CHANNELS = 32
 DEFAULT_TIMEOUT_S = 120.0  # wall-clock limit for one ffmpeg probe + decode
 BLOCK_FRAMES = 1 << 16
-# Above this many mono source samples, resample while streaming (soxr) instead of over the whole clip
-# (scipy's resample_poly holds float64 copies of it): 2^23 is ~3 min at 48 kHz.
+# Above this many mono source samples, decode and resample block by block instead of the whole clip at
+# once (memory: the output, not copies of the input): 2^23 is ~3 min at 48 kHz.
 WHOLE_RESAMPLE_MAX = 1 << 23
 TEMP_PREFIX = "talkrig-audio-"
 
@@ -286,7 +287,7 @@ def _decode_soundfile(source: _Source, fmt: str, sr: int, max_seconds: float | N
     cap = None if max_seconds is None else int(max_seconds * sr_in) + 1
     expected = int(info.seconds * sr_in) if info.seconds is not None else None
     stream = expected is None or expected > WHOLE_RESAMPLE_MAX
-    resampler = _StreamResampler(sr_in, sr) if stream and sr_in != sr else None
+    resampler = StreamResampler(sr_in, sr) if stream and sr_in != sr else None
     parts: list[np.ndarray] = []
     n_in = 0
     try:
@@ -316,34 +317,8 @@ def _decode_soundfile(source: _Source, fmt: str, sr: int, max_seconds: float | N
         parts.append(resampler.flush())
     x = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     if resampler is None:
-        x = _resample(x, sr_in, sr)
+        x = resample(x, sr_in, sr)
     return x
-
-
-def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    if sr_in == sr_out:
-        return x
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(sr_in, sr_out)
-    return resample_poly(x, sr_out // g, sr_in // g).astype(np.float32)
-
-
-class _StreamResampler:
-    """Block-wise resampling for long clips (memory: the output, not float64 copies of the input)."""
-
-    def __init__(self, sr_in: int, sr_out: int) -> None:
-        import soxr
-
-        self._rs = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
-
-    def push(self, x: np.ndarray) -> np.ndarray:
-        return self._rs.resample_chunk(x, last=False)
-
-    def flush(self) -> np.ndarray:
-        return self._rs.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 # -- ffmpeg -------------------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from motion_server import __version__
 from motion_server.audio.loudness import audio_envelope
+from motion_server.dsp import gaussian_filter1d
 from rig_mapping import FaceMotion
 from rig_mapping.arkit import ARKIT_INDEX, NUM_CHANNELS
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from motion_server.audio.io import load_audio
+from motion_server.dsp import resample
 from motion_server.options import AUDIO_SUFFIXES, SAMPLE_RATE
 from rig_mapping import FaceMotion
 
@@ -109,9 +110,7 @@ def synthetic_clips(data_dir: Path, limit: int | None = None) -> Iterator[EvalCl
         audio = np.asarray(utt.audio, np.float32)
         sr = int(utt.sr)
         if sr != SR:
-            import librosa
-
-            audio, sr = librosa.resample(audio, orig_sr=sr, target_sr=SR).astype(np.float32), SR
+            audio, sr = resample(audio, sr, SR), SR
         name = f"{getattr(utt, 'voice', 'utt')}#{getattr(utt, 'index', k)}"
         yield EvalClip(name=name, audio=audio, sr=sr,
                        text=getattr(utt, "text", None), phones=list(utt.phones), phones_source="corpus",

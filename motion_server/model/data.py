@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from motion_server.dsp import resample
 from motion_server.options import AUDIO_SUFFIXES, SAMPLE_RATE
 from rig_mapping import FaceMotion
 from rig_mapping.formats import FORMATS
@@ -106,17 +107,15 @@ def capture_utterances(root: Path) -> Iterator[Utterance]:
 
 def _clip_from(u: Utterance, feats_fn: Any, fps: float) -> Clip | None:
     if u.sr != feats_fn.sr:
-        import librosa
-
-        u.audio = librosa.resample(u.audio, orig_sr=u.sr, target_sr=feats_fn.sr)
+        u.audio = resample(u.audio, u.sr, feats_fn.sr)
     motion = u.motion if abs(u.motion.fps - fps) < 1e-6 else u.motion.resample(fps)
     T = motion.n_frames
     if T < 8:
         return None
-    feats = feats_fn(u.audio, n_frames=T)
+    feats, stats = feats_fn.rows_and_stats(u.audio, n_frames=T)
     mo = np.concatenate([motion.weights, motion.head], axis=1).astype(np.float32)
     track = phone_track(u.phones, T, fps) if u.phones else None
-    return Clip(u.name, feats, mo, feats_fn.clip_stats(u.audio), u.emotion, u.group or u.name, track)
+    return Clip(u.name, feats, mo, stats, u.emotion, u.group or u.name, track)
 
 
 def build_clips(utts: Iterable[Utterance], cfg: dict[str, Any], desc: str = "features") -> list[Clip]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from motion_server.dsp import resample
 from motion_server.engine.base import CancelToken, GenerateOptions, ProgressFn
 from motion_server.options import MAX_STEPS, MODEL_DEFAULTS
 from motion_server.performer.calibration import soft_limit_head
@@ -257,9 +258,7 @@ class DiffusionEngine:
         if o.sampler not in SAMPLERS:  # the table lists the samplers too; this guards a drift
             raise ValueError(f"unknown sampler {o.sampler!r}; choose one of {sorted(SAMPLERS)}")
         if int(sr) != self.features.sr:
-            import librosa
-
-            a = librosa.resample(a, orig_sr=int(sr), target_sr=self.features.sr).astype(np.float32)
+            a = resample(a, int(sr), self.features.sr)
         return a
 
     def generate(self, audio: np.ndarray, sr: int, options: GenerateOptions | None = None,
@@ -357,11 +356,12 @@ class DiffusionEngine:
         check = cancel.check if cancel is not None else (lambda: None)
         report(0.0, "features")
         T = n_motion_frames(len(a), self.features.sr, self.fps)
-        feats = torch.from_numpy(self.features(a, n_frames=T)).to(self.device)[None]
+        rows, stats = self.features.rows_and_stats(a, n_frames=T)
+        feats = torch.from_numpy(rows).to(self.device)[None]
         m = self.model
         audio_emb = m.encode_audio(feats)  # once per clip, not per step
         check()
-        style, style_label = self.style_code(o, audio_emb, self.features.clip_stats(a))
+        style, style_label = self.style_code(o, audio_emb, stats)
         codes = branches(style[None], self.guidance_anchor(), float(o.guidance))
         sampler = make_sampler(o.sampler, m.schedule, int(o.steps), seed=int(o.seed))
         gen = torch.Generator().manual_seed(int(o.seed))  # the job's own noise, whoever it is batched with

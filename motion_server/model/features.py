@@ -78,8 +78,20 @@ class LogMelFeatures:
         return np.log(mel.T + LOG_FLOOR).astype(np.float32)
 
     def __call__(self, audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+        return self._rows(self.log_mel(audio), len(audio), n_frames)
+
+    def clip_stats(self, audio: np.ndarray) -> np.ndarray:
+        """Per-bin mean and std of the log-mel over the clip ([2 * n_mels]): voice colour and dynamics
+        that the mean-subtracted frame features drop; the style predictor reads them."""
+        return self._stats(self.log_mel(audio))
+
+    def rows_and_stats(self, audio: np.ndarray, n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(self(audio, n_frames), self.clip_stats(audio))`` from one log-mel (its cost, paid once)."""
         lm = self.log_mel(audio)
-        T = n_frames if n_frames is not None else n_motion_frames(len(audio), self.sr, self.fps)
+        return self._rows(lm, len(audio), n_frames), self._stats(lm)
+
+    def _rows(self, lm: np.ndarray, n_samples: int, n_frames: int | None) -> np.ndarray:
+        T = n_frames if n_frames is not None else n_motion_frames(n_samples, self.sr, self.fps)
         t_old = np.arange(len(lm)) * self.cfg["hop"] / self.sr
         if len(lm) < 2:
             lm = np.repeat(lm, 2, axis=0)
@@ -88,10 +100,8 @@ class LogMelFeatures:
         rows = (rows - rows.mean(axis=0, keepdims=True)) / FEATURE_SCALE
         return rows.reshape(T, self.dim)
 
-    def clip_stats(self, audio: np.ndarray) -> np.ndarray:
-        """Per-bin mean and std of the log-mel over the clip ([2 * n_mels]): voice colour and dynamics
-        that the mean-subtracted frame features drop; the style predictor reads them."""
-        lm = self.log_mel(audio)
+    @staticmethod
+    def _stats(lm: np.ndarray) -> np.ndarray:
         return np.concatenate([lm.mean(0) / 10.0, lm.std(0) / FEATURE_SCALE]).astype(np.float32)
 
 
@@ -246,11 +256,19 @@ class AudioFeatures:
         return self
 
     def __call__(self, audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+        return self.rows_and_stats(audio, n_frames)[0]
+
+    def rows_and_stats(self, audio: np.ndarray, n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(self(audio, n_frames), self.clip_stats(audio))``, computing the log-mel once where the
+        front end reads it for both."""
         T = n_frames if n_frames is not None else n_motion_frames(len(audio), self.sr, self.fps)
-        rows = self.base(audio, n_frames=T)
-        if self.speech is None:
-            return rows
-        return np.concatenate([rows, self.speech(audio, T)], axis=1).astype(np.float32)
+        if isinstance(self.base, LogMelFeatures):
+            rows, stats = self.base.rows_and_stats(audio, T)
+        else:
+            rows, stats = self.base(audio, n_frames=T), self.base.clip_stats(audio)
+        if self.speech is not None:
+            rows = np.concatenate([rows, self.speech(audio, T)], axis=1).astype(np.float32)
+        return rows, stats
 
     @property
     def fps(self) -> float:

@@ -10,8 +10,8 @@ performances, and there the leftover noise reads as jitter. Each group named in 
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
+from motion_server.dsp import gaussian_filter1d
 from rig_mapping.arkit import GROUP_INDICES
 
 

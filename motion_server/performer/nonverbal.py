@@ -7,7 +7,8 @@ in, so a seed reproduces a performance exactly.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+
+from motion_server.dsp import gaussian_filter1d
 
 from .calibration import cal, soft_limit_head
 from .channels import idx, idxs

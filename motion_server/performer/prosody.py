@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
+
+from motion_server.dsp import resample
 
 from ..phones import Phone
 
@@ -45,12 +46,7 @@ def f0_and_energy(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, n
     """
     x = np.asarray(audio, np.float32).reshape(-1)
     if sr != _ANALYSIS_SR:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
-        g = gcd(int(sr), _ANALYSIS_SR)
-        x = resample_poly(x, _ANALYSIS_SR // g, int(sr) // g).astype(np.float32)
+        x = resample(x, int(sr), _ANALYSIS_SR)
     sr = _ANALYSIS_SR
     hop, win = int(round(_HOP_S * sr)), int(round(_WIN_S * sr))
     fr_all = _frames(x, win, hop)
@@ -64,8 +60,9 @@ def f0_and_energy(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, n
         fr = fr_all[a : a + 4096]
         fr = fr - fr.mean(axis=1, keepdims=True)
         rms[a : a + len(fr)] = np.sqrt((fr.astype(np.float64) ** 2).mean(axis=1))
-        spec = scipy.fft.rfft(fr * window, nfft, axis=1)
-        ac = scipy.fft.irfft((spec.real**2 + spec.imag**2).astype(np.float32), nfft, axis=1)[:, :win]
+        # numpy's FFT, not scipy.fft: importing scipy.fft costs every worker process ~0.2 s
+        spec = np.fft.rfft(fr * window, nfft, axis=1)
+        ac = np.fft.irfft((spec.real**2 + spec.imag**2).astype(np.float32), nfft, axis=1)[:, :win]
         seg = ac[:, lag_lo:lag_hi]
         lag[a : a + len(fr)] = lag_lo + seg.argmax(axis=1)
         period[a : a + len(fr)] = seg.max(axis=1) / np.maximum(ac[:, 0], 1e-12)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from motion_server.dsp import resample
 from motion_server.options import SAMPLE_RATE
 from motion_server.phones import Phone, arpabet_symbols, pad_to, phones_from_arrays, phones_to_arrays
 
@@ -211,12 +212,7 @@ class Utterance:
 
 
 def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
-    from scipy.signal import resample_poly
-
-    if sr == target:
-        return np.asarray(audio, np.float32)
-    g = math.gcd(int(sr), int(target))
-    return resample_poly(np.asarray(audio, np.float64), target // g, sr // g).astype(np.float32)
+    return resample(audio, int(sr), int(target))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from motion_server.dsp import resample
 from motion_server.options import SAMPLE_RATE  # what Whisper reads, too
 
 from .weights import DEFAULT_LANGUAGE_MODEL, DEFAULT_MODEL, WeightsMissing, model_dir
@@ -151,9 +152,7 @@ class Recogniser:
         ``on_words`` receives each decoded segment's words as soon as they are known."""
         x = np.ascontiguousarray(np.asarray(audio, np.float32).reshape(-1))
         if sr != SAMPLE_RATE:
-            import librosa
-
-            x = librosa.resample(x, orig_sr=int(sr), target_sr=SAMPLE_RATE).astype(np.float32)
+            x = resample(x, int(sr), SAMPLE_RATE)
         t0 = time.perf_counter()
         with self._lock:
             self._load_locked()
