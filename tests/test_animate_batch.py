@@ -158,6 +158,19 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _pool_workers(pid: int) -> list[int]:
+    """The ``--jobs N`` worker processes under ``pid``: forked by the fork server (children of the
+    process whose command line runs multiprocessing.forkserver), or spawned where there is none."""
+    out = []
+    for server in [pid, *_descendants(pid)]:
+        cmd = _cmdline(server)
+        if "multiprocessing.forkserver" in cmd:
+            out += _children(server)
+        elif "spawn_main" in cmd and "resource_tracker" not in cmd:
+            out.append(server)
+    return out
+
+
 class KillOneWorker(threading.Thread):
     """Once the batch's first output exists (workers busy, work left), SIGKILL one worker process."""
 
@@ -186,13 +199,35 @@ class KillOneWorker(threading.Thread):
         return self.killed
 
 
+def _worker_facts() -> tuple[int, str, int]:
+    import torch
+
+    return torch.get_num_threads(), os.environ["OMP_NUM_THREADS"], os.getppid()
+
+
+def test_local_workers_take_their_share_of_the_cores_and_come_from_the_fork_server():
+    """``--jobs 2`` workers must not each spin up threads for every core (they would fight over them),
+    even though torch was imported before they started (by the fork server they are forked from, so
+    each one does not import it again)."""
+    from motion_server.animate.workers import LocalBackend
+
+    backend = LocalBackend(jobs=2)
+    try:
+        threads, omp, parent = backend._pool.submit(_worker_facts).result(timeout=300)
+    finally:
+        backend.close()
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert (threads, omp) == (share, str(share))
+    if "forkserver" in __import__("multiprocessing").get_all_start_methods():
+        assert parent != os.getpid() and "multiprocessing.forkserver" in _cmdline(parent)
+
+
 def test_a_worker_killed_mid_batch_is_replaced_and_its_input_retried(tmp_path):
     clips(tmp_path / "audio", 8)
     proc = subprocess.Popen([sys.executable, "-m", "motion_server", "animate", "audio", *FAST, "--out",
                              "out/{stem}.csv", "--jobs", "2", "--report", "r.json"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killer = KillOneWorker(tmp_path / "out", proc, lambda: [
-        pid for pid in _descendants(proc.pid) if "spawn_main" in _cmdline(pid)][:1])
+    killer = KillOneWorker(tmp_path / "out", proc, lambda: _pool_workers(proc.pid)[:1])
     out, err = proc.communicate(timeout=600)
     assert killer.finish(), "no busy worker process was found to kill"
     assert proc.returncode == 0, out[-2000:] + err[-2000:]

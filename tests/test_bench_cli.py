@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+import pytest
+from waiting import RAY_LOCK_S, machine_lock
+
 from motion_server import bench
 
 
@@ -74,3 +77,26 @@ def test_bench_blender_times_keying_and_both_exports(tmp_path):
         assert row["what"] == "blender" and row["repeats"] == 2 and len(row["times_s"]) == 2
         assert row["min_s"] <= row["median_s"] <= row["max_s"] and row["peak_rss_mib"] > 50
     assert rows["apply_motion"]["frames"] == 30 and rows["export_gltf"]["file_mb"] > 0.1
+
+
+def test_bench_animate_batch_runs_every_setting_interleaved_and_compares_them(tmp_path):
+    """The batch bench a pipeline engineer reruns: each round runs --jobs 1, --jobs 2 and --ray auto (own
+    cluster, then a running one) once; the rows hold every run and the comparisons their medians."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'talkrig[ray]'")
+    out = tmp_path / "batch.json"
+    # --ray auto joins whichever cluster runs on this machine: take the Ray turn the other tests share
+    with machine_lock("ray", RAY_LOCK_S, "the Ray cluster another test file holds"):
+        r = _bench("--what", "animate-batch", "--library", "scripted", "--clips", "2", "--repeats", "2",
+                   "--json", str(out), timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {row["setting"]: row for row in json.loads(out.read_text())["results"]}
+    for label in ("jobs 1", "jobs 2", "ray auto", "ray auto, running cluster"):
+        row = rows[f"scripted, {label}"]
+        assert "error" not in row, row.get("error")
+        assert row["clips"] == 2 and len(row["wall_runs_s"]) == 2 and row["wall_s"] > 0
+    speed = rows["scripted: jobs 2 vs jobs 1"]
+    assert speed["speedup"] == round(rows["scripted, jobs 1"]["wall_s"] / rows["scripted, jobs 2"]["wall_s"], 3)
+    assert len(speed["round_speedups"]) == 2 and speed["goal"] == ">= 1.6"
+    assert {"scripted: ray auto vs jobs 2", "scripted: ray auto, running cluster vs jobs 2"} <= set(rows)
+    assert not any(k.startswith("unscripted") for k in rows)  # --library scripted only
+    assert "jobs 2 vs jobs 1:" in r.stdout  # the comparison's number is in the table, not only the JSON

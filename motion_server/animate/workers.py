@@ -10,9 +10,9 @@ scheduler in :mod:`motion_server.animate.run` is the same for all of them.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import socket
+import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,6 +25,7 @@ from rig_mapping import FaceMotion
 from rig_mapping.atomic import scratch_dir
 
 from .blender_bridge import BlenderJob, JobResult, run_blender_jobs
+from .fork_server import worker_context
 
 # Share of a GPU one motion task asks Ray for: the model is small, several workers fit on one card.
 RAY_GPU_SHARE = 0.25
@@ -162,12 +163,14 @@ class Backend(Protocol):
 
 
 def _init_worker(threads: int) -> None:
-    # before torch or CTranslate2 load in this process: N workers share the cores instead of each
+    # before the engine or CTranslate2 load in this process: N workers share the cores instead of each
     # spinning up threads for all of them
     os.environ["TALKRIG_THREADS"] = str(threads)
     os.environ["TALKRIG_BATCH_THREADS"] = str(threads)
     os.environ["TALKRIG_ASR_THREADS"] = str(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:  # forked from the fork server, which imported torch before this ran
+        sys.modules["torch"].set_num_threads(threads)
 
 
 class LocalBackend:
@@ -196,7 +199,7 @@ class LocalBackend:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="talkrig-motion")
         else:
             threads = max(1, (os.cpu_count() or 1) // self.workers)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=worker_context(),
                                              initializer=_init_worker, initargs=(threads,))
 
     def submit_motion(self, spec: EngineSpec, task: MotionTask) -> Future[MotionDone]:

@@ -4,7 +4,8 @@ start, model loads and the workers' start-up included). Once in this process (``
 two local workers (``--jobs 2``) and once on Ray (``--ray auto``: a local cluster when none runs), so the
 speed-ups are measured on the same machine in the same minutes. Ray runs twice: starting and stopping its
 own local cluster (what one command on a bare machine pays), and joining a cluster already running (what a
-farm pays per batch). Each run is repeated ``--repeats`` times; the table has the medians.
+farm pays per batch). ``--repeats`` rounds, each running every setting once (interleaved, so the box's
+drift over minutes does not favour one); the table has the medians.
 
 Two kinds of library: **scripted** (every line has its script as ``<stem>.txt``, as a game's dialogue
 library does: aligned, no recognition) and **unscripted** (no text: Whisper recognises each line, which
@@ -86,40 +87,53 @@ RUNS = {"jobs 1": ["--jobs", "1"], "jobs 2": ["--jobs", "2"], "ray auto": ["--ra
 def run(ctx: BenchContext) -> list[dict[str, Any]]:
     n = int(ctx.extra.get("clips", 40))
     results: list[dict[str, Any]] = []
+    which = str(ctx.extra.get("library", "both"))
     for library, scripted in (("scripted", True), ("unscripted", False)):
+        if which not in ("both", library):
+            continue
         with tempfile.TemporaryDirectory(prefix="talkrig_bench_batch_") as tmp:
             folder = Path(tmp) / "lines"
             folder.mkdir()
             audio_s = _lines(folder, n, scripted)
-            walls: dict[str, float] = {}
-            for label, extra in RUNS.items():
-                ctx.say(f"animate {n} {library} lines ({audio_s:.0f} s of audio), {label}, {ctx.repeats} run(s)")
-                times, error = [], None
-                cluster = _RunningCluster() if label.endswith("running cluster") else contextlib.nullcontext()
-                with cluster as failed:
-                    if failed:
-                        error = f"could not start a Ray cluster for this run (one already running?): {failed}"
-                    for k in range(ctx.repeats if not failed else 0):
+            ctx.say(f"animate {n} {library} lines ({audio_s:.0f} s of audio): {', '.join(RUNS)}, interleaved, "
+                    f"{ctx.repeats} round(s)")
+            # interleaved: each round runs every setting once, so a box whose speed drifts over minutes
+            # slows all of them alike instead of whichever ran last
+            times: dict[str, list[float]] = {label: [] for label in RUNS}
+            errors: dict[str, str] = {}
+            for k in range(ctx.repeats):
+                for label, extra in RUNS.items():
+                    if label in errors:
+                        continue
+                    cluster = _RunningCluster() if label.endswith("running cluster") else contextlib.nullcontext()
+                    with cluster as failed:
+                        if failed:
+                            errors[label] = f"could not start a Ray cluster for this run (one already running?): {failed}"
+                            continue
                         out = Path(tmp) / f"{label.replace(' ', '_').replace(',', '')}_{k}"
                         wall, rc, tail = _run(folder, out, extra)
-                        if rc != 0:
-                            error = f"exit {rc}: {tail}"
-                            break
-                        times.append(wall)
+                    if rc != 0:
+                        errors[label] = f"exit {rc}: {tail}"
+                        continue
+                    times[label].append(wall)
+            walls: dict[str, float] = {}
+            for label in RUNS:
                 row: dict[str, Any] = {"what": "animate-batch", "engine": "default", "setting": f"{library}, {label}",
                                        "duration_s": round(audio_s, 2), "clips": n, "cpu_count": os.cpu_count()}
-                if error:
-                    row["error"] = error
+                if label in errors:
+                    row["error"] = errors[label]
                 else:
-                    wall = float(np.median(times))
+                    wall = float(np.median(times[label]))
                     walls[label] = wall
-                    row.update({"wall_s": round(wall, 2), "wall_runs_s": [round(t, 2) for t in times],
+                    row.update({"wall_s": round(wall, 2), "wall_runs_s": [round(t, 2) for t in times[label]],
                                 "clips_per_s": round(n / wall, 3), "rtf_median": audio_s / wall})
                 results.append(row)
             if "jobs 1" in walls and "jobs 2" in walls:
                 speed = walls["jobs 1"] / walls["jobs 2"]
+                pairs = [a / b for a, b in zip(times["jobs 1"], times["jobs 2"], strict=False)]
                 results.append({"what": "animate-batch", "setting": f"{library}: jobs 2 vs jobs 1",
-                                "speedup": round(speed, 3), "goal": ">= 1.6", "pass": speed >= 1.6})
+                                "speedup": round(speed, 3), "round_speedups": [round(x, 3) for x in pairs],
+                                "goal": ">= 1.6", "pass": speed >= 1.6})
             for label in ("ray auto", "ray auto, running cluster"):
                 if "jobs 2" in walls and label in walls:
                     ratio = walls[label] / walls["jobs 2"]

@@ -95,6 +95,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    if args.jobs > 1 and not args.ray:
+        from motion_server.animate.fork_server import start_worker_imports
+
+        start_worker_imports()  # first: the workers' imports run while this process loads and plans
     from motion_server.animate.generate import load_style_reference
     from motion_server.animate.plan import PlanError, check_samples, parse_resolution
     from motion_server.animate.run import Settings, animate

@@ -68,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clients", type=_counts, default=[8],
                    help="server-batch: concurrent clients, a comma list gives one row each (e.g. 1,8,32)")
     p.add_argument("--clips", type=int, default=40, help="animate-batch: how many short lines")
+    p.add_argument("--library", choices=("scripted", "unscripted", "both"), default="both",
+                   help="animate-batch: lines with their scripts (aligned), without (recognised by Whisper: "
+                        "~15 min on 2 cores), or both")
     p.add_argument("--json", type=Path, dest="json_out", help="write results here")
     p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
                    help="replace an existing --json file")
@@ -94,6 +97,9 @@ def _table(results: list[dict[str, Any]]) -> str:
     for r in results:
         setting = r.get("setting", "")
         setting = ",".join(f"{k}={v}" for k, v in setting.items()) if isinstance(setting, dict) else str(setting)
+        for key, unit in (("speedup", "x"), ("throughput_ratio", "x"), ("time_ratio", "x the time")):
+            if r.get(key) is not None:  # comparison rows: the number is the point
+                setting += f": {r[key]:.2f}{unit}" + (f" (goal {r['goal']})" if r.get("goal") else "")
         rtf = r.get("rtf_median")
         rows.append([
             str(r.get("what", "")), str(r.get("engine", r.get("name", ""))), setting, f"{r.get('duration_s', 0):g}",
@@ -139,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = BenchContext(engines=engines, durations=args.durations, device=args.device, repeats=args.repeats,
                        warmup=args.warmup, settings=args.settings, model=args.model,
                        progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True),
-                       extra={"clients": args.clients, "clips": args.clips})
+                       extra={"clients": args.clients, "clips": args.clips, "library": args.library})
     out: dict[str, Any] = {
         "format": "talkrig-bench", "version": 1, "git_commit": git_commit(), "timestamp": timestamp(),
         "machine": machine_info(), "device": ctx.resolved_device(),
