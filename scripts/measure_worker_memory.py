@@ -13,6 +13,7 @@ import argparse
 import json
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import sys
 import tempfile
 import time
@@ -45,12 +46,15 @@ def _lines(folder: Path, n: int) -> list[Path]:
 
 def _measure(how: str, workers: int, files: list[Path]) -> dict:
     from motion_server.animate import workers as w
-    from motion_server.animate.fork_server import worker_context
+    from motion_server.animate.fork_server import start_worker_imports, worker_context
     from motion_server.engine.base import GenerateOptions
 
+    if how == "fork server":
+        start_worker_imports()  # as talkrig animate starts it
     ctx = worker_context() if how == "fork server" else multiprocessing.get_context("spawn")
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=w._init_worker, initargs=(1,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=w._init_worker,
+                             initargs=(1, dict(os.environ))) as pool:
         futures = [pool.submit(w.motion_task, w.EngineSpec("diffusion"), w.MotionTask(i, str(f), GenerateOptions()))
                    for i, f in enumerate(files)]
         errors = [f.result().error for f in futures]

@@ -278,3 +278,27 @@ def test_ray_batch_on_two_nodes_matches_local_and_survives_a_killed_worker(ray_c
                                       curves(tmp_path / "ray" / f"line{i:02d}.csv"))
     assert killed, "no busy Ray worker was found to kill"
     assert max(r["attempts"] for r in report["inputs"]) >= 2  # the killed task ran again elsewhere
+
+
+def test_workers_load_the_commands_modules_not_lookalikes_in_the_working_folder(tmp_path):
+    """Run from a folder that holds a file named like a dependency (a user's own ``soxr.py``): the
+    ``--jobs 2`` workers must import what the command imports, not that file (Python 3.11's fork server
+    imports its preloads with the current folder first on its path)."""
+    import soundfile as sf
+
+    from motion_server.audio.io import load_audio
+    from motion_server.dsp import resample
+
+    (tmp_path / "audio").mkdir()
+    x = resample(load_audio(CLIP), 16000, 22050)  # not 16 kHz: every line is resampled (soxr)
+    for i in range(2):
+        sf.write(tmp_path / "audio" / f"line{i}.flac", x, 22050)
+    (tmp_path / "soxr.py").write_text("raise SystemExit('the working folder soxr.py was imported')\n")
+    talkrig = Path(sys.executable).parent / "talkrig"  # the console script: the working folder is not on its path
+    if not talkrig.exists():
+        pytest.skip("the talkrig console script is not installed next to this Python")
+    r = subprocess.run([str(talkrig), "animate", "audio", *FAST, "--out", "out/{stem}.csv", "--jobs", "2",
+                        "--report", "r.json"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"] == {"ok": 2, "skipped": 0, "failed": 0}

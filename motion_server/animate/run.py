@@ -31,7 +31,6 @@ from rig_mapping.atomic import prepare_output, sweep_scratch, write_bytes_atomic
 from rig_mapping.formats import save_motion
 
 from .blender_bridge import BlenderJob
-from .fork_server import start_worker_imports
 from .generate import bundled_checkpoint, load_style_reference, resolve_engine_name
 from .ledger import Ledger, file_digest, folder_digest, settings_key
 from .plan import (
@@ -102,8 +101,6 @@ class Outcome:
 def animate(s: Settings, log: Callable[..., None] = print) -> int:
     """Returns 0 when every input succeeded (or was already up to date), 1 when some failed, 2 for
     unusable arguments, 130 after Ctrl-C."""
-    if s.jobs > 1 and not s.ray:
-        start_worker_imports()  # the workers' imports run beside the planning below
     try:
         lines, notes = expand_lines(s.inputs)
         check_character(s.character)

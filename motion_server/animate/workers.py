@@ -11,6 +11,7 @@ scheduler in :mod:`motion_server.animate.run` is the same for all of them.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import time
@@ -25,7 +26,7 @@ from rig_mapping import FaceMotion
 from rig_mapping.atomic import scratch_dir
 
 from .blender_bridge import BlenderJob, JobResult, run_blender_jobs
-from .fork_server import worker_context
+from .fork_server import start_worker_imports, worker_context
 
 # Share of a GPU one motion task asks Ray for: the model is small, several workers fit on one card.
 RAY_GPU_SHARE = 0.25
@@ -162,7 +163,13 @@ class Backend(Protocol):
     def close(self, cancel: bool = False) -> None: ...
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, env: dict[str, str] | None = None) -> None:
+    if env is not None:  # a local pool's worker
+        # the command's environment now (a fork server's copy is from when it started), and Ctrl-C
+        # handled as a spawned worker handles it (the fork server ignores it)
+        os.environ.clear()
+        os.environ.update(env)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # before the engine or CTranslate2 load in this process: N workers share the cores instead of each
     # spinning up threads for all of them
     os.environ["TALKRIG_THREADS"] = str(threads)
@@ -198,9 +205,10 @@ class LocalBackend:
         if self.workers == 1:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="talkrig-motion")
         else:
+            start_worker_imports()  # no-op when the command has started it already
             threads = max(1, (os.cpu_count() or 1) // self.workers)
             self._pool = ProcessPoolExecutor(self.workers, mp_context=worker_context(),
-                                             initializer=_init_worker, initargs=(threads,))
+                                             initializer=_init_worker, initargs=(threads, dict(os.environ)))
 
     def submit_motion(self, spec: EngineSpec, task: MotionTask) -> Future[MotionDone]:
         assert self._pool is not None

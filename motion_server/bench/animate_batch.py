@@ -97,12 +97,13 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
             audio_s = _lines(folder, n, scripted)
             ctx.say(f"animate {n} {library} lines ({audio_s:.0f} s of audio): {', '.join(RUNS)}, interleaved, "
                     f"{ctx.repeats} round(s)")
-            # interleaved: each round runs every setting once, so a box whose speed drifts over minutes
-            # slows all of them alike instead of whichever ran last
+            # interleaved: each round runs every setting once (in reverse every other round), so a box whose
+            # speed drifts over minutes slows all of them alike instead of whichever ran last
             times: dict[str, list[float]] = {label: [] for label in RUNS}
             errors: dict[str, str] = {}
             for k in range(ctx.repeats):
-                for label, extra in RUNS.items():
+                order = list(RUNS.items()) if k % 2 == 0 else list(RUNS.items())[::-1]  # no fixed position
+                for label, extra in order:
                     if label in errors:
                         continue
                     cluster = _RunningCluster() if label.endswith("running cluster") else contextlib.nullcontext()

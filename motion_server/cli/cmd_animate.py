@@ -95,10 +95,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    if args.jobs > 1 and not args.ray:
+    if args.jobs > 1 and not args.ray and not args.server and args.engine in (None, "diffusion"):
         from motion_server.animate.fork_server import start_worker_imports
 
-        start_worker_imports()  # first: the workers' imports run while this process loads and plans
+        # first: the workers' imports (torch, the model) run while this process loads and plans
+        start_worker_imports()
     from motion_server.animate.generate import load_style_reference
     from motion_server.animate.plan import PlanError, check_samples, parse_resolution
     from motion_server.animate.run import Settings, animate

@@ -27,15 +27,27 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 
 class StreamResampler:
-    """Block-wise ``resample`` for long clips: memory is the output, not copies of the whole input."""
+    """Block-wise ``resample`` for long clips: memory is the output, not copies of the whole input. All
+    blocks together are ``resampled_length`` samples long, as ``resample`` gives."""
 
     def __init__(self, sr_in: int, sr_out: int) -> None:
         import soxr
 
-        self._rs = soxr.ResampleStream(int(sr_in), int(sr_out), 1, dtype="float32", quality="HQ")
+        self.sr_in, self.sr_out = int(sr_in), int(sr_out)
+        self._rs = soxr.ResampleStream(self.sr_in, self.sr_out, 1, dtype="float32", quality="HQ")
+        self._n_in = self._n_out = 0
 
     def push(self, x: np.ndarray) -> np.ndarray:
-        return self._rs.resample_chunk(np.ascontiguousarray(x, np.float32), last=False)
+        x = np.ascontiguousarray(x, np.float32)
+        self._n_in += x.size
+        out = self._rs.resample_chunk(x, last=False)
+        self._n_out += out.size
+        return out
 
     def flush(self) -> np.ndarray:
-        return self._rs.resample_chunk(np.zeros(0, np.float32), last=True)
+        """The rest, padded or trimmed so the whole stream has the fixed length rule's samples."""
+        out = self._rs.resample_chunk(np.zeros(0, np.float32), last=True)
+        want = resampled_length(self._n_in, self.sr_in, self.sr_out) - self._n_out
+        if want < 0:  # soxr's rounding gave one more than the rule before the last block (never seen)
+            raise AssertionError("resampled stream overran its length")
+        return out[:want] if out.size >= want else np.pad(out, (0, want - out.size))
