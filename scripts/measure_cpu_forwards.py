@@ -9,24 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _median_s(fn: Callable[[], object], n: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    from motion_server.bench.timing import measure  # the bench's own timing: one warm-up, then n timed runs
+
+    return float(measure(fn, repeats=n, warmup=1)["median"])
 
 
 def main() -> int:
