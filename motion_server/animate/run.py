@@ -43,6 +43,7 @@ from .plan import (
     outputs_of,
     plan,
 )
+from .prealign import AheadAligner, aligns_ahead
 from .workers import (
     Backend,
     BlenderDone,
@@ -94,6 +95,7 @@ class Outcome:
     attempts: int = 0
     worker: str = ""
     seconds: float = 0.0  # spent on this input by its workers
+    aligned_ahead_s: float | None = None  # spent aligning its script here while the workers started
     options: GenerateOptions | None = None  # the command line's with this input's manifest settings on top
     key: str | None = None  # its ledger key: what makes its outputs
 
@@ -317,6 +319,12 @@ class _Scheduler:
         self.blender_queue: list[tuple[int, int, FaceMotion]] = []  # (outcome, attempt, motion)
         self.in_flight: dict[Future[Any], tuple[str, Any]] = {}
         self.window = max(2, 2 * backend.workers)  # tasks in flight: enough to keep workers busy, no more
+        # workers in other processes: until the first result says they are up, a thread here aligns lines'
+        # scripts (prealign.py)
+        self.align_ahead = (backend.workers > 1 or bool(s.ray)) and aligns_ahead(spec.engine, spec.model,
+                                                                                 spec.server)
+        self.ahead: AheadAligner | None = None
+        self.aligned: dict[int, GenerateOptions] = {}  # the options with phones a line's worker gets
         n_blender = sum(1 for o in todo if o.item.needs_blender)
         self.bar = tqdm(total=len(todo) + n_blender, desc=f"animate ({backend.label})", unit="step",
                         dynamic_ncols=True)
@@ -327,6 +335,9 @@ class _Scheduler:
         self.bar.set_postfix_str(f"{stage} {100 * frac:.0f}%", refresh=True)
 
     def run(self) -> None:
+        if self.align_ahead:
+            self.ahead = AheadAligner([(i, o.item.audio, o.options) for i, o in enumerate(self.todo)
+                                       if o.options is not None], self.s.transcript_files)
         try:
             while self.queue or self.blender_queue or self.in_flight:
                 while self.queue and len(self.in_flight) < self.window:
@@ -344,6 +355,8 @@ class _Scheduler:
                     else:
                         self._blender_done(fut, what)
         finally:
+            if self.ahead is not None:
+                self.ahead.stop()
             self.bar.close()
 
     # -- motion ------------------------------------------------------------------------------------
@@ -351,12 +364,19 @@ class _Scheduler:
         o = self.todo[i]
         o.attempts = attempt
         assert o.options is not None  # resolved for every input to do, before scheduling
+        if i not in self.aligned and self.ahead is not None:
+            aligned, seconds = self.ahead.take(i)
+            if aligned is not None:
+                self.aligned[i], o.aligned_ahead_s = aligned, seconds
+        options = self.aligned.get(i, o.options)
         # absolute: a worker (another process, another node) has its own working folder
-        task = MotionTask(i, str(o.item.audio.absolute()), o.options, self.s.transcript_files)
+        task = MotionTask(i, str(o.item.audio.absolute()), options, self.s.transcript_files)
         self.in_flight[self.backend.submit_motion(self.spec, task)] = ("motion", (i, attempt))
 
     def _motion_done(self, fut: Future[Any], i: int, attempt: int) -> None:
         o = self.todo[i]
+        if self.ahead is not None:  # the workers are up: they align the rest themselves
+            self.ahead.stop(wait=False)
         try:
             r: MotionDone = fut.result()
         except Exception as exc:  # noqa: BLE001 - the worker died (killed, out of memory): not the input's fault
@@ -500,6 +520,7 @@ def _write_report(path: Path, outcomes: list[Outcome], seconds: float, backend: 
         "seconds": round(o.seconds, 3),
         "worker": o.worker,
         "attempts": o.attempts,
+        "aligned_ahead_s": None if o.aligned_ahead_s is None else round(o.aligned_ahead_s, 3),
         "notes": o.item.notes,
     } for o in outcomes]
     report = {"version": 1, "talkrig": __version__, "backend": backend, "seconds": round(seconds, 3),

@@ -51,8 +51,10 @@ class GenerateOptions:
     style_reference: a FaceMotion used as style reference (takes precedence over a path in ``style``).
     style_mix: optional (second style, t) pair interpolating style codes: (1-t)*style + t*second.
     transcribe: without a transcript, recognise one (motion_server.pipeline does it; engines ignore it).
-    phones: phones already aligned to the audio (set by the pipeline, never sent on the wire); engines
-        that read phones use them instead of aligning ``transcript`` themselves.
+    phones: phones already aligned to the audio (set by the pipeline, or by `talkrig animate` ahead of its
+        workers; never sent on the wire); engines that read phones use them instead of aligning
+        ``transcript`` themselves. An empty list: ``transcript`` was tried and could not be aligned, so
+        the audio alone drives the lips (as when the engine's own alignment fails).
     """
 
     style: str | None = None

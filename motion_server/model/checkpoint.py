@@ -19,19 +19,13 @@ from safetensors.torch import load_file, save_file
 from rig_mapping.arkit import ARKIT_NAMES, HEAD_CHANNELS
 from rig_mapping.atomic import atomic_output, write_bytes_atomic
 
-from .config import validate_config
+from .config import CONFIG, WEIGHTS, CheckpointError, read_config, validate_config
 from .network import TalkRigModel
 
 FORMAT = "talkrig-diffusion-1"
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 # settings that change what the weights mean; they must match between the two files
 BOUND_KEYS = ("fps", "features", "model", "diffusion", "lip_expert", "style_predictor", "channel_order",
               "presets", "emotions", "phones", "speech_encoder", "closure_detector")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, inconsistent or was made for other settings."""
 
 
 def channel_order() -> list[str]:
@@ -58,23 +52,6 @@ def save_checkpoint(model: TalkRigModel, out_dir: str | Path, extra: dict[str, A
     write_bytes_atomic(out / CONFIG, (json.dumps(cfg, indent=2) + "\n").encode("utf-8"))
     model.cfg = cfg
     return out
-
-
-def read_config(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    cfg_file = p / CONFIG if p.is_dir() else p.with_name(CONFIG)
-    if not cfg_file.is_file():
-        raise CheckpointError(f"no {CONFIG} next to the weights at {p}; a checkpoint is a folder with "
-                              f"{WEIGHTS} and {CONFIG}")
-    try:
-        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{cfg_file} is not readable JSON ({e}); use the {CONFIG} saved with the "
-                              "weights (or copy the checkpoint folder again)") from None
-    if not isinstance(cfg, dict):
-        raise CheckpointError(f"{cfg_file} holds a JSON {type(cfg).__name__}, not an object; use the "
-                              f"{CONFIG} saved with the weights (or copy the checkpoint folder again)")
-    return cfg
 
 
 def _damaged(weights: Path, e: Exception) -> CheckpointError:

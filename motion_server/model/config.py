@@ -13,8 +13,35 @@ REQUIRED_SECTIONS = ("features", "model", "diffusion", "window", "lip_expert", "
                      "sampling", "train")
 
 
+WEIGHTS = "model.safetensors"  # a checkpoint is a folder holding these two files
+CONFIG = "config.json"
+
+
 class ConfigError(ValueError):
     """A configuration file is missing, malformed or inconsistent."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, inconsistent or was made for other settings."""
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's config.json (``path``: its folder or its weights file), read without torch."""
+    p = Path(path)
+    cfg_file = p / CONFIG if p.is_dir() else p.with_name(CONFIG)
+    if not cfg_file.is_file():
+        raise CheckpointError(f"no {CONFIG} next to the weights at {p}; a checkpoint is a folder with "
+                              f"{WEIGHTS} and {CONFIG}")
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{cfg_file} is not readable JSON ({e}); use the {CONFIG} saved with the "
+                              "weights (or copy the checkpoint folder again)") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_file} holds a JSON {type(cfg).__name__}, not an object; use the "
+                              f"{CONFIG} saved with the weights (or copy the checkpoint folder again)")
+    return cfg
+
 
 
 def load_config(name_or_path: str | Path) -> dict[str, Any]:

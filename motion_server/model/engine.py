@@ -209,6 +209,8 @@ class DiffusionEngine:
         if self.model.phone_embed is None:
             return None, "ignored (this model does not read phones)"
         if o.phones is not None:  # aligned by the pipeline (a recognised transcript, unsure words marked)
+            if not o.phones:  # or aligned ahead by `talkrig animate`, which could not align it
+                return None, "none (alignment failed)"
             return list(o.phones), "aligned"
         from motion_server.align import AlignError, align_transcript
 

@@ -1,0 +1,111 @@
+"""Scripts aligned ahead by `talkrig animate` while its workers start (motion_server/animate/prealign.py):
+the worker gets the phones with the task, and the motion is the one the engine makes aligning the script
+itself, also where the script cannot be aligned. Real model, real aligner, real worker processes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from waiting import wait_until
+
+from motion_server.animate.prealign import AheadAligner, align_ahead, aligns_ahead
+from motion_server.audio.io import load_audio
+from motion_server.engine.base import GenerateOptions
+from motion_server.model import DEFAULT_CHECKPOINT
+
+WRONG_SCRIPT = "the quick brown fox jumps over the lazy dog"  # not what hello_flite says: cannot be aligned
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from motion_server.model.engine import DiffusionEngine
+
+    return DiffusionEngine(device="cpu")
+
+
+@pytest.mark.parametrize("script", ["given", "wrong"])
+def test_phones_aligned_ahead_give_the_motion_the_engine_makes_aligning_itself(engine, hello_flite, script):
+    text = hello_flite.transcript if script == "given" else WRONG_SCRIPT
+    audio = load_audio(hello_flite.path, sr=16000)
+    options = GenerateOptions(transcript=text, seed=3)
+    itself = engine.generate(audio, 16000, options)
+    ahead = align_ahead(hello_flite.path, options, sidecar=False)
+    assert ahead is not None and ahead.transcript == text
+    assert (len(ahead.phones) > 0) == (script == "given")  # [] says: tried, could not be aligned
+    given = engine.generate(audio, 16000, ahead)
+    np.testing.assert_array_equal(given.weights, itself.weights)
+    np.testing.assert_array_equal(given.head, itself.head)
+    assert given.meta["phones"] == itself.meta["phones"] == ("aligned" if script == "given"
+                                                             else "none (alignment failed)")
+
+
+def test_a_line_without_a_script_or_with_unreadable_audio_is_left_to_its_worker(hello_flite, tmp_path):
+    with_sidecar = align_ahead(hello_flite.path, GenerateOptions(), sidecar=True)  # hello_flite.txt beside it
+    typed = align_ahead(hello_flite.path, GenerateOptions(transcript=hello_flite.transcript), sidecar=False)
+    assert with_sidecar is not None and typed is not None and with_sidecar.phones == typed.phones
+    assert with_sidecar.transcript is None  # the worker reads the .txt itself, and notes it as before
+    bare = tmp_path / "bare.flac"
+    shutil.copy(hello_flite.path, bare)
+    assert align_ahead(bare, GenerateOptions(), sidecar=True) is None  # nothing to align: it is recognised
+    broken = tmp_path / "broken.flac"
+    broken.write_bytes(b"not audio at all")
+    assert align_ahead(broken, GenerateOptions(transcript="hello"), sidecar=False) is None
+
+
+def test_lines_are_aligned_ahead_only_for_an_in_process_model_that_reads_phones(tmp_path):
+    assert aligns_ahead("diffusion", None, None)  # the bundled model reads phones
+    assert aligns_ahead("diffusion", str(DEFAULT_CHECKPOINT), None)
+    assert not aligns_ahead("procedural", None, None)
+    assert not aligns_ahead("diffusion", None, "tcp://127.0.0.1:5555")  # the server's pipeline aligns
+    no_phones = tmp_path / "no_phones"
+    no_phones.mkdir()
+    cfg = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    cfg.pop("phones")
+    (no_phones / "config.json").write_text(json.dumps(cfg))
+    assert not aligns_ahead("diffusion", str(no_phones), None)
+    (no_phones / "config.json").write_text("{ cut off")
+    assert not aligns_ahead("diffusion", str(no_phones), None)  # the worker reports the broken checkpoint
+
+
+def test_the_aligner_thread_goes_last_line_first_and_skips_a_line_already_taken(hello_flite):
+    lines = [(i, hello_flite.path, GenerateOptions(transcript=hello_flite.transcript)) for i in range(4)]
+    ahead = AheadAligner(lines, sidecar=False)
+    assert ahead.take(0) == (None, None)  # submitted before the thread got to it: its worker aligns it
+    wait_until(ahead.finished, 120, "the aligner thread to go through the lines")
+    ahead.stop()
+    assert ahead.take(0) == (None, None)
+    for i in (1, 2, 3):
+        options, seconds = ahead.take(i)
+        assert options is not None and options.phones and seconds > 0
+
+
+def test_two_workers_with_lines_aligned_ahead_make_the_curves_one_process_makes(hello_flite, tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(6):
+        shutil.copy(hello_flite.path, audio / f"line{i}.flac")
+        script = WRONG_SCRIPT if i == 5 else hello_flite.transcript
+        (audio / f"line{i}.txt").write_text(script + "\n")
+
+    def animate(jobs: int) -> dict:
+        r = subprocess.run([sys.executable, "-m", "motion_server", "animate", "audio", "--out", f"j{jobs}/{{stem}}.csv",
+                            "--jobs", str(jobs), "--report", f"j{jobs}.json"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        return json.loads((tmp_path / f"j{jobs}.json").read_text())
+
+    one, two = animate(1), animate(2)
+    from rig_mapping.formats import load_motion
+
+    for i in range(6):
+        np.testing.assert_array_equal(load_motion(tmp_path / "j1" / f"line{i}.csv").weights,
+                                      load_motion(tmp_path / "j2" / f"line{i}.csv").weights)
+    assert all(r["aligned_ahead_s"] is None for r in one["inputs"])  # one process: nothing starts apart
+    # the workers take ~2 s to start; the last lines' scripts are aligned meanwhile
+    assert any(r["aligned_ahead_s"] is not None for r in two["inputs"]), two["inputs"]
+    assert all("transcript from" in " ".join(r["notes"]) for r in two["inputs"])  # the .txt noted as before
