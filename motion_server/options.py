@@ -52,6 +52,7 @@ class Option:
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
     flag_help: str | None = None  # the CLI help where the flag inverts the option (--no-transcribe)
+    choices_text: str | None = None  # how help and errors name ``choices`` too long to list
 
     @property
     def wire_type(self) -> str:
@@ -70,7 +71,7 @@ class Option:
             lo, hi = self.range
             parts.append(f"range {lo:g}-{hi:g}" if hi < 1e9 else f">= {lo:g}")
         if self.choices:
-            parts.append("one of " + ", ".join(self.choices))
+            parts.append(self.choices_text or "one of " + ", ".join(self.choices))
         return f"{'; '.join(parts)} (default: {self.default_text()})"
 
     def check(self, value: Any) -> None:
@@ -86,13 +87,21 @@ class Option:
                     or not lo <= value <= hi:
                 raise ValueError(f"{self.name} must be a number within {lo:g}..{hi:g}, got {value!r}")
         if self.choices is not None and value not in self.choices:
-            raise ValueError(f"unknown {self.name} {value!r}; choose one of {list(self.choices)}")
+            raise ValueError(f"unknown {self.name} {value!r}; choose "
+                             + (self.choices_text or f"one of {list(self.choices)}"))
 
 
 # The diffusion engine's real limit on sampler steps (its few-step samplers gain nothing beyond it).
 MAX_STEPS = 50
 SAMPLER_NAMES = ("ddim", "dpm", "ancestral")
 MODEL_DEFAULT = "the model's"  # the checkpoint config's "sampling" section
+# the languages the recogniser (Whisper) knows, by its codes (ISO 639-1 but for jw, haw, yue)
+LANGUAGE_CODES = tuple((
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr "
+    "ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc "
+    "pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo zh "
+    "yue"
+).split())
 
 OPTIONS: tuple[Option, ...] = (
     Option("style", "str", None, "style preset (e.g. neutral, happy, sad:3), 'predicted', or a reference clip "
@@ -122,6 +131,11 @@ OPTIONS: tuple[Option, ...] = (
            "it to phones; off: the audio alone drives the lips", flag="--no-transcribe", label="Auto-transcribe",
            flag_help="without a transcript, do not recognise one: the audio alone drives the lips (by default "
                      "speech is recognised with Whisper and, for English, aligned to phones)"),
+    Option("language", "str", None, "the language spoken: no language check before recognising; in a language "
+           "without a phone aligner (all but English) nothing is recognised or aligned, a transcript included, "
+           "and the audio alone drives the lips", unset="checked by Whisper on each take", flag="--language",
+           metavar="CODE", choices=LANGUAGE_CODES, choices_text="a language code Whisper knows (en, de, fr, es, "
+           "ja, zh, ...)", label="Language"),
 )
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 # What the checkpoint decides when the user does not (the diffusion engine reads config.json "sampling").
@@ -143,7 +157,7 @@ def arg_type(opt: Option) -> Any:
     """An argparse ``type=`` that parses and applies the option's own limits."""
     def parse(text: str) -> Any:
         try:
-            v = int(text) if opt.kind == "int" else float(text)
+            v = text if opt.kind == "str" else int(text) if opt.kind == "int" else float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'a whole number' if opt.kind == 'int' else 'a number'}, "
                                              f"got {text!r}") from None
@@ -168,9 +182,9 @@ def add_arguments(parser: Any, exclude: tuple[str, ...] = (), only: tuple[str, .
                                 help=opt.flag_help or opt.meaning)
             continue
         kw: dict[str, Any] = {"dest": opt.name, "default": opt.default, "help": opt.help()}
-        if opt.kind in ("int", "num"):
-            kw["type"] = arg_type(opt)
-        if opt.choices:
+        if opt.kind in ("int", "num") or opt.choices_text:
+            kw["type"] = arg_type(opt)  # checked by the table (a long choice list is named, not printed)
+        elif opt.choices:
             kw["choices"] = opt.choices
         if opt.metavar:
             kw["metavar"] = opt.metavar

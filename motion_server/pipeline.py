@@ -129,8 +129,8 @@ class MotionPipeline:
         report(1.0, "done")
         return tr
 
-    def _recognised_phones(self, audio: np.ndarray, sr: int, progress: ProgressFn,
-                           cancel: CancelToken | None) -> tuple[list | None, str | None, dict[str, Any]]:
+    def _recognised_phones(self, audio: np.ndarray, sr: int, progress: ProgressFn, cancel: CancelToken | None,
+                           language: str | None = None) -> tuple[list | None, str | None, dict[str, Any]]:
         """(phones or None, transcript text or None, what happened for the meta). Never raises for a
         broken recogniser: the take falls back to its audio with a warning."""
         from motion_server.transcribe import ALIGNER_LANGUAGES, decide, mark_unsure_phones
@@ -140,7 +140,7 @@ class MotionPipeline:
         aligner = ChunkedAligner(audio, sr, check)  # aligns while the recogniser decodes
         try:
             tr = self.recogniser.transcribe(audio, sr, lambda f: progress(0.8 * f, "transcribing"), check,
-                                            languages=ALIGNER_LANGUAGES, on_words=aligner.feed)
+                                            languages=ALIGNER_LANGUAGES, on_words=aligner.feed, language=language)
         except Cancelled:
             aligner.close()
             raise
@@ -189,14 +189,27 @@ class MotionPipeline:
     def _transcript(self, audio: np.ndarray, sr: int, o: GenerateOptions, progress: ProgressFn | None,
                     cancel: CancelToken | None) -> tuple[GenerateOptions, dict[str, Any], float]:
         """(options with the phones to use, what happened for the meta, progress share it took)."""
+        from motion_server.transcribe.gate import ALIGNER_LANGUAGES
+
         given = (o.transcript or "").strip()
         share = 0.0
-        if given:
-            info: dict[str, Any] = {"source": "given", "text": given, "used": True}
+        # a language named without a phone aligner: English phones on it would shut the lips in the wrong places
+        unaligned = (f"language '{o.language}' has no phone aligner (only {', '.join(sorted(ALIGNER_LANGUAGES))})"
+                     if o.language is not None and o.language not in ALIGNER_LANGUAGES else None)
+        if given and unaligned:
+            o = replace(o, transcript=None, phones=None)
+            info: dict[str, Any] = {"source": "given", "text": given, "used": False,
+                                    "reason": f"{unaligned}; the transcript is not aligned and the audio alone "
+                                              "drives the lips"}
+        elif given:
+            info = {"source": "given", "text": given, "used": True}
         elif o.phones is not None:
             info = {"source": "given", "used": True}
         elif not o.transcribe:
             info = {"source": "none", "used": False, "reason": "recognition switched off (--no-transcribe)"}
+        elif unaligned:
+            info = {"source": "none", "used": False,
+                    "reason": f"{unaligned}; nothing is recognised and the audio alone drives the lips"}
         elif not self.reads_phones:
             info = {"source": "none", "used": False,
                     "reason": f"the {getattr(self.engine, 'name', 'engine')} engine does not read phones"}
@@ -204,7 +217,8 @@ class MotionPipeline:
             info = {"source": "none", "used": False, "reason": "no speech recogniser is installed"}
         else:
             share = _TRANSCRIBE_SHARE
-            phones, text, info = self._recognised_phones(audio, sr, _scaled(progress, 0.0, share), cancel)
+            phones, text, info = self._recognised_phones(audio, sr, _scaled(progress, 0.0, share), cancel,
+                                                         o.language)
             if phones is not None:
                 o = replace(o, transcript=text, phones=phones)
         return o, info, share

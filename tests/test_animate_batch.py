@@ -71,6 +71,18 @@ def test_a_json_manifest_reads_like_the_csv(tmp_path):
     assert read_manifest(tmp_path / "m.json") == [Line(audio=a, style="sad")]
 
 
+def test_a_manifest_names_each_lines_language_and_a_wrong_code_is_refused_with_its_line(tmp_path):
+    a, b = clips(tmp_path, 2)
+    (tmp_path / "m.csv").write_text(f"audio,language\n{a.name},de\n{b.name},\n")
+    lines = read_manifest(tmp_path / "m.csv")
+    assert [ln.language for ln in lines] == ["de", None]  # None: --language, else checked per line
+    items = plan(lines, str(tmp_path / "out" / "{stem}.csv"), None, overwrite=False)
+    assert [it.language for it in items] == ["de", None]
+    (tmp_path / "bad.csv").write_text(f"audio,language\n{a.name},eng\n")
+    with pytest.raises(PlanError, match=r"line 2: unknown language 'eng'; choose a language code Whisper knows"):
+        expand_lines([str(tmp_path / "bad.csv")])
+
+
 @pytest.mark.parametrize("text, expect", [
     ("audio,mood\nx.flac,happy\n", "unknown column(s) 'mood'"),
     ("file,style\nx.flac,happy\n", "no 'audio' column"),

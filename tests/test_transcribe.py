@@ -206,3 +206,30 @@ def test_recognition_checks_score_english_german_and_the_noisy_clips(recogniser,
     closure = noise["audio_only"]["closure"]
     assert closure["dreamtalk__noisy_audio_narrative.wav"] == 1.0
     assert max(noise["audio_only"]["abs_diff_to_clean"].values()) <= 0.25 + 1e-9
+
+
+# -- a language the user names ------------------------------------------------------------------------
+def test_a_named_english_take_is_recognised_without_the_language_check(recogniser, jfk_audio, monkeypatch):
+    checked = recogniser.transcribe(jfk_audio, 16000, languages=frozenset({"en"}))
+    monkeypatch.setattr(recogniser, "_detect", lambda x: pytest.fail("the language was checked anyway"))
+    named = recogniser.transcribe(jfk_audio, 16000, languages=frozenset({"en"}), language="en")
+    assert (named.language, named.language_probability) == ("en", 1.0)
+    assert named.text == checked.text and [w.text for w in named.words] == [w.text for w in checked.words]
+
+
+def test_a_take_named_in_a_language_without_an_aligner_is_neither_recognised_nor_aligned(jfk_audio):
+    """English audio said to be German: no recognition at all (a 4-language library's other three languages
+    cost no recogniser time), and a typed transcript is not forced onto it with English phones."""
+    unloaded = Recogniser()
+    pipe = MotionPipeline(create_engine("diffusion"), unloaded)
+    audio = jfk_audio[: 16000 * 4]
+    alone = pipe.generate(audio, 16000, GenerateOptions(transcribe=False, seed=2))
+    for options in (GenerateOptions(language="de", seed=2), GenerateOptions(language="de", transcript=JFK_TEXT, seed=2)):
+        m = pipe.generate(audio, 16000, options)
+        info = m.meta["transcript"]
+        assert not info["used"] and "language 'de' has no phone aligner" in info["reason"], info
+        assert m.meta["phones"] == "none"
+        np.testing.assert_array_equal(m.weights, alone.weights)  # the audio alone, as with --no-transcribe
+    assert unloaded.loads == 0  # the recogniser's weights were never read
+    with pytest.raises(ValueError, match="unknown language 'eng'; choose a language code Whisper knows"):
+        pipe.generate(audio, 16000, GenerateOptions(language="eng"))

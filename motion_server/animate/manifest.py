@@ -5,6 +5,9 @@ A pipeline hands `talkrig animate` a CSV (header row) or JSON file instead of au
     audio       the recording (required)
     transcript  what is said (text); empty: a <stem>.txt beside the audio, else recognised
     style       a preset ('happy', 'sad:2', 'predicted') or a motion file used as style reference
+    language    the language spoken ('en', 'de', 'ja', ...; default: --language, else checked per line):
+                a line in a language without a phone aligner (all but English) is neither recognised
+                nor aligned, which also saves the recogniser's time
     character   the .blend/.glb/.gltf/.fbx to key (default: --character, else the demo head)
     out         this line's output file (default: from --out)
     render      this line's preview .mp4 (default: from --render)
@@ -20,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from motion_server.options import option
+
 MANIFEST_SUFFIXES = (".csv", ".json")
-COLUMNS = ("audio", "transcript", "style", "character", "out", "render")
+COLUMNS = ("audio", "transcript", "style", "language", "character", "out", "render")
 _PATH_COLUMNS = ("audio", "character", "out", "render")
 
 
@@ -36,6 +41,7 @@ class Line:
     audio: Path
     transcript: str | None = None
     style: str | None = None
+    language: str | None = None
     character: Path | None = None
     out: Path | None = None
     render: Path | None = None
@@ -104,6 +110,11 @@ def _line(p: Path, n: int, row: dict[str, Any]) -> Line:
         v = v.strip()
         if not v:
             continue
+        if col == "language":
+            try:
+                option("language").check(v)
+            except ValueError as exc:
+                raise ManifestError(f"{where}: {exc}") from None
         values[col] = (p.parent / v) if col in _PATH_COLUMNS and not Path(v).is_absolute() else v
         if col in _PATH_COLUMNS:
             values[col] = Path(values[col])

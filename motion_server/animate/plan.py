@@ -49,6 +49,7 @@ class Item:
     # a manifest line's own settings (None: the command line's)
     transcript: str | None = None
     style: str | None = None
+    language: str | None = None
     character: Path | None = None
     existing: bool = False  # an output file is already there (replaced only with --overwrite)
 
@@ -208,7 +209,7 @@ def plan(
     guard = OutputGuard([ln.audio for ln in lines], (*read_files, *(ln.character for ln in lines)), overwrite)
     for line in lines:
         item = Item(audio=line.audio, stem=line.audio.stem, transcript=line.transcript, style=line.style,
-                    character=line.character)
+                    language=line.language, character=line.character)
         items.append(item)
         if line.out is not None:
             item.out = out_path(line.out, item.stem, 1)

@@ -49,7 +49,10 @@ def align_ahead(audio: Path, options: GenerateOptions, sidecar: bool) -> Generat
     worker will report in its usual words (unreadable audio or script)."""
     from motion_server.align import AlignError, align_transcript
     from motion_server.audio.io import load_audio
+    from motion_server.transcribe.gate import ALIGNER_LANGUAGES
 
+    if options.language is not None and options.language not in ALIGNER_LANGUAGES:
+        return None  # the pipeline aligns nothing in this language
     text = (options.transcript or "").strip()
     try:
         if not text and sidecar:

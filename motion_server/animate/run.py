@@ -264,6 +264,8 @@ def _options_for(item: Item, s: Settings) -> GenerateOptions:
     o = s.options
     if item.transcript is not None:
         o = replace(o, transcript=item.transcript)
+    if item.language is not None:
+        o = replace(o, language=item.language)
     if item.style is not None:
         o = load_style_reference(replace(o, style=item.style, style_reference=None))
     return o

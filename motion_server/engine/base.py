@@ -51,6 +51,8 @@ class GenerateOptions:
     style_reference: a FaceMotion used as style reference (takes precedence over a path in ``style``).
     style_mix: optional (second style, t) pair interpolating style codes: (1-t)*style + t*second.
     transcribe: without a transcript, recognise one (motion_server.pipeline does it; engines ignore it).
+    language: the language spoken (a Whisper code); None: checked on each take. Other than English, the
+        pipeline neither recognises nor aligns: the audio alone drives the lips.
     phones: phones already aligned to the audio (set by the pipeline, or by `talkrig animate` ahead of its
         workers; never sent on the wire); engines that read phones use them instead of aligning
         ``transcript`` themselves. An empty list: ``transcript`` was tried and could not be aligned, so
@@ -70,6 +72,7 @@ class GenerateOptions:
     fps: float = 30.0
     transcript: str | None = None
     transcribe: bool = True
+    language: str | None = None
     phones: list | None = None
 
     def to_dict(self) -> dict[str, Any]:

