@@ -15,7 +15,7 @@ from waiting import wait_until
 
 from motion_server.animate.prealign import AheadAligner, align_ahead, aligns_ahead
 from motion_server.audio.io import load_audio
-from motion_server.engine.base import GenerateOptions
+from motion_server.engine.base import CancelToken, GenerateOptions
 from motion_server.model import DEFAULT_CHECKPOINT
 
 WRONG_SCRIPT = "the quick brown fox jumps over the lazy dog"  # not what hello_flite says: cannot be aligned
@@ -52,6 +52,9 @@ def test_a_line_without_a_script_or_with_unreadable_audio_is_left_to_its_worker(
     bare = tmp_path / "bare.flac"
     shutil.copy(hello_flite.path, bare)
     assert align_ahead(bare, GenerateOptions(), sidecar=True) is None  # nothing to align: it is recognised
+    stopped = CancelToken()
+    stopped.cancel()  # the workers are up, or Ctrl-C: the line is left to its worker
+    assert align_ahead(hello_flite.path, GenerateOptions(transcript=hello_flite.transcript), False, stopped) is None
     broken = tmp_path / "broken.flac"
     broken.write_bytes(b"not audio at all")
     assert align_ahead(broken, GenerateOptions(transcript="hello"), sidecar=False) is None

@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from motion_server.engine.base import GenerateOptions
+from motion_server.engine.base import Cancelled, CancelToken, GenerateOptions
 from motion_server.options import SAMPLE_RATE
 from motion_server.pipeline import read_sidecar
 
@@ -43,10 +43,11 @@ def aligns_ahead(engine: str, model: str | None, server: str | None) -> bool:
     return bool(cfg.get("phones")) and cfg.get("features", {}).get("sr") == SAMPLE_RATE
 
 
-def align_ahead(audio: Path, options: GenerateOptions, sidecar: bool) -> GenerateOptions | None:
+def align_ahead(audio: Path, options: GenerateOptions, sidecar: bool,
+                cancel: CancelToken | None = None) -> GenerateOptions | None:
     """``options`` with the line's script aligned into ``phones`` (an empty list where it could not be
-    aligned), or None when there is nothing to align ahead (no script) or the input has a problem the
-    worker will report in its usual words (unreadable audio or script)."""
+    aligned), or None when there is nothing to align ahead (no script), it was cancelled, or the input
+    has a problem the worker will report in its usual words (unreadable audio or script)."""
     from motion_server.align import AlignError, align_transcript
     from motion_server.audio.io import load_audio
     from motion_server.transcribe.gate import ALIGNER_LANGUAGES
@@ -60,7 +61,9 @@ def align_ahead(audio: Path, options: GenerateOptions, sidecar: bool) -> Generat
         if not text:
             return None
         samples = load_audio(audio, sr=SAMPLE_RATE)
-        phones = align_transcript(samples, SAMPLE_RATE, text)
+        phones = align_transcript(samples, SAMPLE_RATE, text, cancel.check if cancel is not None else None)
+    except Cancelled:
+        return None
     except AlignError as exc:
         log.warning("%s: transcript not aligned (%s); generating from the audio alone", audio.name, exc)
         phones = []
@@ -80,20 +83,20 @@ class AheadAligner:
         self._lock = threading.Lock()
         self._claimed: set[int] = set()
         self._done: dict[int, tuple[GenerateOptions, float]] = {}
-        self._stop = threading.Event()
+        self._stop = CancelToken()
         self._thread = threading.Thread(target=self._run, name="talkrig-align-ahead", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         for i, audio, options in self._lines:
             with self._lock:
-                if self._stop.is_set():
+                if self._stop.cancelled:
                     return
                 if i in self._claimed:
                     continue
                 self._claimed.add(i)
             t0 = time.perf_counter()
-            aligned = align_ahead(audio, options, self._sidecar)
+            aligned = align_ahead(audio, options, self._sidecar, self._stop)
             if aligned is not None:
                 with self._lock:
                     self._done[i] = (aligned, time.perf_counter() - t0)
@@ -110,7 +113,8 @@ class AheadAligner:
         return not self._thread.is_alive()
 
     def stop(self, wait: bool = True) -> None:
-        """No more lines after the one being aligned (a fraction of a second); ``wait`` for it."""
-        self._stop.set()
+        """No more lines; a long take being aligned stops at its next piece (its worker aligns it).
+        ``wait`` for the thread to end."""
+        self._stop.cancel()
         if wait:
             self._thread.join()
