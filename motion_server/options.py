@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ class Option:
     choices: tuple[str, ...] | None = None
     flag_help: str | None = None  # the CLI help where the flag inverts the option (--no-transcribe)
     choices_text: str | None = None  # how help and errors name ``choices`` too long to list
+    normalize: Callable[[str], str] | None = None  # what a typed value (flag, manifest cell) means
 
     @property
     def wire_type(self) -> str:
@@ -103,6 +105,13 @@ LANGUAGE_CODES = tuple((
     "yue"
 ).split())
 
+
+
+def language_code(text: str) -> str:
+    """A typed language as the recogniser's code: 'EN', 'en-US' and 'en_GB' are 'en'."""
+    return text.strip().lower().replace("_", "-").split("-")[0]
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("style", "str", None, "style preset (e.g. neutral, happy, sad:3), 'predicted', or a reference clip "
            "(.csv Live Link Face / .npz)", unset="the engine's default style", flag="--style", label="Preset"),
@@ -135,7 +144,7 @@ OPTIONS: tuple[Option, ...] = (
            "without a phone aligner (all but English) nothing is recognised or aligned, a transcript included, "
            "and the audio alone drives the lips", unset="checked by Whisper on each take", flag="--language",
            metavar="CODE", choices=LANGUAGE_CODES, choices_text="a language code Whisper knows (en, de, fr, es, "
-           "ja, zh, ...)", label="Language"),
+           "ja, zh, ...)", label="Language", normalize=language_code),
 )
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 # What the checkpoint decides when the user does not (the diffusion engine reads config.json "sampling").
@@ -157,7 +166,10 @@ def arg_type(opt: Option) -> Any:
     """An argparse ``type=`` that parses and applies the option's own limits."""
     def parse(text: str) -> Any:
         try:
-            v = text if opt.kind == "str" else int(text) if opt.kind == "int" else float(text)
+            if opt.kind == "str":
+                v = opt.normalize(text) if opt.normalize else text
+            else:
+                v = int(text) if opt.kind == "int" else float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'a whole number' if opt.kind == 'int' else 'a number'}, "
                                              f"got {text!r}") from None

@@ -196,11 +196,13 @@ class MotionPipeline:
         # a language named without a phone aligner: English phones on it would shut the lips in the wrong places
         unaligned = (f"language '{o.language}' has no phone aligner (only {', '.join(sorted(ALIGNER_LANGUAGES))})"
                      if o.language is not None and o.language not in ALIGNER_LANGUAGES else None)
-        if given and unaligned:
+        if (given or o.phones is not None) and unaligned:
             o = replace(o, transcript=None, phones=None)
-            info: dict[str, Any] = {"source": "given", "text": given, "used": False,
+            info: dict[str, Any] = {"source": "given", "used": False,
                                     "reason": f"{unaligned}; the transcript is not aligned and the audio alone "
                                               "drives the lips"}
+            if given:
+                info["text"] = given
         elif given:
             info = {"source": "given", "text": given, "used": True}
         elif o.phones is not None:

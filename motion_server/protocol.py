@@ -386,6 +386,9 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"cancel": ("job",)}
 OPTION_TYPES: dict[str, str] = {o.name: o.wire_type for o in OPTIONS}
 OPTION_RANGES: dict[str, tuple[float, float]] = {o.name: o.range for o in OPTIONS if o.range is not None}
 OPTION_CHOICES: dict[str, tuple[str, ...]] = {o.name: o.choices for o in OPTIONS if o.choices is not None}
+# how an error names them: the list, or a phrase where it is long (the language codes)
+_CHOICES_TEXT: dict[str, str] = {o.name: o.choices_text or f"one of {list(o.choices)}" for o in OPTIONS
+                                 if o.choices is not None}
 SHUTDOWN_MODES = ("cancel", "finish")
 
 
@@ -476,7 +479,7 @@ def validate_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     for k, choices in OPTION_CHOICES.items():
         v = opts.get(k)
         if v is not None and v not in choices:
-            raise ProtocolError(ErrorCode.BAD_VALUE, f"generate.options: {k} = {v!r} is not one of {list(choices)}")
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"generate.options: {k} = {v!r} is not {_CHOICES_TEXT[k]}")
     mix = opts.get("style_mix")
     if mix is not None:
         ok = (

@@ -8,12 +8,13 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
 from waiting import wait_until
 
-from motion_server.animate.prealign import AheadAligner, align_ahead, aligns_ahead
+from motion_server.animate.prealign import AHEAD_MAX_S, AheadAligner, align_ahead, aligns_ahead
 from motion_server.audio.io import load_audio
 from motion_server.engine.base import CancelToken, GenerateOptions
 from motion_server.model import DEFAULT_CHECKPOINT
@@ -34,8 +35,10 @@ def test_phones_aligned_ahead_give_the_motion_the_engine_makes_aligning_itself(e
     audio = load_audio(hello_flite.path, sr=16000)
     options = GenerateOptions(transcript=text, seed=3)
     itself = engine.generate(audio, 16000, options)
-    ahead = align_ahead(hello_flite.path, options, sidecar=False)
-    assert ahead is not None and ahead.transcript == text
+    aligned = align_ahead(hello_flite.path, options, sidecar=False)
+    assert aligned is not None and aligned.note is None
+    ahead = aligned.options
+    assert ahead.transcript == text and aligned.seconds > 0
     assert (len(ahead.phones) > 0) == (script == "given")  # [] says: tried, could not be aligned
     given = engine.generate(audio, 16000, ahead)
     np.testing.assert_array_equal(given.weights, itself.weights)
@@ -44,11 +47,22 @@ def test_phones_aligned_ahead_give_the_motion_the_engine_makes_aligning_itself(e
                                                              else "none (alignment failed)")
 
 
-def test_a_line_without_a_script_or_with_unreadable_audio_is_left_to_its_worker(hello_flite, tmp_path):
+def test_a_line_without_a_script_a_long_take_or_unreadable_audio_is_left_to_its_worker(hello_flite, jfk, tmp_path):
     with_sidecar = align_ahead(hello_flite.path, GenerateOptions(), sidecar=True)  # hello_flite.txt beside it
     typed = align_ahead(hello_flite.path, GenerateOptions(transcript=hello_flite.transcript), sidecar=False)
-    assert with_sidecar is not None and typed is not None and with_sidecar.phones == typed.phones
-    assert with_sidecar.transcript is None  # the worker reads the .txt itself, and notes it as before
+    assert with_sidecar is not None and typed is not None and with_sidecar.options.phones == typed.options.phones
+    # the worker gets the text that was aligned (the .txt may change before its turn comes), and the
+    # summary still says where it came from
+    assert with_sidecar.options.transcript == hello_flite.transcript
+    assert with_sidecar.note == "transcript from hello_flite.txt"
+    assert align_ahead(hello_flite.path, GenerateOptions(transcript="hallo", language="de"), False) is None
+    # over AHEAD_MAX_S: pocketsphinx would hold the GIL (the scheduler, Ctrl-C) for the whole first pass
+    import soundfile as sf
+
+    long_take = tmp_path / "long.flac"
+    jfk_audio = load_audio(jfk.path, sr=16000)
+    sf.write(long_take, np.tile(jfk_audio, int(AHEAD_MAX_S * 16000 // jfk_audio.size) + 1), 16000)
+    assert align_ahead(long_take, GenerateOptions(transcript=jfk.transcript), False) is None
     bare = tmp_path / "bare.flac"
     shutil.copy(hello_flite.path, bare)
     assert align_ahead(bare, GenerateOptions(), sidecar=True) is None  # nothing to align: it is recognised
@@ -75,16 +89,34 @@ def test_lines_are_aligned_ahead_only_for_an_in_process_model_that_reads_phones(
     assert not aligns_ahead("diffusion", str(no_phones), None)  # the worker reports the broken checkpoint
 
 
-def test_the_aligner_thread_goes_last_line_first_and_skips_a_line_already_taken(hello_flite):
-    lines = [(i, hello_flite.path, GenerateOptions(transcript=hello_flite.transcript)) for i in range(4)]
+def test_the_aligner_thread_goes_last_line_first_and_skips_a_line_already_taken(hello_flite, monkeypatch):
+    import motion_server.animate.prealign as prealign
+
+    order: list[str] = []
+    taken = threading.Event()
+
+    def held(audio, *args):  # the thread waits on its first line until line 2 has been taken
+        order.append(audio.stem)
+        wait_until(taken.is_set, 60, "line 2 to be taken")
+        return None
+
+    monkeypatch.setattr(prealign, "align_ahead", held)
+    lines = [(i, hello_flite.path.with_name(f"{i}.flac"), GenerateOptions(transcript="hello")) for i in range(4)]
     ahead = AheadAligner(lines, sidecar=False)
-    assert ahead.take(0) == (None, None)  # submitted before the thread got to it: its worker aligns it
-    wait_until(ahead.finished, 120, "the aligner thread to go through the lines")
-    ahead.stop()
-    assert ahead.take(0) == (None, None)
-    for i in (1, 2, 3):
-        options, seconds = ahead.take(i)
-        assert options is not None and options.phones and seconds > 0
+    wait_until(lambda: order, 60, "the thread to start on a line")
+    assert ahead.take(2) is None  # submitted before the thread got to it: its worker aligns it
+    taken.set()
+    wait_until(ahead.finished, 60, "the thread to go through the lines")
+    assert order == ["3", "1", "0"]  # last line first; line 2 skipped once taken
+
+
+def test_stopping_the_thread_ends_it_without_finishing_the_queue(hello_flite):
+    lines = [(i, hello_flite.path, GenerateOptions(transcript=hello_flite.transcript)) for i in range(40)]
+    ahead = AheadAligner(lines, sidecar=False)
+    ahead.stop()  # returns once the line being aligned is done (short lines: a fraction of a second)
+    assert ahead.finished()
+    done = [i for i in range(40) if ahead.take(i) is not None]
+    assert len(done) < 40 and all(ahead.take(i).options.phones for i in done)
 
 
 def test_two_workers_with_lines_aligned_ahead_make_the_curves_one_process_makes(hello_flite, tmp_path):

@@ -165,3 +165,29 @@ def test_blink_rate_zero_gives_no_blinks_on_the_command_line(tmp_path, capsys):
         takes[name] = load_motion(out)
     assert len(blink_events(takes["own"].weights)) >= 1  # unset: the style's own rate
     assert len(blink_events(takes["none"].weights)) == 0  # 0: no blinks
+
+
+def test_a_language_is_typed_as_people_write_it_and_refused_in_one_line_where_unknown(capsys):
+    root, _ = _generate_parser()
+    for typed in ("en", "EN", "en-US", "en_GB", " En "):
+        assert root.parse_args(["generate", "a.wav", "--language", typed]).language == "en"
+    with pytest.raises(SystemExit):
+        root.parse_args(["generate", "a.wav", "--language", "english"])
+    assert "unknown language 'english'; choose a language code Whisper knows (en, de" in capsys.readouterr().err
+    # over the wire: the same phrase, not the list of 100 codes; an unset language is not sent at all, so
+    # a server from before the option still takes a client's jobs
+    with pytest.raises(ProtocolError) as e:
+        P.validate_options({"language": "eng"})
+    assert "a language code Whisper knows" in e.value.message and len(e.value.message) < 200
+    P.validate_options({"language": "ja"})
+    from motion_server.client import _split_options
+
+    assert "language" not in _split_options(GenerateOptions())[0]
+    assert _split_options(GenerateOptions(language="de"))[0]["language"] == "de"
+
+
+def test_an_unset_language_leaves_the_ledger_keys_of_earlier_outputs_as_they_were():
+    from motion_server.animate.run import _keyed_options
+
+    assert "language" not in _keyed_options(GenerateOptions())  # as before the option existed
+    assert _keyed_options(GenerateOptions(language="de"))["language"] == "de"  # another take: made again

@@ -224,7 +224,11 @@ def test_a_take_named_in_a_language_without_an_aligner_is_neither_recognised_nor
     pipe = MotionPipeline(create_engine("diffusion"), unloaded)
     audio = jfk_audio[: 16000 * 4]
     alone = pipe.generate(audio, 16000, GenerateOptions(transcribe=False, seed=2))
-    for options in (GenerateOptions(language="de", seed=2), GenerateOptions(language="de", transcript=JFK_TEXT, seed=2)):
+    from motion_server.align import align_transcript
+
+    phones = align_transcript(audio, 16000, "And so my fellow Americans")
+    for options in (GenerateOptions(language="de", seed=2), GenerateOptions(language="de", transcript=JFK_TEXT, seed=2),
+                    GenerateOptions(language="de", phones=phones, seed=2)):
         m = pipe.generate(audio, 16000, options)
         info = m.meta["transcript"]
         assert not info["used"] and "language 'de' has no phone aligner" in info["reason"], info

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from motion_server.options import option
+from motion_server.options import language_code, option
 
 MANIFEST_SUFFIXES = (".csv", ".json")
 COLUMNS = ("audio", "transcript", "style", "language", "character", "out", "render")
@@ -111,6 +111,7 @@ def _line(p: Path, n: int, row: dict[str, Any]) -> Line:
         if not v:
             continue
         if col == "language":
+            v = language_code(v)
             try:
                 option("language").check(v)
             except ValueError as exc:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from motion_server.engine.base import Cancelled, CancelToken, GenerateOptions
 from motion_server.options import SAMPLE_RATE
@@ -23,6 +25,20 @@ from motion_server.pipeline import read_sidecar
 from .generate import bundled_checkpoint
 
 log = logging.getLogger("talkrig.animate")
+
+# Longer takes are left to their worker: pocketsphinx holds the GIL through a take's first pass, which
+# would stall the scheduler (and Ctrl-C) for as long; a dialogue line is a few seconds.
+AHEAD_MAX_S = 20.0
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """A line aligned ahead: the options its worker gets (the script as ``transcript``, its ``phones``)
+    and the note saying where a script read from ``<stem>.txt`` came from."""
+
+    options: GenerateOptions
+    note: str | None
+    seconds: float
 
 
 def aligns_ahead(engine: str, model: str | None, server: str | None) -> bool:
@@ -38,29 +54,34 @@ def aligns_ahead(engine: str, model: str | None, server: str | None) -> bool:
         return False
     try:
         cfg = read_config(path)
-    except ValueError:
+        return bool(cfg.get("phones")) and cfg["features"]["sr"] == SAMPLE_RATE
+    except Exception:  # noqa: BLE001 - an odd config: the workers load it and report what is wrong
         return False
-    return bool(cfg.get("phones")) and cfg.get("features", {}).get("sr") == SAMPLE_RATE
 
 
 def align_ahead(audio: Path, options: GenerateOptions, sidecar: bool,
-                cancel: CancelToken | None = None) -> GenerateOptions | None:
-    """``options`` with the line's script aligned into ``phones`` (an empty list where it could not be
-    aligned), or None when there is nothing to align ahead (no script), it was cancelled, or the input
-    has a problem the worker will report in its usual words (unreadable audio or script)."""
+                cancel: CancelToken | None = None) -> Aligned | None:
+    """The line's script aligned: ``options`` with it as ``transcript`` and its ``phones`` (an empty list
+    where it could not be aligned), so the worker uses exactly the text that was aligned. None when there
+    is nothing to align ahead (no script, a language without an aligner, a take over ``AHEAD_MAX_S``), it
+    was cancelled, or the input has a problem the worker will report in its usual words."""
     from motion_server.align import AlignError, align_transcript
     from motion_server.audio.io import load_audio
     from motion_server.transcribe.gate import ALIGNER_LANGUAGES
 
     if options.language is not None and options.language not in ALIGNER_LANGUAGES:
         return None  # the pipeline aligns nothing in this language
-    text = (options.transcript or "").strip()
+    t0 = time.perf_counter()
+    text, note = (options.transcript or "").strip(), None
     try:
         if not text and sidecar:
-            text = (read_sidecar(audio)[0] or "").strip()
+            read, note = read_sidecar(audio)
+            text = (read or "").strip()
         if not text:
             return None
         samples = load_audio(audio, sr=SAMPLE_RATE)
+        if samples.size > AHEAD_MAX_S * SAMPLE_RATE or not np.isfinite(samples).all():
+            return None  # a long take, or audio the engine refuses: the worker's business
         phones = align_transcript(samples, SAMPLE_RATE, text, cancel.check if cancel is not None else None)
     except Cancelled:
         return None
@@ -69,7 +90,7 @@ def align_ahead(audio: Path, options: GenerateOptions, sidecar: bool,
         phones = []
     except Exception:  # noqa: BLE001 - the worker meets it again and reports it per input
         return None
-    return replace(options, phones=phones)
+    return Aligned(replace(options, transcript=text, phones=phones), note, time.perf_counter() - t0)
 
 
 class AheadAligner:
@@ -82,7 +103,7 @@ class AheadAligner:
         self._sidecar = sidecar
         self._lock = threading.Lock()
         self._claimed: set[int] = set()
-        self._done: dict[int, tuple[GenerateOptions, float]] = {}
+        self._done: dict[int, Aligned] = {}
         self._stop = CancelToken()
         self._thread = threading.Thread(target=self._run, name="talkrig-align-ahead", daemon=True)
         self._thread.start()
@@ -95,18 +116,17 @@ class AheadAligner:
                 if i in self._claimed:
                     continue
                 self._claimed.add(i)
-            t0 = time.perf_counter()
             aligned = align_ahead(audio, options, self._sidecar, self._stop)
             if aligned is not None:
                 with self._lock:
-                    self._done[i] = (aligned, time.perf_counter() - t0)
+                    self._done[i] = aligned
 
-    def take(self, i: int) -> tuple[GenerateOptions | None, float | None]:
-        """(options with line ``i``'s phones, seconds spent) once aligned, else (None, None); either way
-        the thread will not start on it any more (its worker aligns it)."""
+    def take(self, i: int) -> Aligned | None:
+        """Line ``i`` aligned, or None; either way the thread will not start on it any more (its worker
+        aligns it)."""
         with self._lock:
             self._claimed.add(i)
-            return self._done.get(i, (None, None))
+            return self._done.get(i)
 
     def finished(self) -> bool:
         """Every line is aligned or taken, or ``stop()`` was called and the last one is done."""

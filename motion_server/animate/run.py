@@ -226,7 +226,7 @@ def _key(item: Item, options: GenerateOptions, s: Settings, spec: EngineSpec) ->
     parts: dict[str, Any] = {
         "talkrig": __version__,
         "audio": file_digest(item.audio) if item.audio.is_file() else str(item.audio),
-        "options": options.to_dict(),
+        "options": _keyed_options(options),
         "style_reference": _motion_digest(options.style_reference),
         "engine": [spec.engine, spec.server, spec.asr_model],
         "model": _model_digest(spec),
@@ -239,6 +239,15 @@ def _key(item: Item, options: GenerateOptions, s: Settings, spec: EngineSpec) ->
         parts["blender"] = {"character": file_digest(character) if character else "demo head",
                             "resolution": list(s.resolution), "samples": s.samples, "render": s.render_engine}
     return settings_key(parts)
+
+
+def _keyed_options(options: GenerateOptions) -> dict[str, Any]:
+    """The options in a ledger key. An unset ``language`` is left out: outputs made before the option
+    existed stay up to date (it changes nothing when unset)."""
+    d = options.to_dict()
+    if d.get("language") is None:
+        d.pop("language", None)
+    return d
 
 
 def _motion_digest(m: FaceMotion | None) -> str | None:
@@ -326,7 +335,7 @@ class _Scheduler:
         self.align_ahead = (backend.workers > 1 or bool(s.ray)) and aligns_ahead(spec.engine, spec.model,
                                                                                  spec.server)
         self.ahead: AheadAligner | None = None
-        self.aligned: dict[int, GenerateOptions] = {}  # the options with phones a line's worker gets
+        self.aligned: dict[int, GenerateOptions] = {}  # the options with the phones a line's worker gets
         n_blender = sum(1 for o in todo if o.item.needs_blender)
         self.bar = tqdm(total=len(todo) + n_blender, desc=f"animate ({backend.label})", unit="step",
                         dynamic_ncols=True)
@@ -367,12 +376,14 @@ class _Scheduler:
         o.attempts = attempt
         assert o.options is not None  # resolved for every input to do, before scheduling
         if i not in self.aligned and self.ahead is not None:
-            aligned, seconds = self.ahead.take(i)
+            aligned = self.ahead.take(i)
             if aligned is not None:
-                self.aligned[i], o.aligned_ahead_s = aligned, seconds
+                self.aligned[i], o.aligned_ahead_s = aligned.options, aligned.seconds
+                if aligned.note:  # the script came from <stem>.txt: said here, the worker gets the text
+                    o.item.notes.append(aligned.note)
         options = self.aligned.get(i, o.options)
         # absolute: a worker (another process, another node) has its own working folder
-        task = MotionTask(i, str(o.item.audio.absolute()), options, self.s.transcript_files)
+        task = MotionTask(i, str(o.item.audio.absolute()), options, self.s.transcript_files and i not in self.aligned)
         self.in_flight[self.backend.submit_motion(self.spec, task)] = ("motion", (i, attempt))
 
     def _motion_done(self, fut: Future[Any], i: int, attempt: int) -> None:
