@@ -543,8 +543,9 @@ def _split_options(options: Mapping[str, Any] | Any | None) -> tuple[dict[str, A
         ref = d.pop("style_reference", None)
     else:
         raise ClientError(f"options must be a dict or GenerateOptions, got {type(options).__name__}")
-    if d.get("language", "") is None:
-        del d["language"]  # unset: left out, so a server from before the option still takes the job
+    # unset options are left out (the server reads a missing option as unset), so a server from before an
+    # option was added still takes the job
+    d = {k: v for k, v in d.items() if v is not None}
     if d.get("style_mix") is not None:
         d["style_mix"] = list(d["style_mix"])
         if _is_clip_path(d["style_mix"][0]):

@@ -189,13 +189,12 @@ class MotionPipeline:
     def _transcript(self, audio: np.ndarray, sr: int, o: GenerateOptions, progress: ProgressFn | None,
                     cancel: CancelToken | None) -> tuple[GenerateOptions, dict[str, Any], float]:
         """(options with the phones to use, what happened for the meta, progress share it took)."""
-        from motion_server.transcribe.gate import ALIGNER_LANGUAGES
+        from motion_server.transcribe.gate import without_aligner
 
         given = (o.transcript or "").strip()
         share = 0.0
         # a language named without a phone aligner: English phones on it would shut the lips in the wrong places
-        unaligned = (f"language '{o.language}' has no phone aligner (only {', '.join(sorted(ALIGNER_LANGUAGES))})"
-                     if o.language is not None and o.language not in ALIGNER_LANGUAGES else None)
+        unaligned = without_aligner(o.language)
         if (given or o.phones is not None) and unaligned:
             o = replace(o, transcript=None, phones=None)
             info: dict[str, Any] = {"source": "given", "used": False,

@@ -47,14 +47,14 @@ def aligns_ahead(engine: str, model: str | None, server: str | None) -> bool:
     config) says no, and the workers align, or report the problem, as they always did."""
     if engine != "diffusion" or server:
         return False
-    from motion_server.model.config import read_config
+    from motion_server.model.config import read_config, reads_phones
 
     path = model or bundled_checkpoint()
     if path is None:
         return False
     try:
         cfg = read_config(path)
-        return bool(cfg.get("phones")) and cfg["features"]["sr"] == SAMPLE_RATE
+        return reads_phones(cfg) and cfg["features"]["sr"] == SAMPLE_RATE
     except Exception:  # noqa: BLE001 - an odd config: the workers load it and report what is wrong
         return False
 
@@ -67,9 +67,9 @@ def align_ahead(audio: Path, options: GenerateOptions, sidecar: bool,
     was cancelled, or the input has a problem the worker will report in its usual words."""
     from motion_server.align import AlignError, align_transcript
     from motion_server.audio.io import load_audio
-    from motion_server.transcribe.gate import ALIGNER_LANGUAGES
+    from motion_server.transcribe.gate import without_aligner
 
-    if options.language is not None and options.language not in ALIGNER_LANGUAGES:
+    if without_aligner(options.language):
         return None  # the pipeline aligns nothing in this language
     t0 = time.perf_counter()
     text, note = (options.transcript or "").strip(), None

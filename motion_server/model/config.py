@@ -25,6 +25,11 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, inconsistent or was made for other settings."""
 
 
+def reads_phones(cfg: dict[str, Any]) -> bool:
+    """Whether a model built from ``cfg`` reads the aligned phone track (it then has ``phone_embed``)."""
+    return bool(cfg.get("phones"))
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
     """A checkpoint's config.json (``path``: its folder or its weights file), read without torch."""
     p = Path(path)

@@ -11,6 +11,7 @@ from torch import nn
 from . import MOTION_DIM
 from .audio_encoder import AudioEncoder
 from .closure_detector import ClosureDetector
+from .config import reads_phones
 from .denoiser import Denoiser
 from .features import FeatureError, clip_stats_dim
 from .lip_expert import LipExpert
@@ -55,7 +56,7 @@ class TalkRigModel(nn.Module):
         # generation is unchanged by the track's existence; zero-initialised so a model grown from a
         # checkpoint without it starts out identical
         self.phone_embed: nn.Embedding | None = None
-        if cfg.get("phones"):
+        if reads_phones(cfg):
             self.phone_embed = nn.Embedding(len(cfg["phones"]["symbols"]) + 1, d, padding_idx=0)
             nn.init.zeros_(self.phone_embed.weight)
         # optional lip-closure detector (``cfg["closure_detector"]``): audio-only runs shut the lips
@@ -100,7 +101,7 @@ class TalkRigModel(nn.Module):
 
     @property
     def phone_symbols(self) -> list[str]:
-        return list(self.cfg["phones"]["symbols"]) if self.cfg.get("phones") else []
+        return list(self.cfg["phones"]["symbols"]) if reads_phones(self.cfg) else []
 
     def encode_style(self, motion_norm: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         return self.style_encoder(motion_norm, pad)

@@ -26,6 +26,14 @@ UNSURE = "UNK"  # not an ARPAbet symbol: the model reads it as "unknown phone", 
 _SLACK_S = 0.12  # the recogniser's word times are coarser than the aligner's
 
 
+def without_aligner(language: str | None) -> str | None:
+    """"language 'de' has no phone aligner (only en)" for a known language whose phones cannot be
+    aligned, else None (English, or not known)."""
+    if not language or language in ALIGNER_LANGUAGES:
+        return None
+    return f"language '{language}' has no phone aligner (only {', '.join(sorted(ALIGNER_LANGUAGES))})"
+
+
 @dataclass(frozen=True)
 class TranscriptDecision:
     use: bool
@@ -38,9 +46,9 @@ def decide(tr: Transcript) -> TranscriptDecision:
     lang = tr.language or "unknown"
     if not tr.language:
         return TranscriptDecision(False, "the language could not be checked, so the audio alone drives the lips")
-    if tr.language not in ALIGNER_LANGUAGES:
-        return TranscriptDecision(False, f"detected language '{lang}' has no phone aligner (only "
-                                  f"{', '.join(sorted(ALIGNER_LANGUAGES))}); the audio alone drives the lips")
+    unaligned = without_aligner(tr.language)
+    if unaligned:
+        return TranscriptDecision(False, f"detected {unaligned}; the audio alone drives the lips")
     if tr.language_probability < MIN_LANGUAGE_PROBABILITY:
         return TranscriptDecision(False, f"language '{lang}' detected with only {tr.language_probability:.0%} "
                                   "confidence; the audio alone drives the lips")
