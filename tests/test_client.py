@@ -94,8 +94,10 @@ def test_local_input_errors_are_raised_before_sending(paced, tmp_path) -> None:
 
 
 def test_retry_after_a_stalled_server_runs_the_job_once(tmp_path) -> None:
-    """Lazy Pirate: the server freezes past the per-try timeout, the client re-sends on a fresh socket;
-    both copies reach the server and the request id makes sure the job runs once."""
+    """Lazy Pirate: the server freezes past the per-try timeout, the client re-sends on a fresh socket,
+    and the job runs once. Whether the first copy still reaches the server depends on whether the client's
+    I/O thread wrote it out before the old socket closed (a CI run under load lost it): either way one job
+    runs. The server's side, both copies arriving, is tested exactly in test_server_hardening.py."""
     s = ServerProcess(tmp_path, engine="energy")
     try:
         with MotionClient(s.address, timeout_s=6, retries=3) as c:
@@ -109,7 +111,6 @@ def test_retry_after_a_stalled_server_runs_the_job_once(tmp_path) -> None:
             assert c.status()["counts"]["done"] == 1
         queued = re.findall(rf"queued \(request {job.request_id}", s.log())
         assert len(queued) == 1, s.log()
-        assert f"request {job.request_id} re-sent" in s.log(), "the re-sent copy should have reached the server"
     finally:
         s.proc.send_signal(signal.SIGCONT)
         s.close()
