@@ -96,6 +96,30 @@ def test_eval_synthetic_split_has_ground_truth_metrics(tmp_path):
     assert row["lip_vertex_error_cm"] > 0.05  # a loudness envelope is not the performer's motion
 
 
+def test_eval_val_split_scores_the_validation_clips_not_the_test_clips(tmp_path):
+    """Settings are tuned on --split val; the test split stays unseen."""
+    from motion_server.synth.corpus import CorpusOptions, CorpusReader, build_corpus
+
+    corpus = tmp_path / "corpus"
+    m = build_corpus(corpus, CorpusOptions(hours=0.01, shard_size=8, test_sentences=0.3, val_sentences=0.3,
+                                           augment=False), max_shards=2, progress=False)
+    if not (m["counts"]["val"] and m["counts"]["test"]):
+        pytest.skip("the tiny corpus drew no val or no test utterance")
+    names = {split: {f"{u.voice}#{u.index}" for u in CorpusReader(corpus, split)} for split in ("val", "test")}
+    assert names["val"].isdisjoint(names["test"])
+    for split in ("val", "test"):
+        out = tmp_path / f"{split}.json"
+        r = _eval("--engine", "energy", "--baselines", "none", "--suite", "synthetic", "--data", str(corpus),
+                  "--split", split, "--json", str(out))
+        assert r.returncode == 0, r.stderr[-3000:]
+        data = json.loads(out.read_text())
+        assert data["data_split"] == split
+        scored = {row["clip"] for row in data["suites"]["synthetic"]["rows"]}
+        assert scored == names[split]
+    r = _eval("--engine", "energy", "--suite", "synthetic", "--data", str(corpus), "--split", "train")
+    assert r.returncode == 2 and "--split" in r.stderr  # the training split is not an evaluation set
+
+
 def test_eval_user_folder_with_a_broken_ground_truth_names_the_file(jfk, tmp_path, capsys):
     from motion_server.cli import main
 

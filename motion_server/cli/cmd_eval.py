@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path,
                    help="corpus folder built by `talkrig synth` (synthetic suite: its test split; a `talkrig "
                         "synth --real` corpus is reported as suite 'real-corpus'; held-out speakers for --suite style)")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="which split of the --data corpus to score (default test; val: choose settings there "
+                        "without looking at the test split)")
     p.add_argument("--user-dir", type=Path,
                    help="folder of audio files with same-stem .txt transcripts and optional Live Link .csv truth")
     p.add_argument("--shared-dir", type=Path, default=REPO.parent / "shared",
@@ -112,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             # a corpus of real recordings (`talkrig synth --real`) is scored the same way, from its
             # aligned transcripts, and named for what it is
-            plan.append((_corpus_suite_name(args.data), lambda: suites.synthetic_clips(args.data, args.limit),
-                         args.limit))
+            plan.append((_corpus_suite_name(args.data),
+                         lambda: suites.synthetic_clips(args.data, args.limit, args.split), args.limit))
     if args.user_dir is not None:
         if not args.user_dir.is_dir():
             return _fail(f"--user-dir {args.user_dir} is not a folder (audio files with same-stem .txt transcripts)")
@@ -146,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {
         "format": "talkrig-eval", "version": 1, "engine": args.engine, "model": args.model,
         "systems": [s.label for s in systems], "options": base.to_dict(), "audio_only": mode == "none",
-        "transcript_mode": mode,
+        "transcript_mode": mode, "data_split": args.split if args.data is not None else None,
         "git_commit": git_commit(),
         "machine": machine_info(), "timestamp": timestamp(),
         "thresholds": {"closure_cm": metrics.CLOSURE_THRESHOLD_CM, "ratio_eps_cm": metrics.RATIO_EPS_CM,

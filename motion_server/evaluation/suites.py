@@ -100,10 +100,11 @@ def real_clips(shared_dir: Path, limit: int | None = None) -> Iterator[EvalClip]
         yield clip
 
 
-def synthetic_clips(data_dir: Path, limit: int | None = None) -> Iterator[EvalClip]:
+def synthetic_clips(data_dir: Path, limit: int | None = None, split: str = "test") -> Iterator[EvalClip]:
+    """A corpus's held-out clips (``split`` "test", or "val" to tune settings without the test split)."""
     from motion_server.synth.corpus import CorpusReader
 
-    reader = CorpusReader(Path(data_dir), "test")
+    reader = CorpusReader(Path(data_dir), split)
     for k, utt in enumerate(reader):
         if limit is not None and k >= limit:
             break
