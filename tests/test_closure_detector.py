@@ -171,3 +171,32 @@ def test_growing_is_reproducible_and_a_detector_run_keeps_the_motion_normalisati
         assert torch.equal(x, y), name  # same seed, same data: the same detector, the same stats
     assert json.loads((again / "config.json").read_text())["training"]["metrics"]["closure_detector_threshold"] \
         == fitted
+
+
+def test_checkpoint_variant_script_moves_the_operating_point_or_drops_the_detector(tmp_path: Path) -> None:
+    """scripts/checkpoint_variant.py: a lower threshold makes the bundled model's detector fire more often
+    on the same clip; without the detector, audio-only runs report no detected closures, and the source
+    folder is untouched."""
+    import subprocess
+    import sys
+
+    from motion_server.audio.io import load_audio
+
+    src = REPO / "motion_server" / "model" / "default"
+    before = (src / "config.json").read_bytes()
+    script = [sys.executable, str(REPO / "scripts" / "checkpoint_variant.py")]
+    low, bare = tmp_path / "low", tmp_path / "bare"
+    for args in ([str(low), "--set", "sampling.closure_threshold=0.1"], [str(bare), "--without", "closure_detector"]):
+        r = subprocess.run([*script, *args], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([*script, str(low)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "exists" in r.stderr  # never overwrites
+    assert (src / "config.json").read_bytes() == before
+    assert json.loads((low / "config.json").read_text())["sampling"]["closure_threshold"] == 0.1
+    audio = load_audio(REPO / "examples" / "jfk.flac", sr=16000)
+    detected = {}
+    for name, folder in (("default", src), ("low", low), ("bare", bare)):
+        motion = DiffusionEngine(str(folder)).generate(audio, 16000, GenerateOptions(seed=0))
+        detected[name] = motion.meta.get("closures_detected")
+    assert detected["bare"] is None and detected["default"] is not None
+    assert detected["low"] > detected["default"]

@@ -1,0 +1,65 @@
+"""A copy of a checkpoint with one optional part taken out or one sampling setting changed, for
+experiments: regrow a part from scratch (``--without closure_detector``, then ``talkrig train --grow``),
+or score another operating point (``--set sampling.closure_threshold=0.4``, then ``talkrig eval --model``).
+The source folder is only read.
+
+    python scripts/checkpoint_variant.py OUT [--model CHECKPOINT] [--without PART ...] [--set KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# sampling settings that belong to a part: dropped with it
+PART_SETTINGS = {"closure_detector": ("closure_threshold",)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out", type=Path, help="new checkpoint folder (must not exist)")
+    p.add_argument("--model", type=Path, default=REPO / "motion_server" / "model" / "default",
+                   help="checkpoint folder to copy (default: the bundled model)")
+    p.add_argument("--without", nargs="+", default=[], metavar="PART", help="optional parts to leave out")
+    p.add_argument("--set", nargs="+", default=[], metavar="sampling.KEY=VALUE", dest="settings",
+                   help="sampling settings to change (JSON values)")
+    args = p.parse_args(argv)
+    if args.out.exists():
+        print(f"{args.out} exists; choose a new folder", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(REPO))
+    from motion_server.model.checkpoint import load_checkpoint, save_checkpoint
+    from motion_server.model.network import TalkRigModel
+
+    model = load_checkpoint(args.model)
+    cfg = json.loads(json.dumps(model.cfg))
+    for part in args.without:
+        if part not in PART_SETTINGS or part not in cfg:
+            print(f"--without {part}: not an optional part of this checkpoint "
+                  f"(parts that can be left out: {', '.join(PART_SETTINGS)})", file=sys.stderr)
+            return 2
+        cfg.pop(part)
+        for key in PART_SETTINGS[part]:
+            cfg.get("sampling", {}).pop(key, None)
+    for item in args.settings:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if section != "sampling" or not name or not value:
+            print(f"--set {item}: give sampling.KEY=VALUE (only sampling settings leave the weights' meaning "
+                  "alone)", file=sys.stderr)
+            return 2
+        cfg["sampling"][name] = json.loads(value)
+    smaller = TalkRigModel(cfg)
+    state = {k: v for k, v in model.state_dict().items() if k in smaller.state_dict()}
+    smaller.load_state_dict(state, strict=True)
+    save_checkpoint(smaller, args.out)
+    load_checkpoint(args.out)  # it loads as saved
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
