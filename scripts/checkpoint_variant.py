@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"(parts that can be left out: {', '.join(PART_SETTINGS)})", file=sys.stderr)
             return 2
         cfg.pop(part)
+        cfg.setdefault("training", {}).setdefault("changed_after_training", []).append(
+            {"removed": part, "by": "scripts/checkpoint_variant.py"})
         for key in PART_SETTINGS[part]:
             cfg.get("sampling", {}).pop(key, None)
     for item in args.settings:
@@ -51,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--set {item}: give sampling.KEY=VALUE (only sampling settings leave the weights' meaning "
                   "alone)", file=sys.stderr)
             return 2
-        cfg["sampling"][name] = json.loads(value)
+        new = json.loads(value)
+        # the config says what was changed after training, beside the metrics training recorded
+        cfg.setdefault("training", {}).setdefault("changed_after_training", []).append(
+            {"setting": key, "from": cfg["sampling"].get(name), "to": new, "by": "scripts/checkpoint_variant.py"})
+        cfg["sampling"][name] = new
     smaller = TalkRigModel(cfg)
     state = {k: v for k, v in model.state_dict().items() if k in smaller.state_dict()}
     smaller.load_state_dict(state, strict=True)
