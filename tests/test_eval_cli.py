@@ -118,6 +118,11 @@ def test_eval_val_split_scores_the_validation_clips_not_the_test_clips(tmp_path)
         assert scored == names[split]
     r = _eval("--engine", "energy", "--suite", "synthetic", "--data", str(corpus), "--split", "train")
     assert r.returncode == 2 and "--split" in r.stderr  # the training split is not an evaluation set
+    manifest = json.loads((corpus / "MANIFEST.json").read_text())
+    manifest["counts"]["val"] = 0  # as a corpus whose held-out speakers all went to test
+    (corpus / "MANIFEST.json").write_text(json.dumps(manifest))
+    r = _eval("--engine", "energy", "--suite", "synthetic", "--data", str(corpus), "--split", "val")
+    assert r.returncode == 2 and "no val utterances" in r.stderr and "--split" in r.stderr
 
 
 def test_eval_user_folder_with_a_broken_ground_truth_names_the_file(jfk, tmp_path, capsys):

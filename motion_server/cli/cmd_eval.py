@@ -113,10 +113,16 @@ def run(args: argparse.Namespace) -> int:
         elif not args.data.is_dir():
             return _fail(f"--data {args.data} is not a folder; build a corpus with `talkrig synth`")
         else:
+            held_out = _split_size(args.data, args.split)
+            if held_out == 0:
+                return _fail(f"--data {args.data} has no {args.split} utterances (its held-out speakers or "
+                             f"sentences went to the other splits); choose the other --split, or build the "
+                             "corpus from more recordings")
             # a corpus of real recordings (`talkrig synth --real`) is scored the same way, from its
             # aligned transcripts, and named for what it is
+            total = held_out if args.limit is None else args.limit if held_out is None else min(held_out, args.limit)
             plan.append((_corpus_suite_name(args.data),
-                         lambda: suites.synthetic_clips(args.data, args.limit, args.split), args.limit))
+                         lambda: suites.synthetic_clips(args.data, args.limit, args.split), total))
     if args.user_dir is not None:
         if not args.user_dir.is_dir():
             return _fail(f"--user-dir {args.user_dir} is not a folder (audio files with same-stem .txt transcripts)")
@@ -343,6 +349,16 @@ def _jsonable(o: Any) -> Any:
     except ImportError:
         pass
     return str(o)
+
+
+def _split_size(corpus: Path, split: str) -> int | None:
+    """Utterances in a corpus split by its manifest (None when unreadable: the suite then says why)."""
+    import json
+
+    try:
+        return int(json.loads((corpus / "MANIFEST.json").read_text(encoding="utf-8"))["counts"][split])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _corpus_suite_name(corpus: Path) -> str:
