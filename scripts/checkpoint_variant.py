@@ -31,21 +31,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.out} exists; choose a new folder", file=sys.stderr)
         return 2
     sys.path.insert(0, str(REPO))
-    from motion_server.model.checkpoint import load_checkpoint, save_checkpoint
+    import shutil
+    import tempfile
+
+    from motion_server.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from motion_server.model.network import TalkRigModel
 
-    model = load_checkpoint(args.model)
+    try:
+        model = load_checkpoint(args.model)
+    except CheckpointError as exc:
+        print(f"--model {args.model}: {exc}", file=sys.stderr)
+        return 2
     cfg = json.loads(json.dumps(model.cfg))
+    sampling = cfg.setdefault("sampling", {})
+    changes = cfg.setdefault("training", {}).setdefault("changed_after_training", [])
+    dropped: set[str] = set()
     for part in args.without:
         if part not in PART_SETTINGS or part not in cfg:
             print(f"--without {part}: not an optional part of this checkpoint "
-                  f"(parts that can be left out: {', '.join(PART_SETTINGS)})", file=sys.stderr)
+                  f"(parts that can be left out: {', '.join(p for p in PART_SETTINGS if p in cfg) or 'none'})",
+                  file=sys.stderr)
             return 2
         cfg.pop(part)
-        cfg.setdefault("training", {}).setdefault("changed_after_training", []).append(
-            {"removed": part, "by": "scripts/checkpoint_variant.py"})
         for key in PART_SETTINGS[part]:
-            cfg.get("sampling", {}).pop(key, None)
+            sampling.pop(key, None)
+            dropped.add(key)
+        changes.append({"removed": part, "by": "scripts/checkpoint_variant.py"})
     for item in args.settings:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
@@ -53,16 +64,36 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--set {item}: give sampling.KEY=VALUE (only sampling settings leave the weights' meaning "
                   "alone)", file=sys.stderr)
             return 2
-        new = json.loads(value)
+        if name in dropped or name not in sampling:
+            have = ", ".join(sorted(sampling))
+            print(f"--set {item}: this checkpoint has no sampling.{name} (it has: {have})", file=sys.stderr)
+            return 2
+        try:
+            new = json.loads(value)
+        except ValueError:
+            print(f"--set {item}: {value!r} is not a JSON value (numbers as 0.4, text in quotes)", file=sys.stderr)
+            return 2
+        if type(new) is not type(sampling[name]) and not (isinstance(new, (int, float))
+                                                          and isinstance(sampling[name], (int, float))):
+            print(f"--set {item}: sampling.{name} is {sampling[name]!r}; give a value of the same kind",
+                  file=sys.stderr)
+            return 2
         # the config says what was changed after training, beside the metrics training recorded
-        cfg.setdefault("training", {}).setdefault("changed_after_training", []).append(
-            {"setting": key, "from": cfg["sampling"].get(name), "to": new, "by": "scripts/checkpoint_variant.py"})
-        cfg["sampling"][name] = new
+        changes.append({"setting": key, "from": sampling[name], "to": new, "by": "scripts/checkpoint_variant.py"})
+        sampling[name] = new
     smaller = TalkRigModel(cfg)
     state = {k: v for k, v in model.state_dict().items() if k in smaller.state_dict()}
     smaller.load_state_dict(state, strict=True)
-    save_checkpoint(smaller, args.out)
-    load_checkpoint(args.out)  # it loads as saved
+    # written beside OUT and renamed when it loads: a failure leaves nothing at OUT
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent))
+    try:
+        save_checkpoint(smaller, tmp)
+        load_checkpoint(tmp)
+        tmp.rename(args.out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     print(f"wrote {args.out}")
     return 0
 

@@ -183,7 +183,7 @@ def test_checkpoint_variant_script_moves_the_operating_point_or_drops_the_detect
     from motion_server.audio.io import load_audio
 
     src = REPO / "motion_server" / "model" / "default"
-    before = (src / "config.json").read_bytes()
+    before = {f: (src / f).read_bytes() for f in ("config.json", "model.safetensors")}
     script = [sys.executable, str(REPO / "scripts" / "checkpoint_variant.py")]
     low, bare = tmp_path / "low", tmp_path / "bare"
     for args in ([str(low), "--set", "sampling.closure_threshold=0.1"], [str(bare), "--without", "closure_detector"]):
@@ -191,7 +191,10 @@ def test_checkpoint_variant_script_moves_the_operating_point_or_drops_the_detect
         assert r.returncode == 0, r.stderr[-2000:]
     r = subprocess.run([*script, str(low)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "exists" in r.stderr  # never overwrites
-    assert (src / "config.json").read_bytes() == before
+    assert {f: (src / f).read_bytes() for f in before} == before  # the source is only read
+    r = subprocess.run([*script, str(tmp_path / "typo"), "--set", "sampling.closure_treshold=0.2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "no sampling.closure_treshold" in r.stderr and not (tmp_path / "typo").exists()
     assert json.loads((low / "config.json").read_text())["sampling"]["closure_threshold"] == 0.1
     audio = load_audio(REPO / "examples" / "jfk.flac", sr=16000)
     detected = {}

@@ -103,8 +103,7 @@ def test_eval_val_split_scores_the_validation_clips_not_the_test_clips(tmp_path)
     corpus = tmp_path / "corpus"
     m = build_corpus(corpus, CorpusOptions(hours=0.01, shard_size=8, test_sentences=0.3, val_sentences=0.3,
                                            augment=False), max_shards=2, progress=False)
-    if not (m["counts"]["val"] and m["counts"]["test"]):
-        pytest.skip("the tiny corpus drew no val or no test utterance")
+    assert m["counts"]["val"] and m["counts"]["test"]  # held-out sentences go to both (seeded)
     names = {split: {f"{u.voice}#{u.index}" for u in CorpusReader(corpus, split)} for split in ("val", "test")}
     assert names["val"].isdisjoint(names["test"])
     for split in ("val", "test"):
@@ -123,6 +122,8 @@ def test_eval_val_split_scores_the_validation_clips_not_the_test_clips(tmp_path)
     (corpus / "MANIFEST.json").write_text(json.dumps(manifest))
     r = _eval("--engine", "energy", "--suite", "synthetic", "--data", str(corpus), "--split", "val")
     assert r.returncode == 2 and "no val utterances" in r.stderr and "--split" in r.stderr
+    r = _eval("--engine", "energy", "--suite", "real", "--split", "val")
+    assert r.returncode == 2 and "--suite synthetic" in r.stderr  # no corpus scored: said, not ignored
 
 
 def test_eval_user_folder_with_a_broken_ground_truth_names_the_file(jfk, tmp_path, capsys):

@@ -245,14 +245,15 @@ class LocalBackend:
 # no runtime_env: a job with one gets freshly started worker processes instead of the ones Ray starts with
 # the cluster (measured: ~0.9 s more before the first line); the tasks pin their threads themselves
 # (ray_motion_task)
-RAY_INIT: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
+_RAY_INIT: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
 
 
 class RayBackend:
     """Ray tasks: motion on workers with a GPU share where the cluster has GPUs, Blender on CPU workers.
     ``address``: 'auto' joins the cluster this machine belongs to (or starts a local one), else a
     ``ray://`` or ``host:port`` address. Inputs and outputs must be on storage every node can read and
-    write (the tasks read audio and write files by their paths)."""
+    write (the tasks read audio and write files by their paths). ``close`` disconnects from Ray when this
+    backend connected (a caller that initialised Ray itself keeps its connection)."""
 
     def __init__(self, address: str = "auto", num_cpus: int | None = None) -> None:
         try:
@@ -268,13 +269,18 @@ class RayBackend:
         if self._connected:
             if address == "auto":
                 try:
-                    ray.init(address="auto", **RAY_INIT)
+                    ray.init(address="auto", **_RAY_INIT)
                 except ConnectionError:
-                    ray.init(num_cpus=num_cpus, **RAY_INIT)
+                    ray.init(num_cpus=num_cpus, **_RAY_INIT)
                     self.notes.append("no Ray cluster is running here; started a local one")
             else:
-                ray.init(address=address, **RAY_INIT)
-        res = ray.cluster_resources()
+                ray.init(address=address, **_RAY_INIT)
+        try:
+            res = ray.cluster_resources()
+        except Exception:
+            if self._connected:  # no half-made backend keeps the connection (or a cluster it started)
+                ray.shutdown()
+            raise
         self.workers = max(1, int(res.get("CPU", 1)))
         gpus = float(res.get("GPU", 0))
         self.label = f"Ray ({len(ray.nodes())} node(s), {self.workers} CPU, {gpus:g} GPU)"

@@ -27,12 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINE_NAMES, help="engine to evaluate")
     p.add_argument("--model", help="checkpoint for the engine (diffusion)")
     p.add_argument("--suite", choices=("synthetic", "real", "all", "style", "robustness", "recognition"), default="real",
-                   help="real: ../shared English recordings; synthetic: --data corpus test split; all: both; "
+                   help="real: ../shared English recordings; synthetic: --data corpus test split (or --split val); all: both; "
                         "style: guidance sweep, reference recovery and style prior (diffusion; --data for the "
                         "synthetic parts); robustness: noisy clips and every shared recording; recognition: every shared "
                         "recording with and without automatic transcription")
     p.add_argument("--data", type=Path,
-                   help="corpus folder built by `talkrig synth` (synthetic suite: its test split; a `talkrig "
+                   help="corpus folder built by `talkrig synth` (synthetic suite: its test split, or --split val; a `talkrig "
                         "synth --real` corpus is reported as suite 'real-corpus'; held-out speakers for --suite style)")
     p.add_argument("--split", choices=("test", "val"), default="test",
                    help="which split of the --data corpus to score (default test; val: choose settings there "
@@ -92,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)} or 'none'")
 
     if args.suite in ("style", "robustness", "recognition"):
+        if args.split != "test":
+            return _fail(f"--split {args.split}: the {args.suite} checks use their own clips; --split applies to "
+                         "--suite synthetic or all with --data CORPUS_DIR")
         return _run_checks(args)
 
     # (suite, clip generator, number of clips when known: for the progress bar)
@@ -120,9 +123,16 @@ def run(args: argparse.Namespace) -> int:
                              "corpus from more recordings")
             # a corpus of real recordings (`talkrig synth --real`) is scored the same way, from its
             # aligned transcripts, and named for what it is
-            total = held_out if args.limit is None else args.limit if held_out is None else min(held_out, args.limit)
+            if held_out is None or args.limit is None:
+                total = held_out if args.limit is None else args.limit
+            else:
+                total = min(held_out, args.limit)
             plan.append((_corpus_suite_name(args.data),
                          lambda: suites.synthetic_clips(args.data, args.limit, args.split), total))
+    scores_corpus = any(suite in ("synthetic", "real-corpus") for suite, _, _ in plan)
+    if args.split != "test" and not scores_corpus:
+        return _fail(f"--split {args.split} picks a split of the --data corpus, which suite {args.suite!r} does "
+                     "not score; use it with --suite synthetic or all and --data CORPUS_DIR")
     if args.user_dir is not None:
         if not args.user_dir.is_dir():
             return _fail(f"--user-dir {args.user_dir} is not a folder (audio files with same-stem .txt transcripts)")
@@ -155,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {
         "format": "talkrig-eval", "version": 1, "engine": args.engine, "model": args.model,
         "systems": [s.label for s in systems], "options": base.to_dict(), "audio_only": mode == "none",
-        "transcript_mode": mode, "data_split": args.split if args.data is not None else None,
+        "transcript_mode": mode, "data_split": args.split if scores_corpus else None,
         "git_commit": git_commit(),
         "machine": machine_info(), "timestamp": timestamp(),
         "thresholds": {"closure_cm": metrics.CLOSURE_THRESHOLD_CM, "ratio_eps_cm": metrics.RATIO_EPS_CM,

@@ -46,8 +46,9 @@ STAGES = ("lip_expert", "denoiser", "style_predictor", "closure_detector")
 OPTIONAL_STAGES = {"closure_detector": "closure_detector"}
 DEFAULT_STEPS = {"closure_detector": 600}  # it overfits a few hours of speech within a few hundred steps
 # The closure detector's operating point: the lowest threshold that shuts at most this share of the
-# validation open-vowel frames. 3 % left real voices short of closures; 4 % was chosen by scoring the
-# validation splits end to end (talkrig eval --split val, TRAINING.md session 11).
+# validation open-vowel frames. 3 % left real voices short of closures. 4 % reproduces, on the bundled
+# detector's curve, the threshold that scoring the validation splits end to end chose (talkrig eval
+# --split val, TRAINING.md session 11); a retrained detector's pick is worth the same check.
 CLOSURE_FALSE_OPEN_MAX = 0.04
 MOUTH_IDX = [ARKIT_INDEX[n] for n in MOUTH_CHANNELS]
 Log = Callable[[str], None]
@@ -91,12 +92,17 @@ class Trainer:
         self.done: list[str] = []
         # which data each stage was trained on (a fine-tune may train one stage on other data)
         self.data_by_stage: dict[str, Any] = {}
+        # settings changed by hand after an earlier training (scripts/checkpoint_variant.py), kept with
+        # the checkpoint until a stage refits them
+        self.changed_after_training: list[dict[str, Any]] = []
 
     # -- helpers ---------------------------------------------------------------------------------
     def _save(self, stage: str, step: int, opt: torch.optim.Optimizer | None) -> None:
-        save_checkpoint(self.model, self.out, {"training": {"data": self.summary, "metrics": self.metrics,
-                                                            "stages_done": self.done,
-                                                            "data_by_stage": self.data_by_stage}})
+        training = {"data": self.summary, "metrics": self.metrics, "stages_done": self.done,
+                    "data_by_stage": self.data_by_stage}
+        if self.changed_after_training:
+            training["changed_after_training"] = self.changed_after_training
+        save_checkpoint(self.model, self.out, {"training": training})
         if opt is not None:
             save_train_state(self.out, opt.state_dict(), {"stage": stage, "step": step, "done": self.done,
                                                           "metrics": self.metrics})
@@ -536,6 +542,8 @@ class Trainer:
             self.log(f"[closure_detector] warning: no threshold keeps false closures on open vowels under "
                      f"{limit:.0%} of the validation frames; using the strictest, {best['threshold']}")
         self.model.cfg.setdefault("sampling", {})["closure_threshold"] = float(best["threshold"])
+        self.changed_after_training = [c for c in self.changed_after_training
+                                       if c.get("setting") != "sampling.closure_threshold"]
         self.metrics["closure_detector_threshold"] = {"chosen": best, "false_open_max": limit, "curve": curve}
         self.log(f"[closure_detector] threshold {best['threshold']}: catches {best['caught']:.3f} of "
                  f"{best['bilabials']} val bilabials, shuts {best['open_shut']:.3f} of open-vowel frames")
@@ -734,6 +742,7 @@ def run_training(out: str | Path, config: str | Path | dict = "default",
         tr.metrics = dict(prev.get("metrics", {}))
         tr.done = list(prev.get("stages_done", [])) if resume else []
         tr.data_by_stage = dict(prev.get("data_by_stage") or _legacy_data_by_stage(prev))
+        tr.changed_after_training = list(prev.get("changed_after_training", []))
     stages = (*STAGES, "expressiveness") if stage == "all" else (stage,)
     if finetune is not None and stage == "all":
         # captures teach the motion; the lip expert and style prior stay as they are
