@@ -106,7 +106,6 @@ LANGUAGE_CODES = tuple((
 ).split())
 
 
-
 def language_code(text: str) -> str:
     """A typed language as the recogniser's code: 'EN', 'en-US' and 'en_GB' are 'en'."""
     return text.strip().lower().replace("_", "-").split("-")[0]

@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sys.path.insert(0, str(REPO))
     import shutil
-    import tempfile
 
     from motion_server.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from motion_server.model.network import TalkRigModel
+    from rig_mapping.atomic import temp_name
 
     try:
         model = load_checkpoint(args.model)
@@ -84,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     smaller = TalkRigModel(cfg)
     state = {k: v for k, v in model.state_dict().items() if k in smaller.state_dict()}
     smaller.load_state_dict(state, strict=True)
-    # written beside OUT and renamed when it loads: a failure leaves nothing at OUT
+    # written beside OUT under the project's temp name (a killed run's leftover is swept like any other)
+    # and renamed when it loads: a failure leaves nothing at OUT
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent))
+    tmp = temp_name(args.out)
     try:
         save_checkpoint(smaller, tmp)
         load_checkpoint(tmp)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from motion_server.options import language_code, option
+from motion_server.options import option
 
 MANIFEST_SUFFIXES = (".csv", ".json")
 COLUMNS = ("audio", "transcript", "style", "language", "character", "out", "render")
@@ -111,9 +111,10 @@ def _line(p: Path, n: int, row: dict[str, Any]) -> Line:
         if not v:
             continue
         if col == "language":
-            v = language_code(v)
+            opt = option("language")
+            v = opt.normalize(v) if opt.normalize else v  # what the --language flag accepts, the cell accepts
             try:
-                option("language").check(v)
+                opt.check(v)
             except ValueError as exc:
                 raise ManifestError(f"{where}: {exc}") from None
         values[col] = (p.parent / v) if col in _PATH_COLUMNS and not Path(v).is_absolute() else v

@@ -11,8 +11,8 @@ Two kinds of library: **scripted** (every line has its script as ``<stem>.txt``,
 library does: aligned, no recognition) and **unscripted** (no text: Whisper recognises each line, which
 pads every clip to a 30 s window, so it costs ~2 s per short line and already uses both cores in one
 process); the unscripted library also runs ``--jobs 1 --language en`` (recognition without Whisper's
-language check, a second pass over a 30 s window per line). The lines are spoken by the synthetic voices (flite/espeak) with their text, 40 by default
-(``ctx.extra["clips"]``)."""
+language check, a second pass over a 30 s window per line). The lines are spoken by the synthetic voices
+(flite/espeak) with their text, 40 by default (``ctx.extra["clips"]``)."""
 
 from __future__ import annotations
 

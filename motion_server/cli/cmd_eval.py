@@ -123,10 +123,7 @@ def run(args: argparse.Namespace) -> int:
                              "corpus from more recordings")
             # a corpus of real recordings (`talkrig synth --real`) is scored the same way, from its
             # aligned transcripts, and named for what it is
-            if held_out is None or args.limit is None:
-                total = held_out if args.limit is None else args.limit
-            else:
-                total = min(held_out, args.limit)
+            total = args.limit if held_out is None else min(held_out, args.limit or held_out)  # progress bar
             plan.append((_corpus_suite_name(args.data),
                          lambda: suites.synthetic_clips(args.data, args.limit, args.split), total))
     scores_corpus = any(suite in ("synthetic", "real-corpus") for suite, _, _ in plan)
@@ -362,12 +359,12 @@ def _jsonable(o: Any) -> Any:
 
 
 def _split_size(corpus: Path, split: str) -> int | None:
-    """Utterances in a corpus split by its manifest (None when unreadable: the suite then says why)."""
-    import json
+    """Utterances in a corpus split (None when the corpus is unreadable: the suite then says why)."""
+    from motion_server.synth.corpus import CorpusError, CorpusReader
 
     try:
-        return int(json.loads((corpus / "MANIFEST.json").read_text(encoding="utf-8"))["counts"][split])
-    except (OSError, ValueError, KeyError, TypeError):
+        return len(CorpusReader(corpus, split))
+    except (CorpusError, OSError, ValueError, KeyError, TypeError):
         return None
 
 
