@@ -1,0 +1,77 @@
+"""Does a Ray cluster whose workers import torch and the engine before taking work (Ray's
+``RAY_preload_python_modules``, set when the cluster starts), or one left to settle before the batch,
+bring ``talkrig animate --ray auto`` closer to ``--jobs 2``? Interleaved rounds over the bench's 40 short
+scripted lines (motion only), a fresh one-node cluster per Ray run.
+
+    python scripts/measure_ray_worker_preload.py [--rounds 3] [--clips 40] [--settle 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--clips", type=int, default=40)
+    p.add_argument("--settle", type=float, default=10.0,
+                   help="seconds the settled runs leave the new cluster idle before the batch")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+
+    from motion_server.animate.fork_server import WORKER_PRELOAD
+    from motion_server.bench.animate_batch import _lines, _ray_cli, _run
+
+    # the local pool's own preload list, minus its fork-server-only first entry
+    preload = ",".join(m for m in WORKER_PRELOAD if not m.endswith("fork_server_quiet"))
+    runs = {"jobs 2": (None, 0.0), "ray": (False, 0.0), "ray, preload": (True, 0.0),
+            "ray, settled": (False, args.settle), "ray, preload, settled": (True, args.settle)}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    with tempfile.TemporaryDirectory(prefix="talkrig_ray_preload_") as tmp:
+        folder = Path(tmp) / "lines"
+        folder.mkdir()
+        _lines(folder, args.clips, True)
+        for k in range(args.rounds):
+            order = list(runs.items()) if k % 2 == 0 else list(runs.items())[::-1]
+            for label, (pre, settle) in order:
+                if pre is not None:
+                    env = dict(os.environ, RAY_preload_python_modules=preload) if pre else dict(os.environ)
+                    r = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "start", "--head",
+                                        f"--num-cpus={os.cpu_count() or 1}", "--include-dashboard=false",
+                                        "--disable-usage-stats"], env=env, capture_output=True, text=True,
+                                       timeout=120)
+                    if r.returncode != 0:
+                        print(f"could not start a Ray cluster: {(r.stdout + r.stderr)[-400:]}", file=sys.stderr)
+                        return 1
+                    time.sleep(settle)  # the condition measured (a cluster left idle), not a synchronisation
+                try:
+                    wall, rc, tail = _run(folder, Path(tmp) / f"out_{k}_{len(times[label])}_{label}",
+                                          ["--jobs", "2"] if pre is None else ["--ray", "auto"])
+                finally:
+                    if pre is not None:
+                        _ray_cli("stop")
+                if rc != 0:
+                    print(f"{label}: exit {rc}: {tail}", file=sys.stderr)
+                    return 1
+                times[label].append(wall)
+                print(f"round {k} {label}: {wall:.2f} s", flush=True)
+    base = float(np.median(times["jobs 2"]))
+    out = {label: {"median_s": round(float(np.median(v)), 2), "runs_s": [round(t, 2) for t in v],
+                   "vs_jobs_2": round(float(np.median(v)) / base, 3)} for label, v in times.items()}
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
