@@ -3,7 +3,7 @@
 bring ``talkrig animate --ray auto`` closer to ``--jobs 2``? Interleaved rounds over the bench's 40 short
 scripted lines (motion only), a fresh one-node cluster per Ray run.
 
-    python scripts/measure_ray_worker_preload.py [--rounds 3] [--clips 40] [--settle 10]
+    python scripts/measure_ray_worker_preload.py [--rounds 3] [--clips 40] [--settle 10] [--without-preload]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=int, default=40)
     p.add_argument("--settle", type=float, default=10.0,
                    help="seconds the settled runs leave the new cluster idle before the batch")
+    p.add_argument("--without-preload", action="store_true", help="time only --jobs 2, ray and ray settled")
     args = p.parse_args(argv)
     sys.path.insert(0, str(REPO))
     import numpy as np
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     preload = ",".join(m for m in WORKER_PRELOAD if not m.endswith("fork_server_quiet"))
     runs = {"jobs 2": (None, 0.0), "ray": (False, 0.0), "ray, preload": (True, 0.0),
             "ray, settled": (False, args.settle), "ray, preload, settled": (True, args.settle)}
+    if args.without_preload:
+        runs = {k: v for k, v in runs.items() if "preload" not in k}
     times: dict[str, list[float]] = {k: [] for k in runs}
     with tempfile.TemporaryDirectory(prefix="talkrig_ray_preload_") as tmp:
         folder = Path(tmp) / "lines"
