@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds the settled runs leave the new cluster idle before the batch")
     p.add_argument("--without-preload", action="store_true", help="time only --jobs 2, ray and ray settled")
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds: give 1 or more")
     sys.path.insert(0, str(REPO))
     import numpy as np
 
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             order = list(runs.items()) if k % 2 == 0 else list(runs.items())[::-1]
             for label, (pre, settle) in order:
                 if pre is not None:
-                    env = dict(os.environ, RAY_preload_python_modules=preload) if pre else dict(os.environ)
+                    env = {name: value for name, value in os.environ.items() if name != "RAY_preload_python_modules"}
+                    if pre:
+                        env["RAY_preload_python_modules"] = preload
                     r = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "start", "--head",
                                         f"--num-cpus={os.cpu_count() or 1}", "--include-dashboard=false",
                                         "--disable-usage-stats"], env=env, capture_output=True, text=True,
@@ -57,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
                     if r.returncode != 0:
                         print(f"could not start a Ray cluster: {(r.stdout + r.stderr)[-400:]}", file=sys.stderr)
                         return 1
-                    time.sleep(settle)  # the condition measured (a cluster left idle), not a synchronisation
                 try:
-                    wall, rc, tail = _run(folder, Path(tmp) / f"out_{k}_{len(times[label])}_{label}",
+                    if settle:
+                        time.sleep(settle)  # the condition measured (a cluster left idle), not a synchronisation
+                    wall, rc, tail = _run(folder, Path(tmp) / f"out_{k}_{label.replace(' ', '_').replace(',', '')}",
                                           ["--jobs", "2"] if pre is None else ["--ray", "auto"])
                 finally:
                     if pre is not None:
