@@ -68,3 +68,27 @@ def test_one_core_never_splits() -> None:
     s, f = CoreShare(1), Recorder()
     s.run(f, torch.randn(64, 64), lane_rows=8)
     assert [(rows, threads) for _, rows, threads, _ in f.calls] == [(64, 1)]
+
+
+def test_a_forward_gives_the_same_bits_on_one_thread_or_two() -> None:
+    """A job keeps its result whether it ran alone (every core) or batched (one core a lane): the product
+    the Whisper encoder's second MLP layer makes over a short window (few rows, long sums) is what MKL on
+    AVX-512 CPUs sums in another order on two threads unless strict reproducibility is on, which
+    importing ``motion_server`` turns on before MKL starts. A fresh interpreter, so nothing ran first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import motion_server, torch\n"
+        "torch.manual_seed(0)\n"
+        "w = torch.randn(384, 1536)\n"
+        "bad = []\n"
+        "for m in (50, 100, 150, 200, 300):\n"
+        "    x = torch.randn(m, 1536)\n"
+        "    torch.set_num_threads(1); a = torch.nn.functional.linear(x, w)\n"
+        "    torch.set_num_threads(2); b = torch.nn.functional.linear(x, w)\n"
+        "    bad += [] if torch.equal(a, b) else [m]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", f"rows {out.stdout.strip()} differ between 1 and 2 threads"

@@ -50,7 +50,8 @@ class CoreShare:
     speech window) take them as OpenMP threads instead. The motion server's job preparation and its
     shared denoiser forwards thus run side by side on one thread each under load, and a lone job gets
     every core. Rows never depend on how they are split or on the
-    thread count (``tests/test_server_batch.py``), so a job's result is the same batched or alone."""
+    thread count (``tests/test_server_batch.py``; on AVX-512 CPUs that needs MKL's strict reproducibility,
+    which importing ``motion_server`` turns on), so a job's result is the same batched or alone."""
 
     def __init__(self, cores: int) -> None:
         self.cores = max(1, int(cores))
