@@ -7,8 +7,9 @@ import os as _os
 # sums a small-M, large-K product (a transformer's second MLP layer over a short window) in another
 # order on 2 threads than on 1. Its strict reproducibility mode makes GEMM results independent of the
 # thread count (the Blender transcription tests that failed on such a host pass with it too). MKL reads
-# this at its first call, so it is set before anything here computes; a value the user set is kept. ``python scripts/measure_cpu_forwards.py``
-# with MKL_CBWR=AUTO against this, on the 2-core AVX-512 box: no slower.
+# this at its first call, so it is set before anything here computes; a value the user set is kept.
+# ``python scripts/measure_cpu_forwards.py`` with MKL_CBWR=AUTO against this, on the 2-core AVX-512
+# box: no slower.
 _os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 __version__ = "0.1.0"

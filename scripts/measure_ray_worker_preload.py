@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from motion_server.animate.fork_server import WORKER_PRELOAD
-    from motion_server.bench.animate_batch import _lines, _ray_cli, _run
+    from motion_server.bench.animate_batch import _lines, _ray_cli, _run, start_head
 
     # the local pool's own preload list, minus its fork-server-only first entry
     preload = ",".join(m for m in WORKER_PRELOAD if not m.endswith("fork_server_quiet"))
@@ -51,21 +50,19 @@ def main(argv: list[str] | None = None) -> int:
             order = list(runs.items()) if k % 2 == 0 else list(runs.items())[::-1]
             for label, (pre, settle) in order:
                 if pre is not None:
-                    env = {name: value for name, value in os.environ.items() if name != "RAY_preload_python_modules"}
+                    env = {name: value for name, value in os.environ.items()
+                           if name != "RAY_preload_python_modules"}
                     if pre:
                         env["RAY_preload_python_modules"] = preload
-                    r = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "start", "--head",
-                                        f"--num-cpus={os.cpu_count() or 1}", "--include-dashboard=false",
-                                        "--disable-usage-stats"], env=env, capture_output=True, text=True,
-                                       timeout=120)
+                    r = start_head(env)
                     if r.returncode != 0:
                         print(f"could not start a Ray cluster: {(r.stdout + r.stderr)[-400:]}", file=sys.stderr)
                         return 1
                 try:
                     if settle:
                         time.sleep(settle)  # the condition measured (a cluster left idle), not a synchronisation
-                    wall, rc, tail = _run(folder, Path(tmp) / f"out_{k}_{label.replace(' ', '_').replace(',', '')}",
-                                          ["--jobs", "2"] if pre is None else ["--ray", "auto"])
+                    out = Path(tmp) / f"out_{k}_{label.replace(' ', '_').replace(',', '')}"
+                    wall, rc, tail = _run(folder, out, ["--jobs", "2"] if pre is None else ["--ray", "auto"])
                 finally:
                     if pre is not None:
                         _ray_cli("stop")

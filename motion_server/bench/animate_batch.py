@@ -60,9 +60,15 @@ def _run(folder: Path, out: Path, extra: list[str]) -> tuple[float, int, str]:
     return time.perf_counter() - t0, r.returncode, (r.stdout + r.stderr)[-1500:]
 
 
-def _ray_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _ray_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
+
+
+def start_head(env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``ray start --head``: a one-node cluster on this machine's cores, as the bench times Ray on."""
+    return _ray_cli("start", "--head", f"--num-cpus={os.cpu_count() or 1}", "--include-dashboard=false",
+                    "--disable-usage-stats", env=env)
 
 
 class _RunningCluster:
@@ -71,8 +77,7 @@ class _RunningCluster:
     when this bench started it)."""
 
     def __enter__(self) -> str | None:
-        r = _ray_cli("start", "--head", f"--num-cpus={os.cpu_count() or 1}", "--include-dashboard=false",
-                     "--disable-usage-stats")
+        r = start_head()
         self.started = r.returncode == 0
         return None if self.started else (r.stdout + r.stderr)[-600:]
 
