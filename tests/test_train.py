@@ -165,3 +165,24 @@ def test_finetune_grows_a_speech_encoder_reads_two_folders_and_refits_the_normal
     audio, _ = toy_clip(np.random.default_rng(3), 2.5)
     mo = DiffusionEngine(out, device="cpu").generate(audio, 16000, GenerateOptions(steps=2, seed=1))
     assert mo.n_frames == 75 and np.isfinite(mo.weights).all()
+
+
+def test_finetune_can_keep_the_style_space(tmp_path, trained, toy_dir):
+    """A fine-tune told to freeze the style encoder leaves it (and so every style code and preset) as it
+    was, while the denoiser learns; a name that is no module is refused before any training."""
+    out = tmp_path / "frozen"
+    assert main(["train", "--data", str(toy_dir), "--finetune", str(trained), "--out", str(out), "--stage",
+                 "denoiser", "--steps", "3", "--device", "cpu",
+                 "--set", 'train.freeze=["style_encoder", "null_style"]']) == 0
+    a, b = load_checkpoint(trained), load_checkpoint(out)
+    for (name, p), (_, q) in zip(a.style_encoder.named_parameters(), b.style_encoder.named_parameters(), strict=True):
+        assert np.array_equal(p.detach().numpy(), q.detach().numpy()), name
+    assert np.array_equal(a.null_style.detach().numpy(), b.null_style.detach().numpy())
+    assert np.allclose(a.presets.numpy(), b.presets.numpy(), atol=1e-6)  # same codes, same clips
+    assert not np.allclose(a.denoiser.out.weight.detach().numpy(), b.denoiser.out.weight.detach().numpy())
+
+    with pytest.raises(ValueError, match="style_encodr"):
+        from motion_server.model.train import run_training
+
+        run_training(tmp_path / "bad", data=toy_dir, finetune=trained, stage="denoiser", steps=1, device="cpu",
+                     sets=['train.freeze=["style_encodr"]'])

@@ -208,14 +208,36 @@ class Trainer:
 
     # -- stage 2: denoiser ---------------------------------------------------------------------------
     def denoiser_params(self) -> list[dict[str, Any]]:
+        """The denoiser stage's parameter groups, less those ``train.freeze`` names (parameter-name
+        prefixes, e.g. ``["style_encoder", "null_style"]``: a fine-tune that keeps the style codes, and
+        so the emotion presets, in the space they were fitted in)."""
         m = self.model
-        groups: list[dict[str, Any]] = [{"params": list(m.audio_encoder.parameters()) + list(m.style_encoder.parameters())
-                                         + list(m.denoiser.parameters()) + [m.null_style]}]
-        if m.phone_embed is not None:
+        named = [(f"audio_encoder.{n}", p) for n, p in m.audio_encoder.named_parameters()]
+        named += [(f"style_encoder.{n}", p) for n, p in m.style_encoder.named_parameters()]
+        named += [(f"denoiser.{n}", p) for n, p in m.denoiser.named_parameters()] + [("null_style", m.null_style)]
+        phones = [(f"phone_embed.{n}", p) for n, p in m.phone_embed.named_parameters()] if m.phone_embed is not None else []
+        frozen = [str(f) for f in self.tc.get("freeze", [])]
+        for f in frozen:
+            if not any(n == f or n.startswith(f + ".") for n, _ in named + phones):
+                raise ValueError(f"train.freeze names {f!r}, which is no parameter of the denoiser stage; name a "
+                                 "module such as style_encoder, null_style, denoiser.s_mlp or audio_encoder")
+
+        def trainable(pairs: list[tuple[str, torch.nn.Parameter]]) -> list[torch.nn.Parameter]:
+            out = []
+            for n, p in pairs:
+                if any(n == f or n.startswith(f + ".") for f in frozen):
+                    p.requires_grad_(False)
+                else:
+                    out.append(p)
+            return out
+
+        groups: list[dict[str, Any]] = [{"params": trainable(named)}]
+        if phones and trainable(phones):
             # the phone table starts at zero and only its rows for phones in the batch get gradient:
             # a larger step lets it reach the audio embedding's scale within a short fine-tune
-            groups.append({"params": list(m.phone_embed.parameters()),
-                           "lr_mult": float(self.tc.get("phone_lr_mult", 10.0))})
+            groups.append({"params": trainable(phones), "lr_mult": float(self.tc.get("phone_lr_mult", 10.0))})
+        if frozen:
+            self.log(f"[denoiser] frozen: {', '.join(frozen)}")
         return groups
 
     def _phones(self, b: dict[str, torch.Tensor], corrupt: bool) -> torch.Tensor | None:
