@@ -556,6 +556,7 @@ class ShardRunner:
     def __init__(self, workers: int) -> None:
         self.workers = int(workers)
         self._pool = None
+        self._pending = 0  # shards handed to the pool whose results have not come back
 
     def run(self, todo: Sequence[int], build: Callable[[int], dict], worker: Callable[[tuple], dict],
             worker_args: Callable[[int], tuple]) -> Iterator[dict]:
@@ -564,12 +565,23 @@ class ShardRunner:
 
             if self._pool is None:
                 self._pool = mp.get_context("spawn").Pool(self.workers)
-            return self._pool.imap_unordered(worker, [worker_args(k) for k in todo])
+            self._pending += len(todo)
+            return self._counted(self._pool.imap_unordered(worker, [worker_args(k) for k in todo]))
         return (build(k) for k in todo)
+
+    def _counted(self, results: Iterator[dict]) -> Iterator[dict]:
+        for r in results:
+            self._pending -= 1
+            yield r
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
+            if self._pending:  # stopped early (target reached, error, Ctrl-C): drop the shards in flight
+                self._pool.terminate()
+            else:
+                # idle workers exit on their own, so what they hold (tqdm's lock is a semaphore) is
+                # released; killing them left "leaked semaphore" warnings after every build
+                self._pool.close()
             self._pool.join()
             self._pool = None
 
