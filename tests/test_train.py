@@ -170,16 +170,26 @@ def test_finetune_grows_a_speech_encoder_reads_two_folders_and_refits_the_normal
 def test_finetune_can_keep_the_style_space(tmp_path, trained, toy_dir):
     """A fine-tune told to freeze the style encoder leaves it (and so every style code and preset) as it
     was, while the denoiser learns; a name that is no module is refused before any training."""
+    # other clips than the base model's: presets recomputed from them would differ
+    other = write_toy_folder(tmp_path / "other", n_clips=4, seconds=2.5, seed=11)
+    (other / "labels.json").write_text(json.dumps(
+        {f"clip{i:03d}": {"emotion": "happy", "group": f"h{i}"} for i in range(4)}))
     out = tmp_path / "frozen"
-    assert main(["train", "--data", str(toy_dir), "--finetune", str(trained), "--out", str(out), "--stage",
+    assert main(["train", "--data", str(other), "--finetune", str(trained), "--out", str(out), "--stage",
                  "denoiser", "--steps", "3", "--device", "cpu",
                  "--set", 'train.freeze=["style_encoder", "null_style"]']) == 0
     a, b = load_checkpoint(trained), load_checkpoint(out)
     for (name, p), (_, q) in zip(a.style_encoder.named_parameters(), b.style_encoder.named_parameters(), strict=True):
         assert np.array_equal(p.detach().numpy(), q.detach().numpy()), name
     assert np.array_equal(a.null_style.detach().numpy(), b.null_style.detach().numpy())
-    assert np.allclose(a.presets.numpy(), b.presets.numpy(), atol=1e-6)  # same codes, same clips
+    assert np.array_equal(a.presets.numpy(), b.presets.numpy())  # "happy" still means what it meant
     assert not np.allclose(a.denoiser.out.weight.detach().numpy(), b.denoiser.out.weight.detach().numpy())
+
+    # the style encoder trained: its codes moved, so the presets are refit on the run's clips
+    moved = tmp_path / "moved"
+    assert main(["train", "--data", str(other), "--finetune", str(trained), "--out", str(moved), "--stage",
+                 "denoiser", "--steps", "3", "--device", "cpu"]) == 0
+    assert not np.array_equal(a.presets.numpy(), load_checkpoint(moved).presets.numpy())
 
     with pytest.raises(ValueError, match="style_encodr"):
         from motion_server.model.train import run_training

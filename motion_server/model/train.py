@@ -207,6 +207,11 @@ class Trainer:
                 "val_pairs": n}
 
     # -- stage 2: denoiser ---------------------------------------------------------------------------
+    def trains_style_encoder(self) -> bool:
+        """Whether the denoiser stage trains the style encoder (``train.freeze`` does not name it)."""
+        frozen = [str(f) for f in self.tc.get("freeze", [])]
+        return "style_encoder" not in frozen
+
     def denoiser_params(self) -> list[dict[str, Any]]:
         """The denoiser stage's parameter groups, less those ``train.freeze`` names (parameter-name
         prefixes, e.g. ``["style_encoder", "null_style"]``: a fine-tune that keeps the style codes, and
@@ -795,7 +800,12 @@ def run_training(out: str | Path, config: str | Path | dict = "default",
             log(f"[{st}] resuming at step {start}")
         tr.data_by_stage[st] = summary
         getattr(tr, f"train_{st}")(n, start, opt_state, budget if st == "denoiser" else None)
-        if st == "denoiser" or not tr.model.presets.abs().sum():
+        if not tr.model.presets.abs().sum() or (st == "denoiser" and tr.trains_style_encoder()):
             tr.compute_presets()
             tr._save(st, n, None)
+        elif st == "denoiser":
+            # the style codes did not move, so the presets still mean what they meant: recomputing them
+            # from this run's clips would change every preset a user picks (a fine-tune on mostly neutral
+            # speech gave presets a third weaker)
+            log("[denoiser] presets kept: the style encoder was frozen")
     return out
