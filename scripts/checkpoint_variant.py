@@ -1,9 +1,12 @@
-"""A copy of a checkpoint with one optional part taken out or one sampling setting changed, for
-experiments: regrow a part from scratch (``--without closure_detector``, then ``talkrig train --grow``),
-or score another operating point (``--set sampling.closure_threshold=0.4``, then ``talkrig eval --model``).
-The source folder is only read.
+"""A copy of a checkpoint with one optional part taken out, one sampling setting changed, or its weights
+averaged with another checkpoint's, for experiments: regrow a part from scratch (``--without
+closure_detector``, then ``talkrig train --grow``), score another operating point (``--set
+sampling.closure_threshold=0.4``, then ``talkrig eval --model``), or take a point between a fine-tune and
+the model it started from (``--average-with BASE --weight 0.5``: every tensor (1 - w) * MODEL + w * BASE).
+The source folders are only read.
 
     python scripts/checkpoint_variant.py OUT [--model CHECKPOINT] [--without PART ...] [--set KEY=VALUE ...]
+        [--average-with CHECKPOINT [--weight W]]
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--without", nargs="+", default=[], metavar="PART", help="optional parts to leave out")
     p.add_argument("--set", nargs="+", default=[], metavar="sampling.KEY=VALUE", dest="settings",
                    help="sampling settings to change (JSON values)")
+    p.add_argument("--average-with", type=Path, metavar="CHECKPOINT",
+                   help="average every weight with this checkpoint's (same architecture, e.g. the model a "
+                        "fine-tune started from)")
+    p.add_argument("--weight", type=float, default=0.5,
+                   help="with --average-with: its share w, 0 < w < 1 (default 0.5)")
     args = p.parse_args(argv)
+    if args.average_with is not None and not 0.0 < args.weight < 1.0:
+        print(f"--weight {args.weight}: give a share between 0 and 1 (0.5 = halfway)", file=sys.stderr)
+        return 2
     if args.out.exists():
         print(f"{args.out} exists; choose a new folder", file=sys.stderr)
         return 2
@@ -83,6 +94,27 @@ def main(argv: list[str] | None = None) -> int:
         sampling[name] = new
     smaller = TalkRigModel(cfg)
     state = {k: v for k, v in model.state_dict().items() if k in smaller.state_dict()}
+    if args.average_with is not None:
+        try:
+            other = load_checkpoint(args.average_with).state_dict()
+        except CheckpointError as exc:
+            print(f"--average-with {args.average_with}: {exc}", file=sys.stderr)
+            return 2
+        odd = sorted(k for k in state if k not in other or other[k].shape != state[k].shape)
+        if odd:
+            print(f"--average-with {args.average_with}: its weights do not match this model's ({', '.join(odd[:4])}"
+                  f"{' ...' if len(odd) > 4 else ''}); average only a fine-tune with the model it started from",
+                  file=sys.stderr)
+            return 2
+        w = float(args.weight)
+        state = {k: (1.0 - w) * v + w * other[k] if v.is_floating_point() else v for k, v in state.items()}
+        import hashlib
+
+        weights = args.average_with / "model.safetensors" if args.average_with.is_dir() else args.average_with
+        # the path alone would not say which weights (a folder like the bundled model's changes over time)
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        changes.append({"averaged_with": str(args.average_with), "sha256": digest, "weight": w,
+                        "by": "scripts/checkpoint_variant.py"})
     smaller.load_state_dict(state, strict=True)
     # written beside OUT under the project's temp name (a killed run's leftover is swept like any other)
     # and renamed when it loads: a failure leaves nothing at OUT

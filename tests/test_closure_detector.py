@@ -203,3 +203,36 @@ def test_checkpoint_variant_script_moves_the_operating_point_or_drops_the_detect
         detected[name] = motion.meta.get("closures_detected")
     assert detected["bare"] is None and detected["default"] is not None
     assert detected["low"] > detected["default"]
+
+
+def test_checkpoint_variant_averages_a_fine_tune_with_its_base(tmp_path: Path) -> None:
+    """`--average-with BASE --weight w` gives every tensor (1 - w) * MODEL + w * BASE, records which weights
+    it averaged with (their sha256), and refuses a checkpoint of another shape, writing nothing."""
+    import hashlib
+    import subprocess
+    import sys
+
+    src = REPO / "motion_server" / "model" / "default"
+    tuned = load_checkpoint(src)
+    with torch.no_grad():  # stands in for a fine-tune: the same model with one layer moved
+        tuned.denoiser.out.weight.add_(0.1)
+    save_checkpoint(tuned, tmp_path / "tuned")
+    script = [sys.executable, str(REPO / "scripts" / "checkpoint_variant.py")]
+    r = subprocess.run([*script, str(tmp_path / "mid"), "--model", str(tmp_path / "tuned"), "--average-with", str(src),
+                        "--weight", "0.25"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    base, mid = load_checkpoint(src), load_checkpoint(tmp_path / "mid")
+    want = 0.75 * tuned.denoiser.out.weight + 0.25 * base.denoiser.out.weight
+    assert torch.allclose(mid.denoiser.out.weight, want, atol=1e-6)
+    assert torch.equal(mid.style_encoder.out.weight, base.style_encoder.out.weight)  # equal tensors stay equal
+    change = json.loads((tmp_path / "mid" / "config.json").read_text())["training"]["changed_after_training"][-1]
+    assert change["weight"] == 0.25
+    assert change["sha256"] == hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest()
+
+    r = subprocess.run([*script, str(tmp_path / "bare2"), "--without", "closure_detector"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([*script, str(tmp_path / "odd"), "--average-with", str(tmp_path / "bare2")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "do not match" in r.stderr and "closure_detector" in r.stderr
+    assert not (tmp_path / "odd").exists()
