@@ -32,9 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--average-with", type=Path, metavar="CHECKPOINT",
                    help="average every weight with this checkpoint's (same architecture, e.g. the model a "
                         "fine-tune started from)")
-    p.add_argument("--weight", type=float, default=0.5,
+    p.add_argument("--weight", type=float, default=None,
                    help="with --average-with: its share w, 0 < w < 1 (default 0.5)")
     args = p.parse_args(argv)
+    if args.average_with is None and args.weight is not None:
+        print("--weight is the share of --average-with CHECKPOINT; name the checkpoint to average with",
+              file=sys.stderr)
+        return 2
+    if args.average_with is not None and args.weight is None:
+        args.weight = 0.5
     if args.average_with is not None and not 0.0 < args.weight < 1.0:
         print(f"--weight {args.weight}: give a share between 0 and 1 (0.5 = halfway)", file=sys.stderr)
         return 2
@@ -96,11 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     state = {k: v for k, v in model.state_dict().items() if k in smaller.state_dict()}
     if args.average_with is not None:
         try:
-            other = load_checkpoint(args.average_with).state_dict()
+            other_model = load_checkpoint(args.average_with)
         except CheckpointError as exc:
             print(f"--average-with {args.average_with}: {exc}", file=sys.stderr)
             return 2
-        odd = sorted(k for k in state if k not in other or other[k].shape != state[k].shape)
+        from motion_server.model.checkpoint import BOUND_KEYS
+
+        other = other_model.state_dict()
+        # same shapes are not enough: the weights must mean the same (emotions, features, encoder, ...)
+        differ = sorted(k for k in BOUND_KEYS if model.cfg.get(k) != other_model.cfg.get(k))
+        odd = differ + sorted(k for k in state if k not in other or other[k].shape != state[k].shape)
         if odd:
             print(f"--average-with {args.average_with}: its weights do not match this model's ({', '.join(odd[:4])}"
                   f"{' ...' if len(odd) > 4 else ''}); average only a fine-tune with the model it started from",

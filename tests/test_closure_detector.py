@@ -236,3 +236,5 @@ def test_checkpoint_variant_averages_a_fine_tune_with_its_base(tmp_path: Path) -
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "do not match" in r.stderr and "closure_detector" in r.stderr
     assert not (tmp_path / "odd").exists()
+    r = subprocess.run([*script, str(tmp_path / "odd"), "--weight", "0.3"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--average-with" in r.stderr and not (tmp_path / "odd").exists()

@@ -185,14 +185,43 @@ def test_finetune_can_keep_the_style_space(tmp_path, trained, toy_dir):
     assert np.array_equal(a.presets.numpy(), b.presets.numpy())  # "happy" still means what it meant
     assert not np.allclose(a.denoiser.out.weight.detach().numpy(), b.denoiser.out.weight.detach().numpy())
 
-    # the style encoder trained: its codes moved, so the presets are refit on the run's clips
-    moved = tmp_path / "moved"
-    assert main(["train", "--data", str(other), "--finetune", str(trained), "--out", str(moved), "--stage",
-                 "denoiser", "--steps", "3", "--device", "cpu"]) == 0
-    assert not np.array_equal(a.presets.numpy(), load_checkpoint(moved).presets.numpy())
+    # the style encoder trained, or the motion it reads renormalised: the codes moved, so the presets are
+    # refit on the run's clips. A fine-tune of the frozen run does not inherit its freeze.
+    for name, base, extra in (("moved", trained, []), ("again", out, []),
+                              ("renormalised", trained, ["--set", 'train.freeze=["style_encoder"]',
+                                                         "--set", "train.refit_motion_stats=true"])):
+        assert main(["train", "--data", str(other), "--finetune", str(base), "--out", str(tmp_path / name),
+                     "--stage", "denoiser", "--steps", "3", "--device", "cpu", *extra]) == 0
+        assert not np.array_equal(a.presets.numpy(), load_checkpoint(tmp_path / name).presets.numpy()), name
+    again = load_checkpoint(tmp_path / "again")
+    assert not np.array_equal(a.style_encoder.out.weight.detach().numpy(), again.style_encoder.out.weight.detach().numpy())
 
     with pytest.raises(ValueError, match="style_encodr"):
         from motion_server.model.train import run_training
 
         run_training(tmp_path / "bad", data=toy_dir, finetune=trained, stage="denoiser", steps=1, device="cpu",
                      sets=['train.freeze=["style_encodr"]'])
+
+
+def test_a_resumed_stage_freezes_what_it_froze(tmp_path, trained, toy_dir):
+    """The saved optimizer state holds only the trained parameters: resuming with another train.freeze is
+    refused with the fix named, and the same freeze resumes."""
+    from motion_server.model.train import run_training
+
+    out = tmp_path / "run"
+    freeze = ['train.freeze=["style_encoder"]']
+
+    def interrupt(msg):  # Ctrl-C during step 3 (tiny.json saves every 2 steps)
+        if msg.startswith("[denoiser] step 3/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(out, data=toy_dir, finetune=trained, stage="denoiser", steps=6, device="cpu", log=interrupt,
+                     sets=freeze)
+    with pytest.raises(ValueError, match="resume with the same train.freeze"):
+        run_training(out, data=toy_dir, finetune=trained, stage="denoiser", steps=6, device="cpu", resume=True,
+                     sets=['train.freeze=["null_style"]'])
+    seen = []
+    run_training(out, data=toy_dir, finetune=trained, stage="denoiser", steps=6, device="cpu", resume=True,
+                 log=seen.append)
+    assert "[denoiser] resuming at step 2" in seen

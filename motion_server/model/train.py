@@ -90,6 +90,7 @@ class Trainer:
                              f"({len(DEFAULT_SYMBOLS)} symbols, motion_server.model.phone_track.DEFAULT_SYMBOLS)")
         self.metrics: dict[str, Any] = {}
         self.done: list[str] = []
+        self.refit_stats = False  # run_training sets it when a fine-tune renormalised the motion
         # which data each stage was trained on (a fine-tune may train one stage on other data)
         self.data_by_stage: dict[str, Any] = {}
         # settings changed by hand after an earlier training (scripts/checkpoint_variant.py), kept with
@@ -105,7 +106,8 @@ class Trainer:
         save_checkpoint(self.model, self.out, {"training": training})
         if opt is not None:
             save_train_state(self.out, opt.state_dict(), {"stage": stage, "step": step, "done": self.done,
-                                                          "metrics": self.metrics})
+                                                          "metrics": self.metrics,
+                                                          "freeze": [str(f) for f in self.tc.get("freeze", [])]})
 
     def _style(self, idx: torch.Tensor, batches: Batches, drop: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
         refs = batches.references(idx, self.model.style_encoder.max_frames)
@@ -207,10 +209,10 @@ class Trainer:
                 "val_pairs": n}
 
     # -- stage 2: denoiser ---------------------------------------------------------------------------
-    def trains_style_encoder(self) -> bool:
-        """Whether the denoiser stage trains the style encoder (``train.freeze`` does not name it)."""
-        frozen = [str(f) for f in self.tc.get("freeze", [])]
-        return "style_encoder" not in frozen
+    def style_codes_move(self) -> bool:
+        """Whether this run changes what a style code means: the denoiser stage trains the style encoder
+        (``train.freeze`` does not name it), or the motion it reads was renormalised (``refit_motion_stats``)."""
+        return "style_encoder" not in [str(f) for f in self.tc.get("freeze", [])] or self.refit_stats
 
     def denoiser_params(self) -> list[dict[str, Any]]:
         """The denoiser stage's parameter groups, less those ``train.freeze`` names (parameter-name
@@ -222,10 +224,7 @@ class Trainer:
         named += [(f"denoiser.{n}", p) for n, p in m.denoiser.named_parameters()] + [("null_style", m.null_style)]
         phones = [(f"phone_embed.{n}", p) for n, p in m.phone_embed.named_parameters()] if m.phone_embed is not None else []
         frozen = [str(f) for f in self.tc.get("freeze", [])]
-        for f in frozen:
-            if not any(n == f or n.startswith(f + ".") for n, _ in named + phones):
-                raise ValueError(f"train.freeze names {f!r}, which is no parameter of the denoiser stage; name a "
-                                 "module such as style_encoder, null_style, denoiser.s_mlp or audio_encoder")
+        check_freeze_names(frozen, [n for n, _ in named + phones])
 
         def trainable(pairs: list[tuple[str, torch.nn.Parameter]]) -> list[torch.nn.Parameter]:
             out = []
@@ -236,11 +235,15 @@ class Trainer:
                     out.append(p)
             return out
 
-        groups: list[dict[str, Any]] = [{"params": trainable(named)}]
-        if phones and trainable(phones):
+        main, table = trainable(named), trainable(phones)
+        if not main:
+            raise ValueError(f"train.freeze {frozen} leaves nothing of the denoiser stage to train; freeze "
+                             "fewer modules")
+        groups: list[dict[str, Any]] = [{"params": main}]
+        if table:
             # the phone table starts at zero and only its rows for phones in the batch get gradient:
             # a larger step lets it reach the audio embedding's scale within a short fine-tune
-            groups.append({"params": trainable(phones), "lr_mult": float(self.tc.get("phone_lr_mult", 10.0))})
+            groups.append({"params": table, "lr_mult": float(self.tc.get("phone_lr_mult", 10.0))})
         if frozen:
             self.log(f"[denoiser] frozen: {', '.join(frozen)}")
         return groups
@@ -609,6 +612,26 @@ def _lip_gap_fn(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] 
 UNBOUND_SECTIONS = ("train", "sampling", "window", "postprocess")
 
 
+def check_freeze_names(frozen: list[str], names: list[str]) -> None:
+    """Every ``train.freeze`` entry is a parameter name or a prefix of some (a typo must not train all)."""
+    for f in frozen:
+        if not any(n == f or n.startswith(f + ".") for n in names):
+            raise ValueError(f"train.freeze names {f!r}, which is no parameter of the denoiser stage; name a "
+                             "module such as style_encoder, null_style, denoiser.s_mlp or audio_encoder")
+
+
+def _check_freeze(cfg: dict[str, Any], base: TalkRigModel | None, state: tuple[dict, dict] | None) -> None:
+    """``train.freeze`` names parameters of the model (checked before minutes of features), and a resumed
+    stage freezes what it froze when it was saved (its optimizer state holds only those parameters)."""
+    frozen = [str(f) for f in cfg.get("train", {}).get("freeze", [])]
+    if base is not None:
+        check_freeze_names(frozen, [n for n, _ in base.named_parameters()])
+    if state is not None and sorted(state[1].get("freeze", [])) != sorted(frozen):
+        raise ValueError(f"the saved state froze {state[1].get('freeze', [])} and this run freezes {frozen}; "
+                         "resume with the same train.freeze, or delete train_state.json and "
+                         "train_state.safetensors in the output folder to restart the stage")
+
+
 def apply_overrides(cfg: dict[str, Any], sets: list[str], frozen: bool) -> None:
     """``section.key=JSON`` overrides. With a loaded checkpoint only sections its weights do not depend
     on may change (train, sampling, window, postprocess; a missing one of these is created)."""
@@ -748,15 +771,20 @@ def run_training(out: str | Path, config: str | Path | dict = "default",
         if cfg.get("speech_encoder"):
             cfg["speech_encoder"] = pin_speech_encoder(cfg["speech_encoder"])
     cfg = json.loads(json.dumps(cfg))
+    if not resume:
+        # what the base run froze was a choice for that run, not a property of its weights
+        cfg.get("train", {}).pop("freeze", None)
     apply_overrides(cfg, sets or [], frozen=base is not None)
     if base is not None:
         base.cfg = cfg
+    _check_freeze(cfg, base, state)
     folders = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else (data or []))]
     train, val, summary = load_training_clips(cfg, out, folders,
                                               Path(captures) if captures else None, log)
     log(f"data: {json.dumps(summary)} | device {dev}")
     trains_denoiser = stage in ("all", "denoiser")
-    if base is not None and not resume and trains_denoiser and bool(cfg["train"].get("refit_motion_stats", False)):
+    refit = base is not None and not resume and trains_denoiser and bool(cfg["train"].get("refit_motion_stats", False))
+    if refit:
         # the targets changed scale (e.g. a recalibrated performer moves the head 5x more): normalise
         # them afresh, or the fine-tuned denoiser would see channels far from unit variance (only when the
         # denoiser trains: other stages would leave it reading targets normalised unlike its training)
@@ -764,6 +792,7 @@ def run_training(out: str | Path, config: str | Path | dict = "default",
         base.set_motion_stats(torch.from_numpy(allm.mean(0)).to(dev), torch.from_numpy(allm.std(0)).to(dev))
         log("refit the motion normalisation statistics on the training data")
     tr = Trainer(out, cfg, train, val, dev, log, model=base, data_summary=summary)
+    tr.refit_stats = refit
     if base is not None:
         prev = cfg.get("training", {})
         tr.metrics = dict(prev.get("metrics", {}))
@@ -800,12 +829,12 @@ def run_training(out: str | Path, config: str | Path | dict = "default",
             log(f"[{st}] resuming at step {start}")
         tr.data_by_stage[st] = summary
         getattr(tr, f"train_{st}")(n, start, opt_state, budget if st == "denoiser" else None)
-        if not tr.model.presets.abs().sum() or (st == "denoiser" and tr.trains_style_encoder()):
+        if not tr.model.presets.abs().sum() or (st == "denoiser" and tr.style_codes_move()):
             tr.compute_presets()
             tr._save(st, n, None)
         elif st == "denoiser":
             # the style codes did not move, so the presets still mean what they meant: recomputing them
             # from this run's clips would change every preset a user picks (a fine-tune on mostly neutral
             # speech gave presets a third weaker)
-            log("[denoiser] presets kept: the style encoder was frozen")
+            log("[denoiser] presets kept: the style encoder was frozen and the motion normalisation kept")
     return out
