@@ -12,6 +12,7 @@ The source folders are only read.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     import shutil
 
-    from motion_server.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from motion_server.model.checkpoint import BOUND_KEYS, CheckpointError, load_checkpoint, save_checkpoint
     from motion_server.model.network import TalkRigModel
     from rig_mapping.atomic import temp_name
 
@@ -106,8 +107,6 @@ def main(argv: list[str] | None = None) -> int:
         except CheckpointError as exc:
             print(f"--average-with {args.average_with}: {exc}", file=sys.stderr)
             return 2
-        from motion_server.model.checkpoint import BOUND_KEYS
-
         other = other_model.state_dict()
         # same shapes are not enough: the weights must mean the same (emotions, features, encoder, ...)
         differ = sorted(k for k in BOUND_KEYS if model.cfg.get(k) != other_model.cfg.get(k))
@@ -119,8 +118,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         w = float(args.weight)
         state = {k: (1.0 - w) * v + w * other[k] if v.is_floating_point() else v for k, v in state.items()}
-        import hashlib
-
         weights = args.average_with / "model.safetensors" if args.average_with.is_dir() else args.average_with
         # the path alone would not say which weights (a folder like the bundled model's changes over time)
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()

@@ -107,7 +107,7 @@ class Trainer:
         if opt is not None:
             save_train_state(self.out, opt.state_dict(), {"stage": stage, "step": step, "done": self.done,
                                                           "metrics": self.metrics,
-                                                          "freeze": [str(f) for f in self.tc.get("freeze", [])]})
+                                                          "freeze": frozen_prefixes(self.tc)})
 
     def _style(self, idx: torch.Tensor, batches: Batches, drop: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
         refs = batches.references(idx, self.model.style_encoder.max_frames)
@@ -212,30 +212,22 @@ class Trainer:
     def style_codes_move(self) -> bool:
         """Whether this run changes what a style code means: the denoiser stage trains the style encoder
         (``train.freeze`` does not name it), or the motion it reads was renormalised (``refit_motion_stats``)."""
-        return "style_encoder" not in [str(f) for f in self.tc.get("freeze", [])] or self.refit_stats
+        return "style_encoder" not in frozen_prefixes(self.tc) or self.refit_stats
 
     def denoiser_params(self) -> list[dict[str, Any]]:
         """The denoiser stage's parameter groups, less those ``train.freeze`` names (parameter-name
         prefixes, e.g. ``["style_encoder", "null_style"]``: a fine-tune that keeps the style codes, and
         so the emotion presets, in the space they were fitted in)."""
-        m = self.model
-        named = [(f"audio_encoder.{n}", p) for n, p in m.audio_encoder.named_parameters()]
-        named += [(f"style_encoder.{n}", p) for n, p in m.style_encoder.named_parameters()]
-        named += [(f"denoiser.{n}", p) for n, p in m.denoiser.named_parameters()] + [("null_style", m.null_style)]
-        phones = [(f"phone_embed.{n}", p) for n, p in m.phone_embed.named_parameters()] if m.phone_embed is not None else []
-        frozen = [str(f) for f in self.tc.get("freeze", [])]
-        check_freeze_names(frozen, [n for n, _ in named + phones])
-
-        def trainable(pairs: list[tuple[str, torch.nn.Parameter]]) -> list[torch.nn.Parameter]:
-            out = []
-            for n, p in pairs:
-                if any(n == f or n.startswith(f + ".") for f in frozen):
-                    p.requires_grad_(False)
-                else:
-                    out.append(p)
-            return out
-
-        main, table = trainable(named), trainable(phones)
+        frozen = frozen_prefixes(self.tc)
+        named = denoiser_stage_parameters(self.model)
+        check_freeze_names(frozen, [n for n, _ in named])
+        main: list[torch.nn.Parameter] = []
+        table: list[torch.nn.Parameter] = []
+        for n, p in named:
+            if any(_under(n, f) for f in frozen):
+                p.requires_grad_(False)
+            else:
+                (table if n.startswith("phone_embed.") else main).append(p)
         if not main:
             raise ValueError(f"train.freeze {frozen} leaves nothing of the denoiser stage to train; freeze "
                              "fewer modules")
@@ -612,10 +604,29 @@ def _lip_gap_fn(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] 
 UNBOUND_SECTIONS = ("train", "sampling", "window", "postprocess")
 
 
+def denoiser_stage_parameters(model: TalkRigModel) -> list[tuple[str, torch.nn.Parameter]]:
+    """(name, parameter) of everything the denoiser stage trains, named as in the model's state dict."""
+    parts = [("audio_encoder", model.audio_encoder), ("style_encoder", model.style_encoder),
+             ("denoiser", model.denoiser)]
+    if model.phone_embed is not None:
+        parts.append(("phone_embed", model.phone_embed))
+    named = [(f"{prefix}.{n}", p) for prefix, mod in parts for n, p in mod.named_parameters()]
+    return named + [("null_style", model.null_style)]
+
+
+def frozen_prefixes(tc: dict[str, Any]) -> list[str]:
+    """``train.freeze``: parameter-name prefixes the denoiser stage leaves as they are."""
+    return [str(f) for f in tc.get("freeze", [])]
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
 def check_freeze_names(frozen: list[str], names: list[str]) -> None:
     """Every ``train.freeze`` entry is a parameter name or a prefix of some (a typo must not train all)."""
     for f in frozen:
-        if not any(n == f or n.startswith(f + ".") for n in names):
+        if not any(_under(n, f) for n in names):
             raise ValueError(f"train.freeze names {f!r}, which is no parameter of the denoiser stage; name a "
                              "module such as style_encoder, null_style, denoiser.s_mlp or audio_encoder")
 
@@ -623,9 +634,9 @@ def check_freeze_names(frozen: list[str], names: list[str]) -> None:
 def _check_freeze(cfg: dict[str, Any], base: TalkRigModel | None, state: tuple[dict, dict] | None) -> None:
     """``train.freeze`` names parameters of the model (checked before minutes of features), and a resumed
     stage freezes what it froze when it was saved (its optimizer state holds only those parameters)."""
-    frozen = [str(f) for f in cfg.get("train", {}).get("freeze", [])]
+    frozen = frozen_prefixes(cfg.get("train", {}))
     if base is not None:
-        check_freeze_names(frozen, [n for n, _ in base.named_parameters()])
+        check_freeze_names(frozen, [n for n, _ in denoiser_stage_parameters(base)])
     if state is not None and sorted(state[1].get("freeze", [])) != sorted(frozen):
         raise ValueError(f"the saved state froze {state[1].get('freeze', [])} and this run freezes {frozen}; "
                          "resume with the same train.freeze, or delete train_state.json and "
